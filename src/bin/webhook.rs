@@ -1,0 +1,28 @@
+//! The Lambda function: builds everything once at cold start, then serves
+//! invocations. No Bot API call is made here.
+
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::Value;
+use telegram_lambda_bot::config::Config;
+use telegram_lambda_bot::logging;
+use telegram_lambda_bot::webhook::{function_handler, App, InitError};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    logging::init();
+    let app = match Config::from_env()
+        .map_err(InitError::from)
+        .and_then(|config| App::new(&config))
+    {
+        Ok(app) => app,
+        Err(error) => {
+            tracing::error!(error = %telegram_lambda_bot::client::error_chain(&error), "cannot start");
+            return Err(error.into());
+        }
+    };
+    let app = &app;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        function_handler(app, event).await
+    }))
+    .await
+}

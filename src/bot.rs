@@ -1,0 +1,299 @@
+//! The bot's behaviour: what it answers to each update.
+//!
+//! This is the file to edit. It is a pure function from an update to the
+//! messages to send: no network, no clock, no environment, so it is tested
+//! with plain unit tests, and the Lambda function and the long-polling loop
+//! run it unchanged.
+
+use crate::telegram::{ChatType, Message, SendMessage, Update, UpdateKind};
+
+/// The commands the bot knows, as listed by `/help`.
+pub const COMMANDS: &[(&str, &str)] = &[("start", "say hello"), ("help", "list the commands")];
+
+/// The bot. Holds what its answers depend on besides the update.
+#[derive(Debug, Clone, Default)]
+pub struct Bot {
+    /// The bot's username without `@`, to tell `/cmd@ThisBot` from
+    /// `/cmd@OtherBot`. Without it, a command naming any bot is taken as ours.
+    username: Option<String>,
+}
+
+impl Bot {
+    pub fn new(username: Option<String>) -> Self {
+        let username = username
+            .map(|u| u.trim().trim_start_matches('@').to_owned())
+            .filter(|u| !u.is_empty());
+        Bot { username }
+    }
+
+    /// The messages to send in answer to `update`, in order. Empty when the
+    /// update needs no answer.
+    pub fn replies(&self, update: &Update) -> Vec<SendMessage> {
+        match &update.kind {
+            UpdateKind::Message(message) => self.on_message(message).into_iter().collect(),
+            // Edits, channel posts, button presses and every other kind are
+            // accepted and left unanswered.
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_message(&self, message: &Message) -> Option<SendMessage> {
+        let Some(text) = message.text.as_deref() else {
+            // Photos, stickers, voice notes...: a hint in private chats only,
+            // since in groups the bot would answer every picture.
+            return (message.chat.kind == ChatType::Private)
+                .then(|| SendMessage::reply_to(message, NOT_TEXT_HINT));
+        };
+        let reply = match Command::parse(text) {
+            Some(command) if !self.is_addressed_to_us(command.bot) => return None,
+            Some(command) if command.name.eq_ignore_ascii_case("start") => greeting(message),
+            Some(command) if command.name.eq_ignore_ascii_case("help") => help(),
+            _ => format!("You said: {text}"),
+        };
+        Some(SendMessage::reply_to(message, reply))
+    }
+
+    fn is_addressed_to_us(&self, bot: Option<&str>) -> bool {
+        match (bot, &self.username) {
+            (None, _) | (Some(_), None) => true,
+            (Some(named), Some(ours)) => named.eq_ignore_ascii_case(ours),
+        }
+    }
+}
+
+const NOT_TEXT_HINT: &str = "I can only read text for now. Send me a message, or /help.";
+
+fn greeting(message: &Message) -> String {
+    match message.from.as_ref().map(|u| u.first_name.as_str()) {
+        Some(name) if !name.is_empty() => {
+            format!("Hello, {name}! I echo what you write. Send /help to see what I can do.")
+        }
+        _ => "Hello! I echo what you write. Send /help to see what I can do.".to_owned(),
+    }
+}
+
+fn help() -> String {
+    let mut text = String::from("I repeat any text you send me.\n\nCommands:");
+    for (name, description) in COMMANDS {
+        text.push_str(&format!("\n/{name} - {description}"));
+    }
+    text
+}
+
+/// A bot command at the start of a message: `/name`, `/name args` or
+/// `/name@bot args`, following the Bot API's rules for names (1-32 Latin
+/// letters, digits and underscores).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Command<'a> {
+    pub name: &'a str,
+    /// The bot the command names after `@`, if any.
+    pub bot: Option<&'a str>,
+    /// The rest of the text, without the whitespace after the command.
+    pub args: &'a str,
+}
+
+impl<'a> Command<'a> {
+    pub fn parse(text: &'a str) -> Option<Self> {
+        let rest = text.strip_prefix('/')?;
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (word, args) = rest.split_at(end);
+        let (name, bot) = match word.split_once('@') {
+            Some((name, bot)) => (name, Some(bot)),
+            None => (word, None),
+        };
+        let valid_name = (1..=32).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let valid_bot = bot.is_none_or(|b| {
+            !b.is_empty() && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+        });
+        (valid_name && valid_bot).then(|| Command {
+            name,
+            bot,
+            args: args.trim_start(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telegram::{ChatId, MessageId, ReplyParameters, ThreadId, Update};
+    use serde_json::json;
+
+    fn update(message: serde_json::Value) -> Update {
+        Update::from_value(json!({"update_id": 1, "message": message})).unwrap()
+    }
+
+    fn private_text(text: &str) -> Update {
+        update(json!({
+            "message_id": 7, "date": 1,
+            "from": {"id": 42, "is_bot": false, "first_name": "Ali"},
+            "chat": {"id": 42, "type": "private"},
+            "text": text
+        }))
+    }
+
+    fn group_text(text: &str) -> Update {
+        update(json!({
+            "message_id": 8, "date": 1,
+            "from": {"id": 42, "is_bot": false, "first_name": "Ali"},
+            "chat": {"id": -100_123, "type": "supergroup", "title": "G"},
+            "text": text
+        }))
+    }
+
+    fn bot() -> Bot {
+        Bot::new(Some("@EchoLambdaBot".to_owned()))
+    }
+
+    fn texts(replies: &[SendMessage]) -> Vec<&str> {
+        replies.iter().map(|r| r.text.as_str()).collect()
+    }
+
+    #[test]
+    fn start_greets_the_user_by_name() {
+        let replies = bot().replies(&private_text("/start"));
+        assert_eq!(
+            texts(&replies),
+            ["Hello, Ali! I echo what you write. Send /help to see what I can do."]
+        );
+    }
+
+    #[test]
+    fn help_lists_every_command() {
+        let replies = bot().replies(&private_text("/help"));
+        assert_eq!(
+            texts(&replies),
+            ["I repeat any text you send me.\n\nCommands:\n/start - say hello\n/help - list the commands"]
+        );
+    }
+
+    #[test]
+    fn other_text_is_echoed_as_a_reply_that_survives_deletion() {
+        let replies = bot().replies(&private_text("Hi!"));
+        assert_eq!(
+            replies,
+            [SendMessage {
+                chat_id: ChatId(42),
+                text: "You said: Hi!".to_owned(),
+                message_thread_id: None,
+                reply_parameters: Some(ReplyParameters {
+                    message_id: MessageId(7),
+                    allow_sending_without_reply: true
+                }),
+            }]
+        );
+    }
+
+    #[test]
+    fn commands_for_this_bot_match_its_username_in_any_case() {
+        assert_eq!(bot().replies(&group_text("/help@echolambdabot")).len(), 1);
+        assert_eq!(
+            bot().replies(&group_text("/start@EchoLambdaBot now")).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn commands_for_another_bot_are_ignored() {
+        assert!(bot().replies(&group_text("/start@OtherBot")).is_empty());
+        assert!(bot()
+            .replies(&group_text("/whatever@OtherBot hi"))
+            .is_empty());
+    }
+
+    #[test]
+    fn unknown_commands_and_slash_text_are_echoed() {
+        assert_eq!(
+            texts(&bot().replies(&private_text("/nope"))),
+            ["You said: /nope"]
+        );
+        assert_eq!(texts(&bot().replies(&private_text("/"))), ["You said: /"]);
+        assert_eq!(
+            texts(&bot().replies(&private_text("/путь домой"))),
+            ["You said: /путь домой"]
+        );
+    }
+
+    #[test]
+    fn command_parsing_follows_the_bot_api_rules() {
+        assert_eq!(
+            Command::parse("/start@Bot  a b"),
+            Some(Command {
+                name: "start",
+                bot: Some("Bot"),
+                args: "a b"
+            })
+        );
+        assert_eq!(
+            Command::parse("/help\nmore"),
+            Some(Command {
+                name: "help",
+                bot: None,
+                args: "more"
+            })
+        );
+        assert_eq!(Command::parse("start"), None);
+        assert_eq!(Command::parse("/start@"), None);
+        assert_eq!(Command::parse(&format!("/{}", "a".repeat(33))), None);
+    }
+
+    #[test]
+    fn replies_in_a_forum_topic_stay_in_the_topic() {
+        let replies = bot().replies(&update(json!({
+            "message_id": 9, "date": 1, "message_thread_id": 77, "is_topic_message": true,
+            "chat": {"id": -1005, "type": "supergroup", "is_forum": true},
+            "text": "in a topic"
+        })));
+        assert_eq!(replies[0].message_thread_id, Some(ThreadId(77)));
+    }
+
+    #[test]
+    fn a_reply_thread_outside_forums_is_not_a_topic() {
+        let replies = bot().replies(&update(json!({
+            "message_id": 9, "date": 1, "message_thread_id": 3,
+            "chat": {"id": -1005, "type": "supergroup"},
+            "text": "a reply"
+        })));
+        assert_eq!(replies[0].message_thread_id, None);
+    }
+
+    #[test]
+    fn echoing_a_full_length_emoji_message_stays_within_the_limit() {
+        let text = "👍".repeat(2048); // 4096 UTF-16 units
+        let replies = bot().replies(&private_text(&text));
+        assert!(replies[0].text.encode_utf16().count() <= 4096);
+        assert!(replies[0].text.starts_with("You said: 👍"));
+    }
+
+    #[test]
+    fn media_gets_a_hint_in_private_and_silence_in_groups() {
+        let photo = |chat: serde_json::Value| {
+            update(json!({"message_id": 3, "date": 1, "chat": chat,
+                          "photo": [{"file_id": "x", "file_unique_id": "y", "width": 1, "height": 1}]}))
+        };
+        assert_eq!(
+            texts(&bot().replies(&photo(json!({"id": 1, "type": "private"})))),
+            [NOT_TEXT_HINT]
+        );
+        assert!(bot()
+            .replies(&photo(json!({"id": -1, "type": "group"})))
+            .is_empty());
+    }
+
+    #[test]
+    fn other_update_kinds_are_accepted_and_ignored() {
+        for kind in ["edited_message", "channel_post", "my_chat_member", "poll"] {
+            let update = Update::from_value(json!({"update_id": 5, kind: {
+                "message_id": 1, "date": 1, "chat": {"id": 1, "type": "private"}, "text": "x"
+            }}))
+            .unwrap();
+            assert!(bot().replies(&update).is_empty(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn without_a_username_commands_naming_a_bot_are_taken_as_ours() {
+        assert_eq!(Bot::new(None).replies(&group_text("/help@Any")).len(), 1);
+    }
+}

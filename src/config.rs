@@ -1,0 +1,274 @@
+//! Configuration from the environment, read once at cold start.
+
+use secrecy::{ExposeSecret, SecretString};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const DEFAULT_API_BASE_URL: &str = "https://api.telegram.org";
+/// The most a single Bot API request may take. Well under the function's
+/// timeout, so a slow answer still leaves time to answer Telegram cleanly.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the configuration could not be built. Each names its variable; none
+/// contains a secret's value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{var} is invalid: {reason}")]
+    Invalid { var: &'static str, reason: String },
+    #[error("SSL_CERT_FILE {path}: {reason}")]
+    CertFile { path: PathBuf, reason: String },
+}
+
+/// A bot token. Its `Debug` and `Display` never show it.
+#[derive(Clone)]
+pub struct BotToken(SecretString);
+
+impl BotToken {
+    /// Checks the shape `<bot id>:<secret>` so that the token can be placed in
+    /// a URL path as is.
+    pub fn parse(value: &str) -> Result<Self, ConfigError> {
+        let value = value.trim();
+        let well_formed = value.split_once(':').is_some_and(|(id, secret)| {
+            !id.is_empty()
+                && id.bytes().all(|b| b.is_ascii_digit())
+                && !secret.is_empty()
+                && secret
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        });
+        if !well_formed {
+            return Err(ConfigError::Invalid {
+                var: "TELEGRAM_BOT_TOKEN",
+                reason: "expected <bot id>:<secret> as BotFather gives it".to_owned(),
+            });
+        }
+        Ok(BotToken(SecretString::from(value)))
+    }
+
+    /// The token, for building a request URL only.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// The bot's numeric id, the public part of the token.
+    pub fn bot_id(&self) -> &str {
+        self.expose().split(':').next().unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for BotToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BotToken({}:[redacted])", self.bot_id())
+    }
+}
+
+/// The webhook's `secret_token`: 1-256 characters of `A-Z a-z 0-9 _ -`.
+#[derive(Clone)]
+pub struct WebhookSecret(SecretString);
+
+impl WebhookSecret {
+    pub fn parse(value: &str) -> Result<Self, ConfigError> {
+        let valid = (1..=256).contains(&value.len())
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(ConfigError::Invalid {
+                var: "TELEGRAM_WEBHOOK_SECRET",
+                reason: "expected 1-256 characters of A-Z a-z 0-9 _ -".to_owned(),
+            });
+        }
+        Ok(WebhookSecret(SecretString::from(value)))
+    }
+
+    /// Compares in constant time, so the answer's timing tells nothing about
+    /// how much of a guess was right.
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.expose_secret().as_bytes().ct_eq(candidate).into()
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WebhookSecret([redacted])")
+    }
+}
+
+/// Everything the bot needs from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub token: BotToken,
+    /// Without trailing slash, e.g. `https://api.telegram.org`.
+    pub api_base_url: String,
+    pub bot_username: Option<String>,
+    pub webhook_secret: Option<WebhookSecret>,
+    /// Extra trusted certificates (PEM), for an HTTPS stand-in.
+    pub ssl_cert_file: Option<PathBuf>,
+    pub http_timeout: Duration,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup`, so tests need not touch the process
+    /// environment. Empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let token = BotToken::parse(
+            &get("TELEGRAM_BOT_TOKEN").ok_or(ConfigError::Missing("TELEGRAM_BOT_TOKEN"))?,
+        )?;
+        let api_base_url = parse_base_url(
+            get("TELEGRAM_API_BASE_URL")
+                .as_deref()
+                .unwrap_or(DEFAULT_API_BASE_URL),
+        )?;
+        let webhook_secret = get("TELEGRAM_WEBHOOK_SECRET")
+            .map(|s| WebhookSecret::parse(&s))
+            .transpose()?;
+        let http_timeout = match get("TELEGRAM_HTTP_TIMEOUT_SECS") {
+            None => DEFAULT_HTTP_TIMEOUT,
+            Some(v) => v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0 && *s <= 300.0)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| ConfigError::Invalid {
+                    var: "TELEGRAM_HTTP_TIMEOUT_SECS",
+                    reason: format!("expected seconds between 0 and 300, got {v:?}"),
+                })?,
+        };
+        Ok(Config {
+            token,
+            api_base_url,
+            bot_username: get("TELEGRAM_BOT_USERNAME")
+                .map(|u| u.trim().trim_start_matches('@').to_owned()),
+            webhook_secret,
+            ssl_cert_file: get("SSL_CERT_FILE").map(PathBuf::from),
+            http_timeout,
+        })
+    }
+}
+
+fn parse_base_url(value: &str) -> Result<String, ConfigError> {
+    let trimmed = value.trim().trim_end_matches('/');
+    let invalid = |reason: &str| ConfigError::Invalid {
+        var: "TELEGRAM_API_BASE_URL",
+        reason: reason.to_owned(),
+    };
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"))
+        .ok_or_else(|| invalid("expected an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+        return Err(invalid("expected scheme, host, optional port and path"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "123456:AAE-some_Secret-value";
+
+    fn lookup<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_token_is_set() {
+        let config = Config::from_lookup(lookup(&[("TELEGRAM_BOT_TOKEN", TOKEN)])).unwrap();
+        assert_eq!(config.api_base_url, DEFAULT_API_BASE_URL);
+        assert_eq!(config.http_timeout, DEFAULT_HTTP_TIMEOUT);
+        assert!(config.webhook_secret.is_none());
+    }
+
+    #[test]
+    fn a_missing_token_names_the_variable() {
+        let error = Config::from_lookup(lookup(&[])).unwrap_err();
+        assert_eq!(error.to_string(), "TELEGRAM_BOT_TOKEN is not set");
+    }
+
+    #[test]
+    fn a_malformed_token_is_rejected_without_echoing_it() {
+        let error = BotToken::parse("12345:abc/def?x").unwrap_err().to_string();
+        assert!(error.contains("TELEGRAM_BOT_TOKEN"));
+        assert!(!error.contains("abc/def"));
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let config = Config::from_lookup(lookup(&[
+            ("TELEGRAM_BOT_TOKEN", TOKEN),
+            ("TELEGRAM_WEBHOOK_SECRET", "hush-hush_1"),
+        ]))
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("AAE-some_Secret-value"), "{debug}");
+        assert!(!debug.contains("hush-hush_1"), "{debug}");
+        assert!(debug.contains("123456"), "the bot id is public: {debug}");
+    }
+
+    #[test]
+    fn webhook_secret_follows_telegrams_alphabet() {
+        assert!(WebhookSecret::parse("abc_DEF-123").is_ok());
+        assert!(WebhookSecret::parse("").is_err());
+        assert!(WebhookSecret::parse("has space").is_err());
+        assert!(WebhookSecret::parse(&"a".repeat(257)).is_err());
+        assert!(WebhookSecret::parse(&"a".repeat(256)).is_ok());
+    }
+
+    #[test]
+    fn secret_comparison_needs_the_exact_bytes() {
+        let secret = WebhookSecret::parse("s3cret").unwrap();
+        assert!(secret.matches(b"s3cret"));
+        assert!(!secret.matches(b"s3cre"));
+        assert!(!secret.matches(b"s3cret "));
+        assert!(!secret.matches(b"S3CRET"));
+        assert!(!secret.matches(b""));
+    }
+
+    #[test]
+    fn base_url_is_normalised_and_checked() {
+        assert_eq!(
+            parse_base_url("http://127.0.0.1:8081/").unwrap(),
+            "http://127.0.0.1:8081"
+        );
+        assert!(parse_base_url("ftp://x").is_err());
+        assert!(parse_base_url("https://").is_err());
+    }
+
+    #[test]
+    fn timeout_must_be_a_sane_number_of_seconds() {
+        let with = |v| {
+            Config::from_lookup(lookup(&[
+                ("TELEGRAM_BOT_TOKEN", TOKEN),
+                ("TELEGRAM_HTTP_TIMEOUT_SECS", v),
+            ]))
+        };
+        assert_eq!(
+            with("2.5").unwrap().http_timeout,
+            Duration::from_millis(2500)
+        );
+        assert!(with("0").is_err());
+        assert!(with("NaN").is_err());
+        assert!(with("1e9").is_err());
+    }
+}

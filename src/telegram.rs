@@ -1,0 +1,441 @@
+//! Telegram Bot API types: the parts of an `Update` this bot reads and the
+//! requests it sends.
+//!
+//! Deserialisation is lenient on purpose: Telegram adds fields and update kinds
+//! with every Bot API version, and a bot that fails on them loses messages.
+//! Unknown fields are ignored, unknown update kinds keep their raw JSON.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+macro_rules! id_newtype {
+    ($(#[$doc:meta] $name:ident),* $(,)?) => {$(
+        #[$doc]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub i64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    )*};
+}
+
+id_newtype! {
+    /// An update's sequence number; Telegram may deliver the same one twice.
+    UpdateId,
+    /// A chat's id; above 32 bits for supergroups and channels.
+    ChatId,
+    /// A user's id; above 32 bits for some users.
+    UserId,
+    /// A message's id, unique within its chat.
+    MessageId,
+    /// A forum topic's id (`message_thread_id`).
+    ThreadId,
+}
+
+/// One incoming update: its id and what happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Update {
+    pub id: UpdateId,
+    pub kind: UpdateKind,
+}
+
+/// What an update is about. Exactly one kind per update.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum UpdateKind {
+    Message(Message),
+    EditedMessage(Message),
+    ChannelPost(Message),
+    EditedChannelPost(Message),
+    CallbackQuery(CallbackQuery),
+    /// Any other kind, including those that later Bot API versions add, and a
+    /// known kind whose payload did not have the shape we expect. `kind` is
+    /// the update's field name, `raw` its payload.
+    Other {
+        kind: String,
+        raw: Value,
+    },
+}
+
+impl Update {
+    /// The kind's name as Telegram spells it (`message`, `callback_query`, ...).
+    pub fn kind_name(&self) -> &str {
+        match &self.kind {
+            UpdateKind::Message(_) => "message",
+            UpdateKind::EditedMessage(_) => "edited_message",
+            UpdateKind::ChannelPost(_) => "channel_post",
+            UpdateKind::EditedChannelPost(_) => "edited_channel_post",
+            UpdateKind::CallbackQuery(_) => "callback_query",
+            UpdateKind::Other { kind, .. } => kind,
+        }
+    }
+
+    /// The chat the update happened in, when it has one we model.
+    pub fn chat(&self) -> Option<&Chat> {
+        match &self.kind {
+            UpdateKind::Message(m)
+            | UpdateKind::EditedMessage(m)
+            | UpdateKind::ChannelPost(m)
+            | UpdateKind::EditedChannelPost(m) => Some(&m.chat),
+            UpdateKind::CallbackQuery(q) => q.message.as_ref().map(|m| &m.chat),
+            UpdateKind::Other { .. } => None,
+        }
+    }
+}
+
+/// Why a request body is not an update.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UpdateError {
+    #[error("the body is not JSON: {0}")]
+    NotJson(String),
+    #[error("the body is JSON but not an object")]
+    NotAnObject,
+    #[error("the body has no integer update_id")]
+    NoUpdateId,
+}
+
+impl Update {
+    /// Parses an update from a webhook body or one element of getUpdates.
+    pub fn from_slice(body: &[u8]) -> Result<Self, UpdateError> {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| UpdateError::NotJson(e.to_string()))?;
+        Self::from_value(value)
+    }
+
+    /// Parses an update from JSON already read.
+    pub fn from_value(value: Value) -> Result<Self, UpdateError> {
+        let Value::Object(mut object) = value else {
+            return Err(UpdateError::NotAnObject);
+        };
+        let id = object
+            .remove("update_id")
+            .and_then(|v| v.as_i64())
+            .map(UpdateId)
+            .ok_or(UpdateError::NoUpdateId)?;
+        Ok(Update {
+            id,
+            kind: UpdateKind::from_fields(object),
+        })
+    }
+}
+
+impl UpdateKind {
+    fn from_fields(object: Map<String, Value>) -> Self {
+        // An update carries exactly one optional field besides update_id; take
+        // the first, so an update with none or a kind we do not know still parses.
+        let Some((kind, raw)) = object.into_iter().next() else {
+            return UpdateKind::Other {
+                kind: "empty".to_owned(),
+                raw: Value::Null,
+            };
+        };
+        fn typed<T: serde::de::DeserializeOwned>(raw: &Value) -> Option<T> {
+            T::deserialize(raw).ok()
+        }
+        let parsed = match kind.as_str() {
+            "message" => typed(&raw).map(UpdateKind::Message),
+            "edited_message" => typed(&raw).map(UpdateKind::EditedMessage),
+            "channel_post" => typed(&raw).map(UpdateKind::ChannelPost),
+            "edited_channel_post" => typed(&raw).map(UpdateKind::EditedChannelPost),
+            "callback_query" => typed(&raw).map(UpdateKind::CallbackQuery),
+            _ => None,
+        };
+        parsed.unwrap_or(UpdateKind::Other { kind, raw })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct User {
+    pub id: UserId,
+    #[serde(default)]
+    pub is_bot: bool,
+    #[serde(default)]
+    pub first_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language_code: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatType {
+    Private,
+    Group,
+    Supergroup,
+    Channel,
+    /// A chat type added by a later Bot API version.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ChatType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatType::Private => "private",
+            ChatType::Group => "group",
+            ChatType::Supergroup => "supergroup",
+            ChatType::Channel => "channel",
+            ChatType::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Chat {
+    pub id: ChatId,
+    #[serde(rename = "type")]
+    pub kind: ChatType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_forum: Option<bool>,
+}
+
+/// A message. Only the fields the bot reads are modelled; media and service
+/// messages are messages without `text`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Message {
+    pub message_id: MessageId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_thread_id: Option<ThreadId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<User>,
+    #[serde(default)]
+    pub date: i64,
+    pub chat: Chat,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// True when the message was sent to a forum topic; only then does
+    /// `message_thread_id` name a topic a reply can be sent to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_topic_message: Option<bool>,
+}
+
+impl Message {
+    /// The forum topic a reply must go to, if any.
+    pub fn topic(&self) -> Option<ThreadId> {
+        if self.is_topic_message == Some(true) {
+            self.message_thread_id
+        } else {
+            None
+        }
+    }
+}
+
+/// A button press on an inline keyboard.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct CallbackQuery {
+    pub id: String,
+    pub from: User,
+    /// Absent for messages sent via inline mode; an inaccessible (too old)
+    /// message has `date` 0 and still parses here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<Message>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+}
+
+/// Describes the message to reply to (`reply_parameters` of sendMessage).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplyParameters {
+    pub message_id: MessageId,
+    /// Send the reply even if the message was deleted meanwhile.
+    #[serde(default)]
+    pub allow_sending_without_reply: bool,
+}
+
+/// The parameters of sendMessage that this project uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendMessage {
+    pub chat_id: ChatId,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_thread_id: Option<ThreadId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_parameters: Option<ReplyParameters>,
+}
+
+impl SendMessage {
+    /// A reply to `message`: same chat, same forum topic, quoting the message
+    /// when it still exists. The text is cut to Telegram's limit.
+    pub fn reply_to(message: &Message, text: impl Into<String>) -> Self {
+        SendMessage {
+            chat_id: message.chat.id,
+            text: truncate_to_limit(text.into()),
+            message_thread_id: message.topic(),
+            reply_parameters: Some(ReplyParameters {
+                message_id: message.message_id,
+                allow_sending_without_reply: true,
+            }),
+        }
+    }
+}
+
+/// Telegram's limit for a message text. The server counts code points after
+/// entity parsing; counting UTF-16 units instead is never more than that.
+pub const MAX_TEXT_UTF16: usize = 4096;
+
+/// Cuts `text` to at most [`MAX_TEXT_UTF16`] UTF-16 code units, on a character
+/// boundary, ending with an ellipsis when something was cut.
+pub fn truncate_to_limit(text: String) -> String {
+    if text.encode_utf16().count() <= MAX_TEXT_UTF16 {
+        return text;
+    }
+    const ELLIPSIS: char = '…';
+    let budget = MAX_TEXT_UTF16 - ELLIPSIS.len_utf16();
+    let mut used = 0;
+    let mut end = 0;
+    for (index, c) in text.char_indices() {
+        if used + c.len_utf16() > budget {
+            break;
+        }
+        used += c.len_utf16();
+        end = index + c.len_utf8();
+    }
+    let mut cut = text;
+    cut.truncate(end);
+    cut.push(ELLIPSIS);
+    cut
+}
+
+/// The bot's own account, as getMe returns it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Me {
+    pub id: UserId,
+    pub is_bot: bool,
+    pub first_name: String,
+    #[serde(default)]
+    pub username: Option<String>,
+}
+
+/// The parameters of setWebhook that this project uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SetWebhook {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_updates: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_pending_updates: Option<bool>,
+}
+
+/// What getWebhookInfo reports.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+pub struct WebhookInfo {
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub has_custom_certificate: bool,
+    #[serde(default)]
+    pub pending_update_count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_date: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_updates: Option<Vec<String>>,
+}
+
+/// The parameters of getUpdates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct GetUpdates {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<UpdateId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u8>,
+    /// Seconds to wait for an update; the server clamps it to 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_updates: Option<Vec<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn update_kind_from_a_future_bot_api_still_parses() {
+        let update = Update::from_value(json!({
+            "update_id": 9_000_000_001_i64,
+            "purchased_paid_media": {"from": {"id": 1}, "payload": "x"}
+        }))
+        .unwrap();
+        assert_eq!(update.id, UpdateId(9_000_000_001));
+        assert_eq!(update.kind_name(), "purchased_paid_media");
+        assert!(matches!(update.kind, UpdateKind::Other { .. }));
+    }
+
+    #[test]
+    fn unknown_fields_and_chat_types_are_tolerated() {
+        let update = Update::from_value(json!({
+            "update_id": 1,
+            "message": {
+                "message_id": 5, "date": 1, "text": "hi", "new_field": {"a": 1},
+                "chat": {"id": -1_002_000_000_000_i64, "type": "future_type"}
+            }
+        }))
+        .unwrap();
+        let UpdateKind::Message(message) = update.kind else {
+            panic!("not a message: {update:?}");
+        };
+        assert_eq!(message.chat.kind, ChatType::Unknown);
+        assert_eq!(message.chat.id, ChatId(-1_002_000_000_000));
+    }
+
+    #[test]
+    fn a_message_of_unexpected_shape_is_kept_as_other() {
+        let update = Update::from_value(json!({"update_id": 2, "message": {"chat": 5}})).unwrap();
+        assert_eq!(update.kind_name(), "message");
+        assert!(matches!(update.kind, UpdateKind::Other { .. }));
+    }
+
+    #[test]
+    fn bodies_that_are_not_updates_are_told_apart() {
+        assert!(matches!(
+            Update::from_slice(b"{"),
+            Err(UpdateError::NotJson(_))
+        ));
+        assert_eq!(Update::from_slice(b"[1]"), Err(UpdateError::NotAnObject));
+        assert_eq!(Update::from_slice(b"{}"), Err(UpdateError::NoUpdateId));
+        assert_eq!(
+            Update::from_slice(br#"{"update_id":"1"}"#),
+            Err(UpdateError::NoUpdateId)
+        );
+        assert_eq!(
+            Update::from_slice(br#"{"update_id":1.5}"#),
+            Err(UpdateError::NoUpdateId)
+        );
+    }
+
+    #[test]
+    fn truncation_keeps_surrogate_pairs_whole() {
+        let text = "😀".repeat(3000); // 6000 UTF-16 units
+        let cut = truncate_to_limit(text);
+        assert!(cut.encode_utf16().count() <= MAX_TEXT_UTF16);
+        assert!(cut.ends_with('…'));
+        assert!(cut.trim_end_matches('…').chars().all(|c| c == '😀'));
+    }
+
+    #[test]
+    fn text_within_the_limit_is_untouched() {
+        let text = "a".repeat(MAX_TEXT_UTF16);
+        assert_eq!(truncate_to_limit(text.clone()), text);
+    }
+}

@@ -1,0 +1,424 @@
+//! The webhook shell: turns one API Gateway (HTTP API, payload 2.0) or Lambda
+//! Function URL event into at most one run of the bot, sends its replies, and
+//! picks the status that tells Telegram whether to deliver the update again.
+//!
+//! The event is taken as raw JSON and converted here rather than by
+//! `lambda_http::run`, because lambda_http panics on a body that claims to be
+//! base64 and is not, and fails the invocation on events it cannot convert;
+//! both would reach Telegram as a gateway 500, and Telegram would redeliver
+//! the update for a day.
+
+use crate::bot::Bot;
+use crate::client::{error_chain, ApiError, BotApi, BotApiInitError, Failure};
+use crate::config::{Config, ConfigError, WebhookSecret};
+use crate::recent::{Progress, RecentUpdates};
+use crate::telegram::{SendMessage, Update};
+use base64::Engine;
+use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use lambda_http::http::{HeaderMap, HeaderValue, Method};
+use lambda_http::Body;
+use lambda_runtime::LambdaEvent;
+use serde_json::Value;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+
+/// Telegram's header carrying the webhook's `secret_token`.
+pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
+/// Updates are a few KiB; anything this big is not from Telegram.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Time kept back before Lambda's deadline to answer with a clean status.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
+/// When the event has no deadline (local runs), the time an update may take.
+const DEFAULT_BUDGET: Duration = Duration::from_secs(20);
+/// Waiting out a 429 is worth it only if this much time is left afterwards.
+const MIN_SEND_TIME: Duration = Duration::from_millis(500);
+/// Telegram's webhook delivery caps Retry-After at an hour.
+const MAX_RETRY_AFTER_SECS: u64 = 3600;
+const RECENT_UPDATES: usize = 1024;
+
+/// Why the function could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Client(#[from] BotApiInitError),
+}
+
+/// Everything an invocation needs, built once at cold start.
+#[derive(Debug)]
+pub struct App {
+    bot: Bot,
+    api: BotApi,
+    secret: WebhookSecret,
+    recent: Mutex<RecentUpdates>,
+}
+
+impl App {
+    /// Refuses to build without a webhook secret: without it anyone who finds
+    /// the URL can make the bot send messages.
+    pub fn new(config: &Config) -> Result<Self, InitError> {
+        let secret = config
+            .webhook_secret
+            .clone()
+            .ok_or(ConfigError::Missing("TELEGRAM_WEBHOOK_SECRET"))?;
+        Ok(App {
+            bot: Bot::new(config.bot_username.clone()),
+            api: BotApi::new(config)?,
+            secret,
+            recent: Mutex::new(RecentUpdates::new(RECENT_UPDATES)),
+        })
+    }
+}
+
+/// How an invocation ended; logged as `outcome` and mapped to a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The event is not an HTTP request this function understands.
+    BadEvent,
+    MethodNotAllowed,
+    Unauthorized,
+    PayloadTooLarge,
+    /// Authenticated, but the body is not an update: acknowledged, since a
+    /// redelivery would be just as unusable and would hold up the chat.
+    NotAnUpdate,
+    /// Seen and finished by this process before.
+    Duplicate,
+    /// Nothing to answer.
+    Ignored,
+    Answered,
+    /// A reply failed in a way no retry fixes; acknowledged.
+    PermanentFailure,
+    /// A reply failed in a way a redelivery can fix.
+    RetryableFailure {
+        retry_after: Option<Duration>,
+    },
+    /// The token or base URL is wrong; a redelivery after the fix can succeed.
+    ConfigurationFailure,
+}
+
+impl Outcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::BadEvent => "bad_event",
+            Outcome::MethodNotAllowed => "method_not_allowed",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::PayloadTooLarge => "payload_too_large",
+            Outcome::NotAnUpdate => "not_an_update",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Ignored => "ignored",
+            Outcome::Answered => "answered",
+            Outcome::PermanentFailure => "permanent_failure",
+            Outcome::RetryableFailure { .. } => "retryable_failure",
+            Outcome::ConfigurationFailure => "configuration_failure",
+        }
+    }
+
+    /// The status Telegram sees. Any non-2xx makes it deliver the update again.
+    pub fn status(&self) -> u16 {
+        match self {
+            Outcome::BadEvent => 400,
+            Outcome::MethodNotAllowed => 405,
+            Outcome::Unauthorized => 401,
+            Outcome::PayloadTooLarge => 413,
+            Outcome::NotAnUpdate
+            | Outcome::Duplicate
+            | Outcome::Ignored
+            | Outcome::Answered
+            | Outcome::PermanentFailure => 200,
+            Outcome::RetryableFailure {
+                retry_after: Some(_),
+            } => 503,
+            Outcome::RetryableFailure { retry_after: None } => 502,
+            Outcome::ConfigurationFailure => 500,
+        }
+    }
+
+    fn response(&self) -> ApiGatewayV2httpResponse {
+        let mut response = ApiGatewayV2httpResponse::default();
+        response.status_code = i64::from(self.status());
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("text/plain"));
+        match self {
+            Outcome::MethodNotAllowed => {
+                headers.insert("allow", HeaderValue::from_static("POST"));
+            }
+            Outcome::RetryableFailure {
+                retry_after: Some(wait),
+            } => {
+                let seconds = wait_in_whole_seconds(*wait);
+                headers.insert("retry-after", HeaderValue::from(seconds));
+            }
+            _ => {}
+        }
+        response.headers = headers;
+        // Telegram ignores a 2xx body unless it is a method call; keep it empty.
+        let body = match self.status() {
+            200 => String::new(),
+            _ => self.as_str().replace('_', " "),
+        };
+        response.body = Some(Body::Text(body));
+        response
+    }
+}
+
+fn wait_in_whole_seconds(wait: Duration) -> u64 {
+    let mut seconds = wait.as_secs();
+    if wait.subsec_nanos() > 0 {
+        seconds += 1;
+    }
+    seconds.clamp(1, MAX_RETRY_AFTER_SECS)
+}
+
+/// The Lambda handler: never fails the invocation, whatever the event.
+pub async fn function_handler(
+    app: &App,
+    event: LambdaEvent<Value>,
+) -> Result<ApiGatewayV2httpResponse, lambda_runtime::Error> {
+    let deadline = deadline_from_epoch_ms(event.context.deadline);
+    Ok(handle_event(app, event.payload, deadline).await.response())
+}
+
+/// Converts Lambda's deadline (milliseconds since the epoch) to an instant,
+/// keeping back the margin needed to answer.
+pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    // Some emulators (cargo lambda watch 1.9) send a duration here instead of
+    // a timestamp; anything before 2001 is not a real deadline.
+    if deadline_ms < 1_000_000_000_000 {
+        return Instant::now() + DEFAULT_BUDGET;
+    }
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    tracing::debug!(
+        deadline_ms,
+        now_ms,
+        time_left_ms = left.as_millis() as u64,
+        "invocation deadline"
+    );
+    Instant::now() + left.saturating_sub(DEADLINE_MARGIN)
+}
+
+/// Handles one event, and logs one line about it.
+pub async fn handle_event(app: &App, event: Value, deadline: Instant) -> Outcome {
+    let started = Instant::now();
+    let request = match serde_json::from_value::<ApiGatewayV2httpRequest>(event) {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::warn!(outcome = "bad_event", error = %error, "event is not an HTTP API or Function URL request");
+            return Outcome::BadEvent;
+        }
+    };
+    let update = match authenticate(app, &request) {
+        Ok(body) => body,
+        Err(outcome) => {
+            tracing::warn!(outcome = outcome.as_str(), method = %request.request_context.http.method, "request rejected");
+            return outcome;
+        }
+    };
+    let update = match Update::from_slice(&update) {
+        Ok(update) => update,
+        Err(error) => {
+            tracing::warn!(outcome = "not_an_update", error = %error, "acknowledged a body that is not an update");
+            return Outcome::NotAnUpdate;
+        }
+    };
+    let outcome = process(app, &update, deadline).await;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let chat_type = update.chat().map(|c| c.kind.as_str()).unwrap_or("none");
+    let kind = update.kind_name();
+    match outcome {
+        Outcome::ConfigurationFailure => {
+            tracing::error!(
+                update_id = update.id.0,
+                kind,
+                chat_type,
+                outcome = outcome.as_str(),
+                duration_ms,
+                "update failed: check TELEGRAM_BOT_TOKEN and TELEGRAM_API_BASE_URL"
+            )
+        }
+        Outcome::PermanentFailure | Outcome::RetryableFailure { .. } => {
+            tracing::warn!(
+                update_id = update.id.0,
+                kind,
+                chat_type,
+                outcome = outcome.as_str(),
+                duration_ms,
+                "update failed"
+            )
+        }
+        _ => {
+            tracing::info!(
+                update_id = update.id.0,
+                kind,
+                chat_type,
+                outcome = outcome.as_str(),
+                duration_ms,
+                "update handled"
+            )
+        }
+    }
+    outcome
+}
+
+/// Checks method, secret and size, in that order, and returns the body.
+/// Nothing of the body is read before the secret matched.
+fn authenticate(app: &App, request: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, Outcome> {
+    if request.request_context.http.method != Method::POST {
+        return Err(Outcome::MethodNotAllowed);
+    }
+    let mut secrets = request.headers.get_all(SECRET_HEADER).iter();
+    let authentic = match (secrets.next(), secrets.next()) {
+        (Some(given), None) => app.secret.matches(given.as_bytes()),
+        _ => false,
+    };
+    if !authentic {
+        return Err(Outcome::Unauthorized);
+    }
+    let body = request.body.as_deref().unwrap_or_default();
+    if !request.is_base64_encoded {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(Outcome::PayloadTooLarge);
+        }
+        return Ok(body.as_bytes().to_vec());
+    }
+    // Base64 grows the size by 4/3; check before decoding anything that big.
+    if body.len() / 4 * 3 > MAX_BODY_BYTES + 3 {
+        return Err(Outcome::PayloadTooLarge);
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .map_err(|_| Outcome::NotAnUpdate)?;
+    if decoded.len() > MAX_BODY_BYTES {
+        return Err(Outcome::PayloadTooLarge);
+    }
+    Ok(decoded)
+}
+
+/// Runs the bot on the update and sends its replies, resuming where an earlier
+/// delivery of the same update in this process stopped.
+pub async fn process(app: &App, update: &Update, deadline: Instant) -> Outcome {
+    let already_sent = match lock(&app.recent).get(update.id) {
+        Some(Progress::Done) => return Outcome::Duplicate,
+        Some(Progress::Sent(count)) => count,
+        None => 0,
+    };
+    let replies = app.bot.replies(update);
+    if replies.is_empty() {
+        lock(&app.recent).record(update.id, Progress::Done);
+        return Outcome::Ignored;
+    }
+    let mut outcome = Outcome::Answered;
+    for (index, reply) in replies.iter().enumerate().skip(already_sent) {
+        match send(&app.api, reply, deadline).await {
+            Ok(()) => {}
+            Err(error) => match error.failure() {
+                Failure::Permanent => {
+                    tracing::warn!(update_id = update.id.0, error = %error_chain(&error), "reply dropped: Telegram refused it for good");
+                    outcome = Outcome::PermanentFailure;
+                }
+                Failure::Retryable { retry_after } => {
+                    lock(&app.recent).record(update.id, Progress::Sent(index));
+                    tracing::warn!(update_id = update.id.0, error = %error_chain(&error), "reply not sent; Telegram will deliver the update again");
+                    return Outcome::RetryableFailure { retry_after };
+                }
+                Failure::Configuration => {
+                    lock(&app.recent).record(update.id, Progress::Sent(index));
+                    tracing::error!(update_id = update.id.0, error = %error_chain(&error), "reply not sent: the Bot API rejected the token or URL");
+                    return Outcome::ConfigurationFailure;
+                }
+            },
+        }
+        lock(&app.recent).record(update.id, Progress::Sent(index + 1));
+    }
+    lock(&app.recent).record(update.id, Progress::Done);
+    outcome
+}
+
+/// Sends one reply. Waits out a 429 once when the wait fits before the
+/// deadline, and follows a group's migration to a supergroup once.
+async fn send(api: &BotApi, reply: &SendMessage, deadline: Instant) -> Result<(), ApiError> {
+    let first = match api.send_message(reply, Some(deadline)).await {
+        Ok(_) => return Ok(()),
+        Err(error) => error,
+    };
+    if let Some(new_chat) = first.migrate_to_chat_id() {
+        let moved = SendMessage {
+            chat_id: new_chat,
+            message_thread_id: None,
+            ..reply.clone()
+        };
+        return api.send_message(&moved, Some(deadline)).await.map(drop);
+    }
+    let Failure::Retryable {
+        retry_after: Some(wait),
+    } = first.failure()
+    else {
+        return Err(first);
+    };
+    if Instant::now() + wait + MIN_SEND_TIME > deadline {
+        return Err(first);
+    }
+    tracing::info!(
+        retry_after_ms = wait.as_millis() as u64,
+        "rate limited; waiting once"
+    );
+    tokio::time::sleep(wait).await;
+    api.send_message(reply, Some(deadline)).await.map(drop)
+}
+
+/// The set is only ever left half-updated by a panic elsewhere; its data is
+/// still sound, so a poisoned lock is taken over rather than propagated.
+fn lock(recent: &Mutex<RecentUpdates>) -> std::sync::MutexGuard<'_, RecentUpdates> {
+    recent
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_that_is_not_a_timestamp_gets_the_default_budget() {
+        for not_epoch in [0, 600_000] {
+            let left = deadline_from_epoch_ms(not_epoch) - Instant::now();
+            assert!(
+                left > DEFAULT_BUDGET - Duration::from_secs(1),
+                "{not_epoch}: {left:?}"
+            );
+        }
+        let past = deadline_from_epoch_ms(1_700_000_000_000);
+        assert!(past <= Instant::now());
+    }
+
+    #[test]
+    fn retry_after_is_rounded_up_to_whole_seconds_and_capped() {
+        assert_eq!(wait_in_whole_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(wait_in_whole_seconds(Duration::from_secs(60)), 60);
+        assert_eq!(wait_in_whole_seconds(Duration::ZERO), 1);
+        assert_eq!(wait_in_whole_seconds(Duration::from_secs(86_400)), 3600);
+    }
+
+    #[test]
+    fn statuses_tell_telegram_whether_to_retry() {
+        assert_eq!(Outcome::PermanentFailure.status(), 200);
+        assert_eq!(Outcome::NotAnUpdate.status(), 200);
+        assert_eq!(Outcome::ConfigurationFailure.status(), 500);
+        assert_eq!(
+            Outcome::RetryableFailure { retry_after: None }.status(),
+            502
+        );
+        let limited = Outcome::RetryableFailure {
+            retry_after: Some(Duration::from_secs(60)),
+        }
+        .response();
+        assert_eq!(limited.status_code, 503);
+        assert_eq!(limited.headers["retry-after"], "60");
+    }
+}

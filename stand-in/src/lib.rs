@@ -1,0 +1,226 @@
+//! A stand-in for the Telegram Bot API on loopback, for tests and local runs.
+//!
+//! It answers the methods this project uses with Telegram's JSON shapes and
+//! refuses what Telegram refuses, with Telegram's status codes and error
+//! descriptions: a wrong token, an unknown method, a chat it has not seen, an
+//! empty or over-long text, a reply to a message that does not exist. It
+//! records every call and injects failures on demand.
+//!
+//! Chats become known the way they do for a real bot: when an update from
+//! them passes through ([`StandIn::observe_update`]).
+
+mod api;
+mod state;
+
+pub use state::{Call, Fault};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// A token of the right shape, for tests and local runs only.
+pub const DEFAULT_TOKEN: &str = "123456789:AAStandIn-token_for-local-tests-only";
+pub const DEFAULT_BOT_USERNAME: &str = "EchoLambdaBot";
+/// Telegram refuses request bodies above this (it is the file upload limit).
+const MAX_REQUEST_BYTES: usize = 50 * 1024 * 1024;
+
+/// How the stand-in presents itself.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub token: String,
+    pub bot_username: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            token: DEFAULT_TOKEN.to_owned(),
+            bot_username: DEFAULT_BOT_USERNAME.to_owned(),
+        }
+    }
+}
+
+/// A running stand-in. Stops accepting connections when dropped.
+#[derive(Debug)]
+pub struct StandIn {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    server: JoinHandle<()>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) options: Options,
+    pub(crate) state: Mutex<state::State>,
+    pub(crate) updates_arrived: tokio::sync::Notify,
+}
+
+impl Shared {
+    pub(crate) fn state(&self) -> MutexGuard<'_, state::State> {
+        // A panic while holding the lock leaves plain data behind; keep going.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl StandIn {
+    /// Starts on an ephemeral loopback port.
+    pub async fn start(options: Options) -> std::io::Result<StandIn> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), options).await
+    }
+
+    pub async fn start_on(addr: SocketAddr, options: Options) -> std::io::Result<StandIn> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let bot_id = options
+            .token
+            .split(':')
+            .next()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or(1);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state::State::new(bot_id)),
+            options,
+            updates_arrived: tokio::sync::Notify::new(),
+        });
+        let server = tokio::spawn(serve(listener, shared.clone()));
+        Ok(StandIn {
+            addr,
+            shared,
+            server,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The value for `TELEGRAM_API_BASE_URL`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn token(&self) -> &str {
+        &self.shared.options.token
+    }
+
+    /// Every Bot API call received, in order, with the status answered.
+    pub fn calls(&self) -> Vec<Call> {
+        self.shared.state().calls.clone()
+    }
+
+    /// The parameters of every call to `method` (case-insensitive).
+    pub fn calls_to(&self, method: &str) -> Vec<Value> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method.eq_ignore_ascii_case(method))
+            .map(|c| c.params)
+            .collect()
+    }
+
+    /// The parameters of every sendMessage that was accepted.
+    pub fn sent_messages(&self) -> Vec<Value> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method.eq_ignore_ascii_case("sendMessage") && c.status == 200)
+            .map(|c| c.params)
+            .collect()
+    }
+
+    /// Makes the next call to `method` fail as `fault` says. Faults queue up
+    /// per method and are used one per call.
+    pub fn inject(&self, method: &str, fault: Fault) {
+        self.shared
+            .state()
+            .faults
+            .entry(method.to_ascii_lowercase())
+            .or_default()
+            .push_back(fault);
+    }
+
+    /// Learns the chats, users and messages in `update`, as Telegram knows
+    /// them once a user wrote.
+    pub fn observe_update(&self, update: &Value) {
+        self.shared.state().observe_update(update);
+    }
+
+    /// Marks a private chat as having blocked the bot.
+    pub fn block_chat(&self, chat_id: i64) {
+        self.shared.state().block(chat_id);
+    }
+
+    /// Queues an update for getUpdates (and learns from it).
+    pub fn enqueue_update(&self, update: Value) {
+        let mut state = self.shared.state();
+        state.observe_update(&update);
+        state.pending.push_back(update);
+        drop(state);
+        self.shared.updates_arrived.notify_waiters();
+    }
+
+    /// Forgets calls and faults; keeps known chats.
+    pub fn reset(&self) {
+        let mut state = self.shared.state();
+        state.calls.clear();
+        state.faults.clear();
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| handle(shared.clone(), request));
+            // An error here is a connection the stand-in dropped on purpose
+            // or a client that went away; neither is worth a log line.
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Returned to hyper to drop the connection without an answer.
+#[derive(Debug)]
+pub(crate) struct DroppedOnPurpose;
+
+impl std::fmt::Display for DroppedOnPurpose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by an injected fault")
+    }
+}
+
+impl std::error::Error for DroppedOnPurpose {}
+
+async fn handle(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, DroppedOnPurpose> {
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return Ok(api::json_response(
+                413,
+                &api::error_body(413, "Request Entity Too Large"),
+            ))
+        }
+    };
+    api::route(&shared, parts, body).await
+}

@@ -1,0 +1,173 @@
+//! What the stand-in remembers: calls, queued faults, known chats, updates.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Instant;
+
+/// One Bot API call as received.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Call {
+    /// The method as the caller spelt it.
+    pub method: String,
+    /// Query, form and JSON parameters merged into one object.
+    pub params: Value,
+    /// The HTTP status answered; 0 when the connection was dropped.
+    pub status: u16,
+}
+
+/// A failure to inject into the next call of a method.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fault {
+    /// Answer Telegram's error JSON with this status and description; with
+    /// `retry_after`, also `parameters.retry_after` and a Retry-After header.
+    Error {
+        status: u16,
+        description: String,
+        #[serde(default)]
+        retry_after: Option<u64>,
+    },
+    /// Answer an HTML page with this status, as the front proxy does for 502.
+    Html { status: u16 },
+    /// Wait this long, then carry out the call and answer normally; a client
+    /// that gave up meanwhile has still caused the effect.
+    Delay { millis: u64 },
+    /// Close the connection without answering, and do nothing.
+    Drop,
+}
+
+impl Fault {
+    pub fn internal_error() -> Self {
+        Fault::Error {
+            status: 500,
+            description: "Internal Server Error".to_owned(),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_gateway() -> Self {
+        Fault::Html { status: 502 }
+    }
+
+    pub fn too_many_requests(retry_after: u64) -> Self {
+        Fault::Error {
+            status: 429,
+            description: format!("Too Many Requests: retry after {retry_after}"),
+            retry_after: Some(retry_after),
+        }
+    }
+
+    pub fn blocked_by_user() -> Self {
+        Fault::Error {
+            status: 403,
+            description: "Forbidden: bot was blocked by the user".to_owned(),
+            retry_after: None,
+        }
+    }
+
+    pub fn chat_not_found() -> Self {
+        Fault::Error {
+            status: 400,
+            description: "Bad Request: chat not found".to_owned(),
+            retry_after: None,
+        }
+    }
+
+    pub fn slow(millis: u64) -> Self {
+        Fault::Delay { millis }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ChatInfo {
+    pub(crate) raw: Value,
+    pub(crate) is_forum: bool,
+    pub(crate) blocked: bool,
+    pub(crate) messages: HashSet<i64>,
+    pub(crate) topics: HashSet<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Webhook {
+    pub(crate) url: String,
+    pub(crate) secret_token: Option<String>,
+    pub(crate) max_connections: u32,
+    pub(crate) allowed_updates: Option<Vec<String>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) bot_id: i64,
+    pub(crate) calls: Vec<Call>,
+    pub(crate) faults: HashMap<String, VecDeque<Fault>>,
+    pub(crate) chats: HashMap<i64, ChatInfo>,
+    pub(crate) next_message_id: i64,
+    pub(crate) webhook: Option<Webhook>,
+    pub(crate) last_set_webhook: Option<Instant>,
+    pub(crate) pending: VecDeque<Value>,
+}
+
+impl State {
+    pub(crate) fn new(bot_id: i64) -> Self {
+        State {
+            bot_id,
+            calls: Vec::new(),
+            faults: HashMap::new(),
+            chats: HashMap::new(),
+            next_message_id: 1_000_000,
+            webhook: None,
+            last_set_webhook: None,
+            pending: VecDeque::new(),
+        }
+    }
+
+    pub(crate) fn observe_update(&mut self, update: &Value) {
+        let Some(object) = update.as_object() else {
+            return;
+        };
+        for (kind, payload) in object {
+            let message = match kind.as_str() {
+                "callback_query" => payload.get("message"),
+                "message" | "edited_message" | "channel_post" | "edited_channel_post" => {
+                    Some(payload)
+                }
+                _ => None,
+            };
+            if let Some(message) = message {
+                self.observe_message(message);
+            }
+        }
+    }
+
+    fn observe_message(&mut self, message: &Value) {
+        let Some(chat) = message.get("chat") else {
+            return;
+        };
+        let Some(chat_id) = chat.get("id").and_then(Value::as_i64) else {
+            return;
+        };
+        let info = self.chats.entry(chat_id).or_insert_with(|| ChatInfo {
+            raw: chat.clone(),
+            is_forum: false,
+            blocked: false,
+            messages: HashSet::new(),
+            topics: HashSet::new(),
+        });
+        info.is_forum |= chat.get("is_forum").and_then(Value::as_bool) == Some(true);
+        if let Some(id) = message.get("message_id").and_then(Value::as_i64) {
+            info.messages.insert(id);
+        }
+        if message.get("is_topic_message").and_then(Value::as_bool) == Some(true) {
+            if let Some(thread) = message.get("message_thread_id").and_then(Value::as_i64) {
+                info.topics.insert(thread);
+            }
+        }
+    }
+
+    pub(crate) fn block(&mut self, chat_id: i64) {
+        if let Some(chat) = self.chats.get_mut(&chat_id) {
+            chat.blocked = true;
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests, one binary: the webhook function and the Bot API client
+//! against the Telegram stand-in on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+mod client;
+mod helpers;
+mod webhook;
