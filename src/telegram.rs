@@ -126,8 +126,8 @@ impl Update {
 
 impl UpdateKind {
     fn from_fields(object: Map<String, Value>) -> Self {
-        // An update carries exactly one optional field besides update_id; take
-        // the first, so an update with none or a kind we do not know still parses.
+        // An update carries exactly one optional field besides update_id; an
+        // update with none, or with a kind we do not know, still parses.
         let Some((kind, raw)) = object.into_iter().next() else {
             return UpdateKind::Other {
                 kind: "empty".to_owned(),

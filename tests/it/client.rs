@@ -299,3 +299,42 @@ async fn get_updates_confirms_with_offset_and_long_polls() {
         .unwrap();
     assert_eq!(arrived.iter().map(|u| u.id.0).collect::<Vec<_>>(), [8]);
 }
+
+fn config_with_cert_file(path: &std::path::Path) -> telegram_lambda_bot::config::Config {
+    let vars = [
+        ("TELEGRAM_BOT_TOKEN", DEFAULT_TOKEN.to_owned()),
+        ("SSL_CERT_FILE", path.display().to_string()),
+    ];
+    telegram_lambda_bot::config::Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    })
+    .unwrap()
+}
+
+#[test]
+fn ssl_cert_file_certificates_are_trusted_in_addition() {
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-ca.pem");
+    assert!(telegram_lambda_bot::client::BotApi::new(&config_with_cert_file(&fixture)).is_ok());
+}
+
+#[test]
+fn an_unusable_ssl_cert_file_is_a_clear_init_error() {
+    let dir = std::env::temp_dir().join(format!("certs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "no certificates here\n").unwrap();
+    for (path, expected) in [
+        (dir.join("missing.pem"), "No such file"),
+        (empty, "holds no certificate"),
+    ] {
+        let error = telegram_lambda_bot::client::BotApi::new(&config_with_cert_file(&path))
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("SSL_CERT_FILE"), "{error}");
+        assert!(error.contains(expected), "{error}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
