@@ -11,7 +11,9 @@
 pub mod bot;
 pub mod client;
 pub mod config;
+pub mod delivery;
 pub mod logging;
+pub mod poll;
 pub mod recent;
 pub mod telegram;
 pub mod webhook;

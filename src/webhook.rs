@@ -9,10 +9,11 @@
 //! the update for a day.
 
 use crate::bot::Bot;
-use crate::client::{error_chain, ApiError, BotApi, BotApiInitError, Failure};
+use crate::client::{error_chain, BotApi, BotApiInitError, Failure};
 use crate::config::{Config, ConfigError, WebhookSecret};
+use crate::delivery::{log_update, send, Outcome};
 use crate::recent::{Progress, RecentUpdates};
-use crate::telegram::{SendMessage, Update};
+use crate::telegram::Update;
 use base64::Engine;
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use lambda_http::http::{HeaderMap, HeaderValue, Method};
@@ -31,8 +32,6 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 /// When the event has no deadline (local runs), the time an update may take.
 const DEFAULT_BUDGET: Duration = Duration::from_secs(20);
-/// Waiting out a 429 is worth it only if this much time is left afterwards.
-const MIN_SEND_TIME: Duration = Duration::from_millis(500);
 /// Telegram's webhook delivery caps Retry-After at an hour.
 const MAX_RETRY_AFTER_SECS: u64 = 3600;
 const RECENT_UPDATES: usize = 1024;
@@ -75,7 +74,7 @@ impl App {
 
 /// How an invocation ended; logged as `outcome` and mapped to a status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Answer {
     /// The event is not an HTTP request this function understands.
     BadEvent,
     MethodNotAllowed,
@@ -84,70 +83,57 @@ pub enum Outcome {
     /// Authenticated, but the body is not an update: acknowledged, since a
     /// redelivery would be just as unusable and would hold up the chat.
     NotAnUpdate,
-    /// Seen and finished by this process before.
-    Duplicate,
-    /// Nothing to answer.
-    Ignored,
-    Answered,
-    /// A reply failed in a way no retry fixes; acknowledged.
-    PermanentFailure,
-    /// A reply failed in a way a redelivery can fix.
-    RetryableFailure {
-        retry_after: Option<Duration>,
-    },
-    /// The token or base URL is wrong; a redelivery after the fix can succeed.
-    ConfigurationFailure,
+    /// The update was handled; see its outcome.
+    Update(Outcome),
 }
 
-impl Outcome {
+impl Answer {
     pub fn as_str(&self) -> &'static str {
         match self {
-            Outcome::BadEvent => "bad_event",
-            Outcome::MethodNotAllowed => "method_not_allowed",
-            Outcome::Unauthorized => "unauthorized",
-            Outcome::PayloadTooLarge => "payload_too_large",
-            Outcome::NotAnUpdate => "not_an_update",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Ignored => "ignored",
-            Outcome::Answered => "answered",
-            Outcome::PermanentFailure => "permanent_failure",
-            Outcome::RetryableFailure { .. } => "retryable_failure",
-            Outcome::ConfigurationFailure => "configuration_failure",
+            Answer::BadEvent => "bad_event",
+            Answer::MethodNotAllowed => "method_not_allowed",
+            Answer::Unauthorized => "unauthorized",
+            Answer::PayloadTooLarge => "payload_too_large",
+            Answer::NotAnUpdate => "not_an_update",
+            Answer::Update(outcome) => outcome.as_str(),
         }
     }
 
     /// The status Telegram sees. Any non-2xx makes it deliver the update again.
     pub fn status(&self) -> u16 {
         match self {
-            Outcome::BadEvent => 400,
-            Outcome::MethodNotAllowed => 405,
-            Outcome::Unauthorized => 401,
-            Outcome::PayloadTooLarge => 413,
-            Outcome::NotAnUpdate
-            | Outcome::Duplicate
-            | Outcome::Ignored
-            | Outcome::Answered
-            | Outcome::PermanentFailure => 200,
-            Outcome::RetryableFailure {
+            Answer::BadEvent => 400,
+            Answer::MethodNotAllowed => 405,
+            Answer::Unauthorized => 401,
+            Answer::PayloadTooLarge => 413,
+            Answer::NotAnUpdate => 200,
+            Answer::Update(
+                Outcome::Duplicate
+                | Outcome::Ignored
+                | Outcome::Answered
+                | Outcome::PermanentFailure,
+            ) => 200,
+            Answer::Update(Outcome::RetryableFailure {
                 retry_after: Some(_),
-            } => 503,
-            Outcome::RetryableFailure { retry_after: None } => 502,
-            Outcome::ConfigurationFailure => 500,
+            }) => 503,
+            Answer::Update(Outcome::RetryableFailure { retry_after: None }) => 502,
+            Answer::Update(Outcome::ConfigurationFailure) => 500,
         }
     }
 
-    fn response(&self) -> ApiGatewayV2httpResponse {
+    /// The response in the shape API Gateway and Function URLs expect.
+    pub fn response(&self) -> ApiGatewayV2httpResponse {
         let mut response = ApiGatewayV2httpResponse::default();
         response.status_code = i64::from(self.status());
         let mut headers = HeaderMap::new();
         headers.insert("content-type", HeaderValue::from_static("text/plain"));
         match self {
-            Outcome::MethodNotAllowed => {
+            Answer::MethodNotAllowed => {
                 headers.insert("allow", HeaderValue::from_static("POST"));
             }
-            Outcome::RetryableFailure {
+            Answer::Update(Outcome::RetryableFailure {
                 retry_after: Some(wait),
-            } => {
+            }) => {
                 let seconds = wait_in_whole_seconds(*wait);
                 headers.insert("retry-after", HeaderValue::from(seconds));
             }
@@ -204,13 +190,13 @@ pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
 }
 
 /// Handles one event, and logs one line about it.
-pub async fn handle_event(app: &App, event: Value, deadline: Instant) -> Outcome {
+pub async fn handle_event(app: &App, event: Value, deadline: Instant) -> Answer {
     let started = Instant::now();
     let request = match serde_json::from_value::<ApiGatewayV2httpRequest>(event) {
         Ok(request) => request,
         Err(error) => {
             tracing::warn!(outcome = "bad_event", error = %error, "event is not an HTTP API or Function URL request");
-            return Outcome::BadEvent;
+            return Answer::BadEvent;
         }
     };
     let update = match authenticate(app, &request) {
@@ -224,53 +210,19 @@ pub async fn handle_event(app: &App, event: Value, deadline: Instant) -> Outcome
         Ok(update) => update,
         Err(error) => {
             tracing::warn!(outcome = "not_an_update", error = %error, "acknowledged a body that is not an update");
-            return Outcome::NotAnUpdate;
+            return Answer::NotAnUpdate;
         }
     };
     let outcome = process(app, &update, deadline).await;
-    let duration_ms = started.elapsed().as_millis() as u64;
-    let chat_type = update.chat().map(|c| c.kind.as_str()).unwrap_or("none");
-    let kind = update.kind_name();
-    match outcome {
-        Outcome::ConfigurationFailure => {
-            tracing::error!(
-                update_id = update.id.0,
-                kind,
-                chat_type,
-                outcome = outcome.as_str(),
-                duration_ms,
-                "update failed: check TELEGRAM_BOT_TOKEN and TELEGRAM_API_BASE_URL"
-            )
-        }
-        Outcome::PermanentFailure | Outcome::RetryableFailure { .. } => {
-            tracing::warn!(
-                update_id = update.id.0,
-                kind,
-                chat_type,
-                outcome = outcome.as_str(),
-                duration_ms,
-                "update failed"
-            )
-        }
-        _ => {
-            tracing::info!(
-                update_id = update.id.0,
-                kind,
-                chat_type,
-                outcome = outcome.as_str(),
-                duration_ms,
-                "update handled"
-            )
-        }
-    }
-    outcome
+    log_update(&update, outcome, started);
+    Answer::Update(outcome)
 }
 
 /// Checks method, secret and size, in that order, and returns the body.
 /// Nothing of the body is read before the secret matched.
-fn authenticate(app: &App, request: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, Outcome> {
+fn authenticate(app: &App, request: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, Answer> {
     if request.request_context.http.method != Method::POST {
-        return Err(Outcome::MethodNotAllowed);
+        return Err(Answer::MethodNotAllowed);
     }
     let mut secrets = request.headers.get_all(SECRET_HEADER).iter();
     let authentic = match (secrets.next(), secrets.next()) {
@@ -278,24 +230,24 @@ fn authenticate(app: &App, request: &ApiGatewayV2httpRequest) -> Result<Vec<u8>,
         _ => false,
     };
     if !authentic {
-        return Err(Outcome::Unauthorized);
+        return Err(Answer::Unauthorized);
     }
     let body = request.body.as_deref().unwrap_or_default();
     if !request.is_base64_encoded {
         if body.len() > MAX_BODY_BYTES {
-            return Err(Outcome::PayloadTooLarge);
+            return Err(Answer::PayloadTooLarge);
         }
         return Ok(body.as_bytes().to_vec());
     }
     // Base64 grows the size by 4/3; check before decoding anything that big.
     if body.len() / 4 * 3 > MAX_BODY_BYTES + 3 {
-        return Err(Outcome::PayloadTooLarge);
+        return Err(Answer::PayloadTooLarge);
     }
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(body.trim())
-        .map_err(|_| Outcome::NotAnUpdate)?;
+        .map_err(|_| Answer::NotAnUpdate)?;
     if decoded.len() > MAX_BODY_BYTES {
-        return Err(Outcome::PayloadTooLarge);
+        return Err(Answer::PayloadTooLarge);
     }
     Ok(decoded)
 }
@@ -315,7 +267,7 @@ pub async fn process(app: &App, update: &Update, deadline: Instant) -> Outcome {
     }
     let mut outcome = Outcome::Answered;
     for (index, reply) in replies.iter().enumerate().skip(already_sent) {
-        match send(&app.api, reply, deadline).await {
+        match send(&app.api, reply, Some(deadline)).await {
             Ok(()) => {}
             Err(error) => match error.failure() {
                 Failure::Permanent => {
@@ -338,38 +290,6 @@ pub async fn process(app: &App, update: &Update, deadline: Instant) -> Outcome {
     }
     lock(&app.recent).record(update.id, Progress::Done);
     outcome
-}
-
-/// Sends one reply. Waits out a 429 once when the wait fits before the
-/// deadline, and follows a group's migration to a supergroup once.
-async fn send(api: &BotApi, reply: &SendMessage, deadline: Instant) -> Result<(), ApiError> {
-    let first = match api.send_message(reply, Some(deadline)).await {
-        Ok(_) => return Ok(()),
-        Err(error) => error,
-    };
-    if let Some(new_chat) = first.migrate_to_chat_id() {
-        let moved = SendMessage {
-            chat_id: new_chat,
-            message_thread_id: None,
-            ..reply.clone()
-        };
-        return api.send_message(&moved, Some(deadline)).await.map(drop);
-    }
-    let Failure::Retryable {
-        retry_after: Some(wait),
-    } = first.failure()
-    else {
-        return Err(first);
-    };
-    if Instant::now() + wait + MIN_SEND_TIME > deadline {
-        return Err(first);
-    }
-    tracing::info!(
-        retry_after_ms = wait.as_millis() as u64,
-        "rate limited; waiting once"
-    );
-    tokio::time::sleep(wait).await;
-    api.send_message(reply, Some(deadline)).await.map(drop)
 }
 
 /// The set is only ever left half-updated by a panic elsewhere; its data is
@@ -407,16 +327,14 @@ mod tests {
 
     #[test]
     fn statuses_tell_telegram_whether_to_retry() {
-        assert_eq!(Outcome::PermanentFailure.status(), 200);
-        assert_eq!(Outcome::NotAnUpdate.status(), 200);
-        assert_eq!(Outcome::ConfigurationFailure.status(), 500);
-        assert_eq!(
-            Outcome::RetryableFailure { retry_after: None }.status(),
-            502
-        );
-        let limited = Outcome::RetryableFailure {
+        assert_eq!(Answer::Update(Outcome::PermanentFailure).status(), 200);
+        assert_eq!(Answer::NotAnUpdate.status(), 200);
+        assert_eq!(Answer::Update(Outcome::ConfigurationFailure).status(), 500);
+        let retry = Outcome::RetryableFailure { retry_after: None };
+        assert_eq!(Answer::Update(retry).status(), 502);
+        let limited = Answer::Update(Outcome::RetryableFailure {
             retry_after: Some(Duration::from_secs(60)),
-        }
+        })
         .response();
         assert_eq!(limited.status_code, 503);
         assert_eq!(limited.headers["retry-after"], "60");

@@ -116,10 +116,13 @@ pub(crate) async fn route(
     let params = match parse_params(&parts, &body) {
         Ok(params) => params,
         Err(description) => {
-            record(shared, method, Value::Null, 400);
+            let call = record(shared, method, Value::Null);
+            finish(shared, call, 400);
             return Ok(error_response(400, &description, None));
         }
     };
+    // Recorded on arrival, so a test can see a call that is still in flight.
+    let call = record(shared, method, Value::Object(params.clone()));
     let fault = shared
         .state()
         .faults
@@ -131,17 +134,14 @@ pub(crate) async fn route(
             description,
             retry_after,
         }) => {
-            record(shared, method, Value::Object(params), status);
+            finish(shared, call, status);
             return Ok(error_response(status, &description, retry_after));
         }
         Some(Fault::Html { status }) => {
-            record(shared, method, Value::Object(params), status);
+            finish(shared, call, status);
             return Ok(html_response(status));
         }
-        Some(Fault::Drop) => {
-            record(shared, method, Value::Object(params), 0);
-            return Err(DroppedOnPurpose);
-        }
+        Some(Fault::Drop) => return Err(DroppedOnPurpose),
         Some(Fault::Delay { millis }) => {
             tokio::time::sleep(Duration::from_millis(millis)).await;
         }
@@ -168,16 +168,25 @@ pub(crate) async fn route(
             (status, error_response(status, &description, retry_after))
         }
     };
-    record(shared, method, Value::Object(params), status);
+    finish(shared, call, status);
     Ok(response)
 }
 
-fn record(shared: &Shared, method: &str, params: Value, status: u16) {
-    shared.state().calls.push(Call {
+fn record(shared: &Shared, method: &str, params: Value) -> usize {
+    let mut state = shared.state();
+    state.calls.push(Call {
         method: method.to_owned(),
         params,
-        status,
+        status: 0,
     });
+    state.calls.len() - 1
+}
+
+/// Sets the status of call number `index`, unless a reset forgot it.
+fn finish(shared: &Shared, index: usize, status: u16) {
+    if let Some(call) = shared.state().calls.get_mut(index) {
+        call.status = status;
+    }
 }
 
 /// Merges query string, then form or JSON body, as Telegram accepts all three.
@@ -245,7 +254,7 @@ fn bad_request(description: &str) -> (u16, String, Option<u64>) {
     (400, format!("Bad Request: {description}"), None)
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -505,16 +514,44 @@ async fn get_updates(shared: &Shared, params: &Map<String, Value>) -> Answer {
     let timeout = Duration::from_secs(integer(params.get("timeout")).unwrap_or(0).max(0) as u64)
         .min(MAX_LONG_POLL);
     let deadline = tokio::time::Instant::now() + timeout;
+    let generation = {
+        let mut state = shared.state();
+        if state.webhook.is_some() {
+            return Err((
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first".to_owned(),
+                None,
+            ));
+        }
+        if let Some(value) = params.get("allowed_updates") {
+            let list = match value {
+                Value::String(s) => serde_json::from_str::<Value>(s).ok(),
+                other => Some(other.clone()),
+            };
+            let Some(Value::Array(items)) = list else {
+                return Err(bad_request("can't parse allowed updates JSON array"));
+            };
+            let kinds: Vec<String> = items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
+            state.allowed_updates = (!kinds.is_empty()).then_some(kinds);
+        }
+        state.poll_generation += 1;
+        state.poll_generation
+    };
+    // A newer getUpdates ends any poll still waiting, as Telegram does.
+    shared.updates_arrived.notify_waiters();
     loop {
         // Register interest before looking, so an update queued in between
         // still wakes this poll.
         let arrived = shared.updates_arrived.notified();
         {
             let mut state = shared.state();
-            if state.webhook.is_some() {
+            if state.poll_generation != generation {
                 return Err((
                     409,
-                    "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first".to_owned(),
+                    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running".to_owned(),
                     None,
                 ));
             }
@@ -522,6 +559,13 @@ async fn get_updates(shared: &Shared, params: &Map<String, Value>) -> Answer {
                 state
                     .pending
                     .retain(|u| u.get("update_id").and_then(Value::as_i64).unwrap_or(0) >= offset);
+            }
+            // Kinds the bot did not ask for are dropped, not delivered.
+            if let Some(allowed) = state.allowed_updates.clone() {
+                state.pending.retain(|u| {
+                    u.as_object()
+                        .is_some_and(|o| o.keys().any(|k| allowed.contains(k)))
+                });
             }
             let skip = if offset < 0 {
                 state
@@ -572,6 +616,20 @@ pub(crate) fn control(shared: &Arc<Shared>, path: &str, body: &Bytes) -> Respons
                 json_response(200, &json!({"ok": true}))
             }
             Err(e) => json_response(400, &json!({"ok": false, "description": e.to_string()})),
+        },
+        "updates" => match parsed() {
+            Ok(update) if update.get("update_id").and_then(Value::as_i64).is_some() => {
+                let mut state = shared.state();
+                state.observe_update(&update);
+                state.pending.push_back(update);
+                drop(state);
+                shared.updates_arrived.notify_waiters();
+                json_response(200, &json!({"ok": true}))
+            }
+            _ => json_response(
+                400,
+                &json!({"ok": false, "description": "expected an update with an integer update_id"}),
+            ),
         },
         "faults" => {
             #[derive(serde::Deserialize)]

@@ -165,6 +165,36 @@ impl StandIn {
         self.shared.updates_arrived.notify_waiters();
     }
 
+    /// Queues a text message from a user in their private chat with the bot,
+    /// as Telegram would after the user wrote it. Returns the update id.
+    pub fn enqueue_text(&self, user_id: i64, text: &str) -> i64 {
+        let mut state = self.shared.state();
+        state.next_update_id += 1;
+        state.next_message_id += 1;
+        let (update_id, message_id) = (state.next_update_id, state.next_message_id);
+        drop(state);
+        let user = serde_json::json!({"id": user_id, "is_bot": false, "first_name": "User"});
+        let mut chat = user.clone();
+        chat["type"] = serde_json::json!("private");
+        chat.as_object_mut().map(|c| c.remove("is_bot"));
+        self.enqueue_update(serde_json::json!({
+            "update_id": update_id,
+            "message": {
+                "message_id": message_id,
+                "from": user,
+                "chat": chat,
+                "date": api::now(),
+                "text": text,
+            }
+        }));
+        update_id
+    }
+
+    /// Updates queued and not yet confirmed by a getUpdates offset.
+    pub fn pending_updates(&self) -> Vec<Value> {
+        self.shared.state().pending.iter().cloned().collect()
+    }
+
     /// Forgets calls and faults; keeps known chats.
     pub fn reset(&self) {
         let mut state = self.shared.state();

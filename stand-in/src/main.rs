@@ -20,7 +20,7 @@ async fn main() -> ExitCode {
             "--token" => value("--token").map(|v| options.token = v),
             "--bot-username" => value("--bot-username").map(|v| options.bot_username = v),
             "-h" | "--help" => {
-                println!("Usage: telegram-stand-in [--listen ADDR] [--token TOKEN] [--bot-username NAME]\n\nA local stand-in for the Telegram Bot API. Defaults: --listen 127.0.0.1:8081,\n--token {}, --bot-username {}.\nControls: GET /_stand-in/calls, GET /_stand-in/sent, POST /_stand-in/observe,\nPOST /_stand-in/faults, POST /_stand-in/reset.", telegram_stand_in::DEFAULT_TOKEN, telegram_stand_in::DEFAULT_BOT_USERNAME);
+                println!("Usage: telegram-stand-in [--listen ADDR] [--token TOKEN] [--bot-username NAME]\n\nA local stand-in for the Telegram Bot API. Defaults: --listen 127.0.0.1:8081,\n--token {}, --bot-username {}.\nControls: GET /_stand-in/calls, GET /_stand-in/sent, POST /_stand-in/observe,\nPOST /_stand-in/updates (queue for getUpdates), POST /_stand-in/faults, POST /_stand-in/reset.", telegram_stand_in::DEFAULT_TOKEN, telegram_stand_in::DEFAULT_BOT_USERNAME);
                 return ExitCode::SUCCESS;
             }
             other => Err(format!("unknown argument {other}; see --help")),

@@ -12,7 +12,8 @@ pub struct Call {
     pub method: String,
     /// Query, form and JSON parameters merged into one object.
     pub params: Value,
-    /// The HTTP status answered; 0 when the connection was dropped.
+    /// The HTTP status answered; 0 while the call is in flight, or when the
+    /// connection was dropped without an answer.
     pub status: u16,
 }
 
@@ -106,6 +107,12 @@ pub(crate) struct State {
     pub(crate) webhook: Option<Webhook>,
     pub(crate) last_set_webhook: Option<Instant>,
     pub(crate) pending: VecDeque<Value>,
+    pub(crate) next_update_id: i64,
+    /// Counts getUpdates calls; a waiting call that sees it change was
+    /// superseded by another poller.
+    pub(crate) poll_generation: u64,
+    /// What getUpdates or setWebhook asked for last; Telegram keeps it.
+    pub(crate) allowed_updates: Option<Vec<String>>,
 }
 
 impl State {
@@ -119,6 +126,9 @@ impl State {
             webhook: None,
             last_set_webhook: None,
             pending: VecDeque::new(),
+            next_update_id: 100_000_000,
+            poll_generation: 0,
+            allowed_updates: None,
         }
     }
 

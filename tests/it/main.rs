@@ -4,4 +4,5 @@
 
 mod client;
 mod helpers;
+mod poll;
 mod webhook;

@@ -1,0 +1,425 @@
+//! The long-polling loop against the stand-in: offsets, order, retries,
+//! conflicts, and stopping without losing or repeating an update.
+
+use crate::helpers::api_for;
+use serde_json::{json, Value};
+use std::time::Duration;
+use telegram_lambda_bot::bot::Bot;
+use telegram_lambda_bot::poll::{self, Backoff, PollError, PollOptions, Summary};
+use telegram_stand_in::{Fault, Options, StandIn};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+const USER: i64 = 4242;
+
+fn options() -> PollOptions {
+    PollOptions {
+        timeout_secs: 1,
+        backoff: Backoff {
+            initial: Duration::from_millis(20),
+            max: Duration::from_millis(200),
+        },
+        ..PollOptions::default()
+    }
+}
+
+struct Poller {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<Summary, PollError>>,
+}
+
+fn start(stand_in: &StandIn, options: PollOptions) -> Poller {
+    let api = api_for(stand_in);
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        poll::run(
+            &api,
+            &Bot::new(Some("EchoLambdaBot".into())),
+            &options,
+            stop_rx,
+        )
+        .await
+    });
+    Poller { stop, task }
+}
+
+impl Poller {
+    async fn stop(self) -> Result<Summary, PollError> {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the poller stops within 10 s")
+            .unwrap()
+    }
+}
+
+async fn until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn texts(stand_in: &StandIn) -> Vec<String> {
+    stand_in
+        .sent_messages()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn offsets(stand_in: &StandIn) -> Vec<Value> {
+    stand_in
+        .calls_to("getUpdates")
+        .iter()
+        .map(|p| p.get("offset").cloned().unwrap_or(Value::Null))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_is_answered_in_order_and_offsets_advance_exactly() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let ids: Vec<i64> = ["one", "two", "three"]
+        .iter()
+        .map(|t| stand_in.enqueue_text(USER, t))
+        .collect();
+    let poller = start(&stand_in, options());
+    until("three replies", || stand_in.sent_messages().len() == 3).await;
+    let summary = poller.stop().await.unwrap();
+    assert_eq!(
+        texts(&stand_in),
+        ["You said: one", "You said: two", "You said: three"]
+    );
+    assert_eq!(summary.handled, 3);
+    assert_eq!(summary.confirmed_offset.map(|o| o.0), Some(ids[2] + 1));
+    // deleteWebhook first, then polls: no offset, then exactly past the last.
+    assert_eq!(stand_in.calls()[0].method, "deleteWebhook");
+    let seen = offsets(&stand_in);
+    assert_eq!(seen[0], Value::Null);
+    assert!(
+        seen[1..].iter().all(|o| *o == json!(ids[2] + 1)),
+        "{seen:?}"
+    );
+    let last = stand_in.calls_to("getUpdates").pop().unwrap();
+    assert_eq!(
+        last["timeout"], 0,
+        "the stop confirms with a poll that waits for nothing"
+    );
+    assert!(stand_in.pending_updates().is_empty());
+    let first = &stand_in.calls_to("getUpdates")[0];
+    assert_eq!(first["allowed_updates"], json!(["message"]));
+    assert_eq!(first["timeout"], 1);
+}
+
+#[tokio::test]
+async fn a_webhook_is_deleted_before_polling() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let api = api_for(&stand_in);
+    api.set_webhook(&telegram_lambda_bot::telegram::SetWebhook {
+        url: "https://example.invalid/webhook".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    stand_in.enqueue_text(USER, "hello");
+    let poller = start(&stand_in, options());
+    until("a reply", || stand_in.sent_messages().len() == 1).await;
+    poller.stop().await.unwrap();
+    assert_eq!(api.get_webhook_info().await.unwrap().url, "");
+}
+
+#[tokio::test]
+async fn another_poller_is_reported_clearly_and_ends_the_run() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    stand_in.inject(
+        "getUpdates",
+        Fault::Error {
+            status: 409,
+            description: "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running".into(),
+            retry_after: None,
+        },
+    );
+    let poller = start(&stand_in, options());
+    let result = tokio::time::timeout(Duration::from_secs(10), poller.task)
+        .await
+        .unwrap()
+        .unwrap();
+    let error = result.unwrap_err();
+    assert!(matches!(error, PollError::OtherPoller(_)), "{error:?}");
+    assert!(error.to_string().contains("another instance is polling"));
+}
+
+#[tokio::test]
+async fn two_pollers_with_one_token_conflict_in_the_stand_in_too() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let first = start(
+        &stand_in,
+        PollOptions {
+            timeout_secs: 5,
+            ..options()
+        },
+    );
+    until("the first long poll", || {
+        stand_in.calls_to("getUpdates").len() == 1
+    })
+    .await;
+    let second = start(
+        &stand_in,
+        PollOptions {
+            timeout_secs: 5,
+            ..options()
+        },
+    );
+    let result = tokio::time::timeout(Duration::from_secs(10), first.task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(result, Err(PollError::OtherPoller(_))),
+        "{result:?}"
+    );
+    second.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn failures_that_a_retry_fixes_are_retried_and_the_update_answered_once() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    stand_in.inject("getUpdates", Fault::internal_error());
+    stand_in.inject("getUpdates", Fault::bad_gateway());
+    stand_in.inject("getUpdates", Fault::Drop);
+    stand_in.inject("sendMessage", Fault::internal_error());
+    stand_in.inject("sendMessage", Fault::too_many_requests(1));
+    stand_in.inject("sendMessage", Fault::Drop);
+    stand_in.inject("sendMessage", Fault::bad_gateway());
+    stand_in.enqueue_text(USER, "persist");
+    let poller = start(&stand_in, options());
+    until("the reply", || stand_in.sent_messages().len() == 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    poller.stop().await.unwrap();
+    assert_eq!(texts(&stand_in), ["You said: persist"]);
+    assert_eq!(stand_in.calls_to("sendMessage").len(), 5);
+}
+
+#[tokio::test]
+async fn a_get_updates_timeout_is_retried() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    stand_in.enqueue_text(USER, "after a timeout");
+    // Slower than the client's limit (long-poll timeout 0 + 1 s).
+    stand_in.inject("getUpdates", Fault::slow(2_500));
+    let api = {
+        let vars = [
+            ("TELEGRAM_BOT_TOKEN", stand_in.token().to_owned()),
+            ("TELEGRAM_API_BASE_URL", stand_in.base_url()),
+            ("TELEGRAM_HTTP_TIMEOUT_SECS", "1".to_owned()),
+        ];
+        let config = telegram_lambda_bot::config::Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap();
+        telegram_lambda_bot::client::BotApi::new(&config).unwrap()
+    };
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let options = PollOptions {
+            timeout_secs: 0,
+            ..options()
+        };
+        poll::run(&api, &Bot::default(), &options, stop_rx).await
+    });
+    until("the reply", || stand_in.sent_messages().len() == 1).await;
+    let _ = stop.send(true);
+    task.await.unwrap().unwrap();
+    assert_eq!(texts(&stand_in), ["You said: after a timeout"]);
+}
+
+#[tokio::test]
+async fn a_permanent_refusal_is_logged_and_skipped() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    stand_in.inject("sendMessage", Fault::blocked_by_user());
+    stand_in.enqueue_text(USER, "blocked");
+    let next = stand_in.enqueue_text(USER, "next");
+    let poller = start(&stand_in, options());
+    until("the next reply", || stand_in.sent_messages().len() == 1).await;
+    let summary = poller.stop().await.unwrap();
+    assert_eq!(texts(&stand_in), ["You said: next"]);
+    assert_eq!(stand_in.calls_to("sendMessage").len(), 2);
+    assert_eq!(summary.confirmed_offset.map(|o| o.0), Some(next + 1));
+}
+
+#[tokio::test]
+async fn a_wrong_token_stops_polling_with_a_configuration_error() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let other = StandIn::start(Options {
+        token: "5555:AAanother-token_entirely-000000000000".into(),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    // A client holding `other`'s token, talking to `stand_in`.
+    let vars = [
+        ("TELEGRAM_BOT_TOKEN", other.token().to_owned()),
+        ("TELEGRAM_API_BASE_URL", stand_in.base_url()),
+    ];
+    let config = telegram_lambda_bot::config::Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let api = telegram_lambda_bot::client::BotApi::new(&config).unwrap();
+    let (_stop, stop_rx) = watch::channel(false);
+    let result = tokio::time::timeout(
+        Duration::from_secs(10),
+        poll::run(&api, &Bot::default(), &options(), stop_rx),
+    )
+    .await
+    .unwrap();
+    let error = result.unwrap_err();
+    assert!(matches!(error, PollError::Configuration(_)), "{error:?}");
+    assert!(!format!("{error:?} {error}").contains("AAanother-token"));
+}
+
+#[tokio::test]
+async fn a_stop_mid_batch_then_a_restart_answers_every_update_exactly_once() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let words = ["a", "b", "c", "d", "e"];
+    for word in words {
+        stand_in.enqueue_text(USER, word);
+    }
+    // The second reply is slow, so the stop lands while it is in flight.
+    stand_in.inject("sendMessage", Fault::slow(0));
+    stand_in.inject("sendMessage", Fault::slow(400));
+    let first = start(&stand_in, options());
+    until("the second reply in flight", || {
+        stand_in.calls_to("sendMessage").len() == 2
+    })
+    .await;
+    let summary = first.stop().await.unwrap();
+    assert_eq!(summary.handled, 2, "the update in hand is finished");
+    assert_eq!(texts(&stand_in), ["You said: a", "You said: b"]);
+    assert_eq!(
+        stand_in.pending_updates().len(),
+        3,
+        "handled updates confirmed"
+    );
+
+    let second = start(&stand_in, options());
+    until("every reply", || stand_in.sent_messages().len() == 5).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    second.stop().await.unwrap();
+    let expected: Vec<String> = words.iter().map(|w| format!("You said: {w}")).collect();
+    assert_eq!(texts(&stand_in), expected);
+    assert!(stand_in.pending_updates().is_empty());
+}
+
+#[tokio::test]
+async fn a_stop_during_a_long_poll_exits_promptly() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let poller = start(
+        &stand_in,
+        PollOptions {
+            timeout_secs: 50,
+            ..options()
+        },
+    );
+    until("the long poll", || {
+        stand_in.calls_to("getUpdates").len() == 1
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let summary = poller.stop().await.unwrap();
+    assert_eq!(summary, Summary::default());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// The `bot` binary, configured for `stand_in` through the environment.
+fn bot_command(stand_in: &StandIn) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_bot"));
+    command
+        .env_clear()
+        .env("TELEGRAM_BOT_TOKEN", stand_in.token())
+        .env("TELEGRAM_API_BASE_URL", stand_in.base_url())
+        .env("LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poll_command_says_another_poller_runs_and_exits_non_zero() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    stand_in.inject(
+        "getUpdates",
+        Fault::Error {
+            status: 409,
+            description: "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running".into(),
+            retry_after: None,
+        },
+    );
+    let output = tokio::time::timeout(
+        Duration::from_secs(20),
+        bot_command(&stand_in)
+            .args(["poll", "--timeout", "1"])
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let ours: Vec<&str> = stderr.lines().filter(|l| l.starts_with("bot: ")).collect();
+    assert_eq!(ours.len(), 1, "{stderr}");
+    assert!(
+        ours[0].starts_with("bot: another instance is polling with this bot token"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poll_command_stops_cleanly_on_sigterm_and_confirms() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    stand_in.enqueue_text(USER, "from the command");
+    let mut child = bot_command(&stand_in)
+        .args(["poll", "--timeout", "5"])
+        .spawn()
+        .unwrap();
+    until("the reply", || stand_in.sent_messages().len() == 1).await;
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        stand_in.pending_updates().is_empty(),
+        "confirmed before exit"
+    );
+    assert_eq!(texts(&stand_in), ["You said: from the command"]);
+}
+
+#[tokio::test]
+async fn the_poll_command_names_a_missing_variable() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bot"))
+        .env_clear()
+        .arg("poll")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim(),
+        "bot: TELEGRAM_BOT_TOKEN is not set"
+    );
+}
