@@ -20,6 +20,9 @@ use tokio::time::Instant;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Below this much time before a deadline, a request is not started at all.
 const MIN_REQUEST_TIME: Duration = Duration::from_millis(50);
+/// The longest `retry_after` taken as given; Telegram's webhook delivery caps
+/// its own at an hour, and an unbounded value would overflow time arithmetic.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// What a caller should do about a failed call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,7 +311,7 @@ impl BotApi {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .map(retry_after_secs);
         let body = response.bytes().await.map_err(transport)?;
         tracing::debug!(
             method,
@@ -368,13 +371,17 @@ fn decode<R: DeserializeOwned>(
         retry_after: parameters
             .as_ref()
             .and_then(|p| p.retry_after)
-            .map(Duration::from_secs)
+            .map(retry_after_secs)
             .or(header_retry_after),
         migrate_to_chat_id: parameters
             .as_ref()
             .and_then(|p| p.migrate_to_chat_id)
             .map(ChatId),
     })
+}
+
+fn retry_after_secs(seconds: u64) -> Duration {
+    Duration::from_secs(seconds).min(MAX_RETRY_AFTER)
 }
 
 fn read_certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {
@@ -450,6 +457,20 @@ mod tests {
             error.failure(),
             Failure::Retryable {
                 retry_after: Some(Duration::from_secs(3))
+            }
+        );
+    }
+
+    #[test]
+    fn an_absurd_retry_after_is_capped_at_an_hour() {
+        let body = format!(
+            r#"{{"ok":false,"error_code":429,"description":"Too Many Requests","parameters":{{"retry_after":{}}}}}"#,
+            u64::MAX
+        );
+        assert_eq!(
+            failure_of(429, &body),
+            Failure::Retryable {
+                retry_after: Some(MAX_RETRY_AFTER)
             }
         );
     }

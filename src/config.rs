@@ -86,10 +86,22 @@ impl WebhookSecret {
     }
 
     /// Compares in constant time, so the answer's timing tells nothing about
-    /// how much of a guess was right.
+    /// how much of a guess was right, nor how long the secret is: both sides
+    /// are padded to the longest allowed secret first.
     pub fn matches(&self, candidate: &[u8]) -> bool {
         use subtle::ConstantTimeEq;
-        self.0.expose_secret().as_bytes().ct_eq(candidate).into()
+        const MAX: usize = 256;
+        let secret = self.0.expose_secret().as_bytes();
+        if candidate.len() > MAX {
+            return false; // says only that the guess was too long
+        }
+        let mut expected = [0u8; MAX];
+        let mut given = [0u8; MAX];
+        expected[..secret.len()].copy_from_slice(secret);
+        given[..candidate.len()].copy_from_slice(candidate);
+        let same_bytes = expected.ct_eq(&given);
+        let same_length = (secret.len() as u64).ct_eq(&(candidate.len() as u64));
+        (same_bytes & same_length).into()
     }
 
     pub fn expose(&self) -> &str {
@@ -243,6 +255,15 @@ mod tests {
         assert!(!secret.matches(b"s3cret "));
         assert!(!secret.matches(b"S3CRET"));
         assert!(!secret.matches(b""));
+        assert!(
+            !secret.matches(b"s3cret\0"),
+            "padding must not make a match"
+        );
+        assert!(!secret.matches(&[b'a'; 300]));
+        let longest = "x".repeat(256);
+        assert!(WebhookSecret::parse(&longest)
+            .unwrap()
+            .matches(longest.as_bytes()));
     }
 
     #[test]

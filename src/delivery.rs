@@ -69,7 +69,8 @@ pub async fn send(
     else {
         return Err(first);
     };
-    if Instant::now() + wait + MIN_SEND_TIME > deadline {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if wait.saturating_add(MIN_SEND_TIME) > left {
         return Err(first);
     }
     tracing::info!(
@@ -80,10 +81,11 @@ pub async fn send(
     api.send_message(reply, Some(deadline)).await.map(drop)
 }
 
-/// The one line logged per update, the same in both delivery modes. Never
-/// the message text.
-pub fn log_update(update: &Update, outcome: Outcome, started: Instant) {
+/// The one line logged per update, the same in both delivery modes, with the
+/// error that decided the outcome, if any. Never the message text.
+pub fn log_update(update: &Update, outcome: Outcome, started: Instant, error: Option<&ApiError>) {
     let duration_ms = started.elapsed().as_millis() as u64;
+    let error = error.map(|e| crate::client::error_chain(e));
     let chat_type = update.chat().map(|c| c.kind.as_str()).unwrap_or("none");
     let kind = update.kind_name();
     let update_id = update.id.0;
@@ -95,6 +97,7 @@ pub fn log_update(update: &Update, outcome: Outcome, started: Instant) {
             chat_type,
             outcome = outcome_name,
             duration_ms,
+            error,
             "update failed: check TELEGRAM_BOT_TOKEN and TELEGRAM_API_BASE_URL"
         ),
         Outcome::PermanentFailure | Outcome::RetryableFailure { .. } => tracing::warn!(
@@ -103,6 +106,7 @@ pub fn log_update(update: &Update, outcome: Outcome, started: Instant) {
             chat_type,
             outcome = outcome_name,
             duration_ms,
+            error,
             "update failed"
         ),
         _ => tracing::info!(

@@ -238,28 +238,26 @@ async fn handle(
     } else {
         Outcome::Answered
     };
+    let mut decisive = None;
     for reply in &replies {
         match retry(backoff, stop, "sendMessage", || send_one(api, reply)).await {
             Step::Done(()) => {}
             Step::Stopped => {
-                log_update(
-                    update,
-                    Outcome::RetryableFailure { retry_after: None },
-                    started,
-                );
+                let outcome = Outcome::RetryableFailure { retry_after: None };
+                log_update(update, outcome, started, None);
                 return Handled::Stopped;
             }
             Step::Failed(error) if error.failure() == Failure::Permanent => {
-                tracing::warn!(update_id = update.id.0, error = %error_chain(&error), "reply dropped: Telegram refused it for good");
                 outcome = Outcome::PermanentFailure;
+                decisive = Some(error);
             }
             Step::Failed(error) => {
-                log_update(update, Outcome::ConfigurationFailure, started);
+                log_update(update, Outcome::ConfigurationFailure, started, Some(&error));
                 return Handled::Misconfigured(error);
             }
         }
     }
-    log_update(update, outcome, started);
+    log_update(update, outcome, started, decisive.as_ref());
     Handled::Done
 }
 

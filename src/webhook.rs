@@ -9,11 +9,12 @@
 //! the update for a day.
 
 use crate::bot::Bot;
-use crate::client::{error_chain, BotApi, BotApiInitError, Failure};
+use crate::client::{ApiError, BotApi, BotApiInitError, Failure};
 use crate::config::{Config, ConfigError, WebhookSecret};
 use crate::delivery::{log_update, send, Outcome};
 use crate::recent::{Progress, RecentUpdates};
 use crate::telegram::Update;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use lambda_http::http::{HeaderMap, HeaderValue, Method};
@@ -35,6 +36,10 @@ const DEFAULT_BUDGET: Duration = Duration::from_secs(20);
 /// Telegram's webhook delivery caps Retry-After at an hour.
 const MAX_RETRY_AFTER_SECS: u64 = 3600;
 const RECENT_UPDATES: usize = 1024;
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 /// Why the function could not start.
 #[derive(Debug, thiserror::Error)]
@@ -213,8 +218,8 @@ pub async fn handle_event(app: &App, event: Value, deadline: Instant) -> Answer 
             return Answer::NotAnUpdate;
         }
     };
-    let outcome = process(app, &update, deadline).await;
-    log_update(&update, outcome, started);
+    let (outcome, error) = process(app, &update, deadline).await;
+    log_update(&update, outcome, started, error.as_ref());
     Answer::Update(outcome)
 }
 
@@ -243,9 +248,10 @@ fn authenticate(app: &App, request: &ApiGatewayV2httpRequest) -> Result<Vec<u8>,
     if body.len() / 4 * 3 > MAX_BODY_BYTES + 3 {
         return Err(Answer::PayloadTooLarge);
     }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(body.trim())
-        .map_err(|_| Answer::NotAnUpdate)?;
+    // Padding optional and line breaks ignored: a body that is base64 in any
+    // common spelling is decoded rather than dropped.
+    let compact: Vec<u8> = body.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    let decoded = BASE64.decode(compact).map_err(|_| Answer::NotAnUpdate)?;
     if decoded.len() > MAX_BODY_BYTES {
         return Err(Answer::PayloadTooLarge);
     }
@@ -253,43 +259,38 @@ fn authenticate(app: &App, request: &ApiGatewayV2httpRequest) -> Result<Vec<u8>,
 }
 
 /// Runs the bot on the update and sends its replies, resuming where an earlier
-/// delivery of the same update in this process stopped.
-pub async fn process(app: &App, update: &Update, deadline: Instant) -> Outcome {
+/// delivery of the same update in this process stopped. Returns the outcome
+/// and the error that decided it, for the update's one log line.
+pub async fn process(app: &App, update: &Update, deadline: Instant) -> (Outcome, Option<ApiError>) {
     let already_sent = match lock(&app.recent).get(update.id) {
-        Some(Progress::Done) => return Outcome::Duplicate,
+        Some(Progress::Done) => return (Outcome::Duplicate, None),
         Some(Progress::Sent(count)) => count,
         None => 0,
     };
     let replies = app.bot.replies(update);
     if replies.is_empty() {
         lock(&app.recent).record(update.id, Progress::Done);
-        return Outcome::Ignored;
+        return (Outcome::Ignored, None);
     }
-    let mut outcome = Outcome::Answered;
+    let mut result = (Outcome::Answered, None);
     for (index, reply) in replies.iter().enumerate().skip(already_sent) {
-        match send(&app.api, reply, Some(deadline)).await {
-            Ok(()) => {}
-            Err(error) => match error.failure() {
-                Failure::Permanent => {
-                    tracing::warn!(update_id = update.id.0, error = %error_chain(&error), "reply dropped: Telegram refused it for good");
-                    outcome = Outcome::PermanentFailure;
-                }
-                Failure::Retryable { retry_after } => {
-                    lock(&app.recent).record(update.id, Progress::Sent(index));
-                    tracing::warn!(update_id = update.id.0, error = %error_chain(&error), "reply not sent; Telegram will deliver the update again");
-                    return Outcome::RetryableFailure { retry_after };
-                }
-                Failure::Configuration => {
-                    lock(&app.recent).record(update.id, Progress::Sent(index));
-                    tracing::error!(update_id = update.id.0, error = %error_chain(&error), "reply not sent: the Bot API rejected the token or URL");
-                    return Outcome::ConfigurationFailure;
-                }
-            },
+        if let Err(error) = send(&app.api, reply, Some(deadline)).await {
+            let outcome = match error.failure() {
+                // Refused for good: later replies may still go out.
+                Failure::Permanent => Outcome::PermanentFailure,
+                Failure::Retryable { retry_after } => Outcome::RetryableFailure { retry_after },
+                Failure::Configuration => Outcome::ConfigurationFailure,
+            };
+            if outcome != Outcome::PermanentFailure {
+                lock(&app.recent).record(update.id, Progress::Sent(index));
+                return (outcome, Some(error));
+            }
+            result = (outcome, Some(error));
         }
         lock(&app.recent).record(update.id, Progress::Sent(index + 1));
     }
     lock(&app.recent).record(update.id, Progress::Done);
-    outcome
+    result
 }
 
 /// The set is only ever left half-updated by a panic elsewhere; its data is

@@ -103,15 +103,23 @@ pub(crate) async fn route(
     else {
         return Ok(error_response(404, "Not Found", None));
     };
-    if !well_formed_token(token) {
-        return Ok(error_response(404, "Not Found", None));
-    }
-    if token != shared.options.token {
-        return Ok(error_response(401, "Unauthorized", None));
-    }
     let method_key = method.to_ascii_lowercase();
-    if !KNOWN_METHODS.contains(&method_key.as_str()) {
-        return Ok(error_response(404, "Not Found", None));
+    // Refused calls are recorded too, so a test can tell "never called" from
+    // "called and refused".
+    let refusal = if !well_formed_token(token) {
+        Some((404, "Not Found"))
+    } else if token != shared.options.token {
+        Some((401, "Unauthorized"))
+    } else if !KNOWN_METHODS.contains(&method_key.as_str()) {
+        Some((404, "Not Found"))
+    } else {
+        None
+    };
+    if let Some((status, description)) = refusal {
+        let params = parse_params(&parts, &body).map_or(Value::Null, Value::Object);
+        let call = record(shared, method, params);
+        finish(shared, call, status);
+        return Ok(error_response(status, description, None));
     }
     let params = match parse_params(&parts, &body) {
         Ok(params) => params,
@@ -133,9 +141,16 @@ pub(crate) async fn route(
             status,
             description,
             retry_after,
+            migrate_to_chat_id,
         }) => {
             finish(shared, call, status);
-            return Ok(error_response(status, &description, retry_after));
+            let mut response = error_response(status, &description, retry_after);
+            if let Some(chat_id) = migrate_to_chat_id {
+                let mut body = error_body(status, &description);
+                body["parameters"] = json!({"migrate_to_chat_id": chat_id});
+                response = json_response(status, &body);
+            }
+            return Ok(response);
         }
         Some(Fault::Html { status }) => {
             finish(shared, call, status);
@@ -172,20 +187,34 @@ pub(crate) async fn route(
     Ok(response)
 }
 
-fn record(shared: &Shared, method: &str, params: Value) -> usize {
+/// Where a call was recorded: its place, in the list of calls since the
+/// last reset.
+#[derive(Clone, Copy)]
+struct CallRef {
+    generation: u64,
+    index: usize,
+}
+
+fn record(shared: &Shared, method: &str, params: Value) -> CallRef {
     let mut state = shared.state();
     state.calls.push(Call {
         method: method.to_owned(),
         params,
         status: 0,
     });
-    state.calls.len() - 1
+    CallRef {
+        generation: state.calls_generation,
+        index: state.calls.len() - 1,
+    }
 }
 
-/// Sets the status of call number `index`, unless a reset forgot it.
-fn finish(shared: &Shared, index: usize, status: u16) {
-    if let Some(call) = shared.state().calls.get_mut(index) {
-        call.status = status;
+/// Sets the status of a recorded call, unless a reset forgot it meanwhile.
+fn finish(shared: &Shared, call: CallRef, status: u16) {
+    let mut state = shared.state();
+    if state.calls_generation == call.generation {
+        if let Some(recorded) = state.calls.get_mut(call.index) {
+            recorded.status = status;
+        }
     }
 }
 
@@ -279,43 +308,46 @@ fn get_me(shared: &Shared) -> Value {
     me
 }
 
+/// Checks in the order Telegram's server does: the request's own shape
+/// first (reply parameters, text present), then the chat, then what sending
+/// reveals (topic, replied message, text content and length, a block).
 fn send_message(shared: &Shared, params: &Map<String, Value>) -> Answer {
-    let chat_id = match params.get("chat_id") {
-        None | Some(Value::Null) => return Err(bad_request("chat_id is empty")),
-        Some(Value::String(s)) if s.is_empty() => return Err(bad_request("chat_id is empty")),
-        Some(value) => integer(Some(value)).ok_or_else(|| bad_request("chat not found"))?,
+    let reply_parameters = match params.get("reply_parameters") {
+        None | Some(Value::Null) => None,
+        Some(value) => {
+            let reply = object(value)
+                .ok_or_else(|| bad_request("can't parse reply parameters JSON object"))?;
+            let message_id = integer(reply.get("message_id"))
+                .ok_or_else(|| bad_request("can't parse reply parameters JSON object"))?;
+            Some((
+                message_id,
+                boolean(reply.get("allow_sending_without_reply")),
+            ))
+        }
     };
     let text = match params.get("text") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     };
+    if text.is_empty() {
+        return Err(bad_request("message text is empty"));
+    }
     if let Some(mode) = params.get("parse_mode").and_then(Value::as_str) {
         if !mode.is_empty() && !["HTML", "Markdown", "MarkdownV2"].contains(&mode) {
             return Err(bad_request(&format!("unsupported parse_mode \"{mode}\"")));
         }
     }
+    let chat_id = match params.get("chat_id") {
+        None | Some(Value::Null) => return Err(bad_request("chat_id is empty")),
+        Some(Value::String(s)) if s.is_empty() => return Err(bad_request("chat_id is empty")),
+        Some(value) => integer(Some(value)).ok_or_else(|| bad_request("chat not found"))?,
+    };
     let from = bot_user(shared);
     let mut state = shared.state();
     let Some(chat) = state.chats.get(&chat_id) else {
         return Err(bad_request("chat not found"));
     };
-    if chat.blocked {
-        return Err((
-            403,
-            "Forbidden: bot was blocked by the user".to_owned(),
-            None,
-        ));
-    }
-    if text.is_empty() {
-        return Err(bad_request("message text is empty"));
-    }
-    if text.trim().is_empty() {
-        return Err(bad_request("text must be non-empty"));
-    }
-    if text.chars().count() > MAX_TEXT_CHARS {
-        return Err(bad_request("message is too long"));
-    }
     let thread = match params.get("message_thread_id") {
         None | Some(Value::Null) => None,
         Some(value) => {
@@ -327,20 +359,29 @@ fn send_message(shared: &Shared, params: &Map<String, Value>) -> Answer {
             Some(thread)
         }
     };
-    let reply = match params.get("reply_parameters") {
-        None | Some(Value::Null) => None,
-        Some(value) => {
-            let reply = object(value)
-                .ok_or_else(|| bad_request("can't parse reply parameters JSON object"))?;
-            let message_id = integer(reply.get("message_id"))
-                .ok_or_else(|| bad_request("can't parse reply parameters JSON object"))?;
+    let reply = match reply_parameters {
+        None => None,
+        Some((message_id, allow_without)) => {
             let exists = chat.messages.contains(&message_id);
-            if !exists && !boolean(reply.get("allow_sending_without_reply")) {
+            if !exists && !allow_without {
                 return Err(bad_request("message to be replied not found"));
             }
             exists.then_some(message_id)
         }
     };
+    if text.trim().is_empty() {
+        return Err(bad_request("text must be non-empty"));
+    }
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(bad_request("message is too long"));
+    }
+    if chat.blocked {
+        return Err((
+            403,
+            "Forbidden: bot was blocked by the user".to_owned(),
+            None,
+        ));
+    }
     let chat_raw = chat.raw.clone();
     let message_id = state.next_message_id;
     state.next_message_id += 1;
@@ -365,6 +406,28 @@ fn send_message(shared: &Shared, params: &Map<String, Value>) -> Answer {
         });
     }
     Ok(message)
+}
+
+/// The port of an http(s) URL, explicit or implied by its scheme.
+fn url_port(url: &str) -> Option<u16> {
+    let (default, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (443, rest)
+    } else {
+        (80, url.strip_prefix("http://")?)
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit('@').next()?;
+    if let Some(literal) = host_port.strip_prefix('[') {
+        let (_, after) = literal.split_once(']')?;
+        return match after.strip_prefix(':') {
+            Some(port) => port.parse().ok(),
+            None => Some(default),
+        };
+    }
+    match host_port.rsplit_once(':') {
+        Some((_, port)) => port.parse().ok(),
+        None => Some(default),
+    }
 }
 
 fn ok_with_description(result: Value, description: &str) -> Value {
@@ -401,9 +464,16 @@ fn set_webhook(shared: &Shared, params: &Map<String, Value>) -> Answer {
     let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
         .iter()
         .any(|prefix| url.starts_with(prefix));
+    // Plain HTTP to this machine is allowed so that local runs need no
+    // certificate; Telegram itself accepts HTTPS only.
     if !url.starts_with("https://") && !loopback {
         return Err(bad_request(
             "bad webhook: An HTTPS URL must be provided for webhook",
+        ));
+    }
+    if !loopback && !matches!(url_port(&url), Some(80 | 88 | 443 | 8443)) {
+        return Err(bad_request(
+            "bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443",
         ));
     }
     let secret_token = params
@@ -411,10 +481,12 @@ fn set_webhook(shared: &Shared, params: &Map<String, Value>) -> Answer {
         .and_then(Value::as_str)
         .map(str::to_owned);
     if let Some(secret) = &secret_token {
-        let valid = secret.len() <= 256
-            && secret
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if secret.len() > 256 {
+            return Err(bad_request("secret token is too long"));
+        }
+        let valid = secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !valid {
             return Err(bad_request("secret token contains unallowed characters"));
         }
@@ -653,9 +725,26 @@ pub(crate) fn control(shared: &Arc<Shared>, path: &str, body: &Bytes) -> Respons
         "reset" => {
             let mut state = shared.state();
             state.calls.clear();
+            state.calls_generation += 1;
             state.faults.clear();
             json_response(200, &json!({"ok": true}))
         }
         _ => json_response(404, &json!({"ok": false, "description": "unknown control"})),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_ports_are_read_as_telegram_reads_them() {
+        assert_eq!(url_port("https://example.com/hook"), Some(443));
+        assert_eq!(url_port("https://example.com:8443/hook"), Some(8443));
+        assert_eq!(url_port("https://user@example.com:88"), Some(88));
+        assert_eq!(url_port("https://[2001:db8::1]/x"), Some(443));
+        assert_eq!(url_port("https://[2001:db8::1]:9000/x"), Some(9000));
+        assert_eq!(url_port("http://example.com"), Some(80));
+        assert_eq!(url_port("https://example.com:x/"), None);
     }
 }

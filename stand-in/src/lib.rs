@@ -199,6 +199,7 @@ impl StandIn {
     pub fn reset(&self) {
         let mut state = self.shared.state();
         state.calls.clear();
+        state.calls_generation += 1;
         state.faults.clear();
     }
 }

@@ -28,6 +28,10 @@ pub enum Fault {
         description: String,
         #[serde(default)]
         retry_after: Option<u64>,
+        /// Answer `parameters.migrate_to_chat_id`, as for a group that became
+        /// a supergroup.
+        #[serde(default)]
+        migrate_to_chat_id: Option<i64>,
     },
     /// Answer an HTML page with this status, as the front proxy does for 502.
     Html { status: u16 },
@@ -44,6 +48,7 @@ impl Fault {
             status: 500,
             description: "Internal Server Error".to_owned(),
             retry_after: None,
+            migrate_to_chat_id: None,
         }
     }
 
@@ -56,6 +61,7 @@ impl Fault {
             status: 429,
             description: format!("Too Many Requests: retry after {retry_after}"),
             retry_after: Some(retry_after),
+            migrate_to_chat_id: None,
         }
     }
 
@@ -64,6 +70,7 @@ impl Fault {
             status: 403,
             description: "Forbidden: bot was blocked by the user".to_owned(),
             retry_after: None,
+            migrate_to_chat_id: None,
         }
     }
 
@@ -72,6 +79,17 @@ impl Fault {
             status: 400,
             description: "Bad Request: chat not found".to_owned(),
             retry_after: None,
+            migrate_to_chat_id: None,
+        }
+    }
+
+    /// The group was upgraded to the supergroup `new_chat_id`.
+    pub fn migrated(new_chat_id: i64) -> Self {
+        Fault::Error {
+            status: 400,
+            description: "Bad Request: group chat was upgraded to a supergroup chat".to_owned(),
+            retry_after: None,
+            migrate_to_chat_id: Some(new_chat_id),
         }
     }
 
@@ -101,6 +119,9 @@ pub(crate) struct Webhook {
 pub(crate) struct State {
     pub(crate) bot_id: i64,
     pub(crate) calls: Vec<Call>,
+    /// Bumped by a reset, so a call in flight across it is not mistaken for
+    /// a newer one.
+    pub(crate) calls_generation: u64,
     pub(crate) faults: HashMap<String, VecDeque<Fault>>,
     pub(crate) chats: HashMap<i64, ChatInfo>,
     pub(crate) next_message_id: i64,
@@ -120,6 +141,7 @@ impl State {
         State {
             bot_id,
             calls: Vec::new(),
+            calls_generation: 0,
             faults: HashMap::new(),
             chats: HashMap::new(),
             next_message_id: 1_000_000,

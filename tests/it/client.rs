@@ -257,6 +257,18 @@ async fn webhook_methods_round_trip_and_set_webhook_is_rate_limited() {
     };
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(api.set_webhook(&bad).await.unwrap_err().status(), Some(400));
+    let odd_port = SetWebhook {
+        url: "https://example.invalid:9000/hook".to_owned(),
+        ..SetWebhook::default()
+    };
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let error = api.set_webhook(&odd_port).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("only on ports 80, 88, 443 or 8443"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

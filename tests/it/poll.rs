@@ -141,6 +141,7 @@ async fn another_poller_is_reported_clearly_and_ends_the_run() {
             status: 409,
             description: "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running".into(),
             retry_after: None,
+            migrate_to_chat_id: None,
         },
     );
     let poller = start(&stand_in, options());
@@ -361,6 +362,7 @@ async fn the_poll_command_says_another_poller_runs_and_exits_non_zero() {
             status: 409,
             description: "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running".into(),
             retry_after: None,
+            migrate_to_chat_id: None,
         },
     );
     let output = tokio::time::timeout(

@@ -38,6 +38,7 @@ fn expectation(name: &str) -> Option<(i64, Vec<Value>)> {
             )],
         ),
         "callback-query" => (200, vec![]),
+        "group-photo" => (200, vec![]),
         "forum-topic" => {
             let mut r = reply(-1_009_876_543_210, "You said: Hello from a topic", 88);
             r["message_thread_id"] = json!(77);
@@ -420,6 +421,12 @@ async fn a_wrong_token_is_a_configuration_error_answered_with_500() {
     let event = event("text");
     test.observe(&event);
     assert_eq!(test.invoke(event).await.status, 500);
+    let attempts = test.stand_in.calls();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        (attempts[0].method.as_str(), attempts[0].status),
+        ("sendMessage", 401)
+    );
     let logs = test.logs.text();
     assert!(
         !logs.contains("AAwrong-token_but-well-formed-0000000"),
@@ -428,6 +435,108 @@ async fn a_wrong_token_is_a_configuration_error_answered_with_500() {
     let line = &test.logs.outcome_lines()[0];
     assert_eq!(line["outcome"], "configuration_failure");
     assert_eq!(line["level"], "ERROR");
+}
+
+#[tokio::test]
+async fn nothing_is_called_at_cold_start() {
+    let test = spawn().await;
+    assert!(test.stand_in.calls().is_empty());
+}
+
+#[tokio::test]
+async fn an_absurd_retry_after_is_capped_not_a_crash() {
+    let test = spawn().await;
+    test.stand_in
+        .inject("sendMessage", Fault::too_many_requests(u64::MAX));
+    let event = event("text");
+    test.observe(&event);
+    let answer = test.invoke(event).await;
+    assert_eq!(answer.status, 503);
+    assert_eq!(answer.retry_after.as_deref(), Some("3600"));
+}
+
+#[tokio::test]
+async fn a_failed_update_is_one_log_line_with_its_error() {
+    let test = spawn().await;
+    test.stand_in.inject("sendMessage", Fault::internal_error());
+    let event = event("text");
+    test.observe(&event);
+    test.invoke(event).await;
+    let about_update: Vec<Value> = test
+        .logs
+        .lines()
+        .into_iter()
+        .filter(|l| l["update_id"] == 700_000_003 && l["level"] != "DEBUG")
+        .collect();
+    assert_eq!(about_update.len(), 1, "{about_update:?}");
+    assert_eq!(about_update[0]["outcome"], "retryable_failure");
+    let error = about_update[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("500") && error.contains("Internal Server Error"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_group_upgraded_to_a_supergroup_gets_the_reply_in_the_new_chat() {
+    let test = spawn().await;
+    let event = event("group-command");
+    test.observe(&event);
+    let supergroup = -1_009_999_999_999_i64;
+    test.stand_in
+        .observe_update(&json!({"update_id": 1, "message": {
+        "message_id": 1, "date": 1, "text": "x",
+        "chat": {"id": supergroup, "type": "supergroup", "title": "Upgraded"}}}));
+    test.stand_in
+        .inject("sendMessage", Fault::migrated(supergroup));
+    assert_eq!(test.invoke(event).await.status, 200);
+    let sent = test.stand_in.sent_messages();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["chat_id"], supergroup);
+}
+
+#[tokio::test]
+async fn the_http_timeout_bounds_a_slow_answer_even_with_time_left() {
+    let test = spawn_with(Setup {
+        http_timeout_secs: Some("1".to_owned()),
+        ..Setup::default()
+    })
+    .await;
+    test.stand_in.inject("sendMessage", Fault::slow(3_000));
+    let event = event("text");
+    test.observe(&event);
+    let started = std::time::Instant::now();
+    let answer = test
+        .invoke_with_time_left(event, Duration::from_secs(20))
+        .await;
+    assert_eq!(answer.status, 502);
+    assert!(
+        started.elapsed() < Duration::from_millis(2_900),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn base64_without_padding_or_with_line_breaks_is_decoded() {
+    let test = spawn().await;
+    let base = event("base64-body");
+    test.observe(&base);
+    let encoded = base["body"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('=')
+        .to_owned();
+    let wrapped: String = encoded
+        .as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    let mut event = base.clone();
+    event["body"] = json!(wrapped);
+    assert_eq!(test.invoke(event).await.status, 200);
+    assert_eq!(test.stand_in.sent_messages().len(), 1);
 }
 
 #[tokio::test]
