@@ -38,7 +38,8 @@ def check(condition, message):
 
 params = template["Parameters"]
 glob = template["Globals"]["Function"]
-function = template["Resources"]["WebhookFunction"]
+resources = template["Resources"]
+function = resources["WebhookFunction"]
 props = function["Properties"]
 
 check(glob["Runtime"] == "provided.al2023", "runtime must be provided.al2023")
@@ -49,22 +50,45 @@ check(glob["Architectures"] == [{"Ref": "Architecture"}], "architecture must com
 check(params["Architecture"]["Default"] == "arm64", "arm64 must be the default")
 check(set(params["Architecture"]["AllowedValues"]) == {"arm64", "x86_64"}, "arm64 and x86_64 allowed")
 check(params["WebhookSecret"].get("NoEcho") is True, "the webhook secret must be NoEcho")
-check(params["BotToken"].get("NoEcho") is True, "the bot token must be NoEcho")
+check("BotToken" not in params, "the token must not be a template parameter (it lives in SSM)")
 check(function["Metadata"]["BuildMethod"] == "rust-cargolambda", "build with rust-cargolambda")
 check(function["Metadata"]["BuildProperties"]["Binary"] == "webhook", "build the webhook binary")
-event = props["Events"]["Webhook"]
-check(event["Type"] == "HttpApi", "an HTTP API event")
-check(event["Properties"]["Method"] == "POST" and event["Properties"]["Path"] == "/webhook",
-      "route POST /webhook")
-check(event["Properties"].get("TimeoutInMillis", 30000) > glob["Timeout"] * 1000,
-      "the gateway must wait longer than the function")
+
 env = props["Environment"]["Variables"]
-for name in ["TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "TELEGRAM_BOT_USERNAME", "TELEGRAM_API_BASE_URL"]:
+check("TELEGRAM_BOT_TOKEN" not in env, "no token in the function's environment")
+check(env.get("TELEGRAM_BOT_TOKEN_PARAMETER") == {"Ref": "BotTokenParameter"}, "token parameter name from the parameter")
+for name in ["TELEGRAM_WEBHOOK_SECRET", "TELEGRAM_BOT_USERNAME", "TELEGRAM_API_BASE_URL"]:
     check(name in env, f"{name} must be set")
 check(env["TELEGRAM_WEBHOOK_SECRET"] == {"Ref": "WebhookSecret"}, "secret from the parameter")
-url = template["Outputs"]["WebhookUrl"]["Value"]
-check(isinstance(url, dict) and "${WebhookApi}" in url.get("Sub", "") and url["Sub"].endswith("/webhook"),
-      "WebhookUrl output must point at the route")
+
+# Least privilege: ssm:GetParameter on the one parameter; kms:Decrypt via SSM only.
+statements = [st for policy in props["Policies"] for st in policy["Statement"]]
+actions = sorted(a for st in statements for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"]))
+check(actions == ["kms:Decrypt", "ssm:GetParameter"], f"only ssm:GetParameter and kms:Decrypt, got {actions}")
+for st in statements:
+    check(st["Effect"] == "Allow" and "*" != st["Resource"], "no wildcard resource")
+    if st["Action"] == "ssm:GetParameter":
+        check(st["Resource"]["Sub"].endswith(":parameter${BotTokenParameter}"), "GetParameter on the one parameter")
+    if st["Action"] == "kms:Decrypt":
+        condition = st.get("Condition", {}).get("StringEquals", {})
+        check(condition.get("kms:ViaService", {}).get("Sub") == "ssm.${AWS::Region}.amazonaws.com",
+              "kms:Decrypt only through SSM")
+
+check(set(params["EndpointType"]["AllowedValues"]) == {"HttpApi", "FunctionUrl"}, "both endpoint types")
+check(params["EndpointType"]["Default"] == "HttpApi", "HTTP API by default")
+api = resources["WebhookApi"]
+check(api["Condition"] == "UseHttpApi" and api["Properties"]["RouteKey"] == "POST /webhook", "route POST /webhook")
+overrides = resources["WebhookApiOverrides"]["Properties"]["Integration"]
+check(overrides["PayloadFormatVersion"] == "2.0", "payload format 2.0")
+check(overrides["TimeoutInMillis"] > glob["Timeout"] * 1000, "the gateway must wait longer than the function")
+url = resources["WebhookFunctionUrl"]
+check(url["Condition"] == "UseFunctionUrl" and url["Properties"]["AuthType"] == "NONE", "a public Function URL")
+url_actions = sorted(r["Properties"]["Action"] for r in resources.values()
+                     if r["Type"] == "AWS::Lambda::Permission" and r.get("Condition") == "UseFunctionUrl")
+check(url_actions == ["lambda:InvokeFunction", "lambda:InvokeFunctionUrl"], "Function URLs need both permissions")
+output = template["Outputs"]["WebhookUrl"]["Value"]["If"]
+check(output[0] == "UseHttpApi" and output[1]["Sub"].endswith("/webhook") and output[2]["Sub"].endswith("webhook"),
+      "WebhookUrl output must point at the route for both endpoint types")
 
 if errors:
     print("template.yaml:\n  " + "\n  ".join(errors), file=sys.stderr)

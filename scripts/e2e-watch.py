@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -64,6 +65,19 @@ def http(url, body=None):
     request.add_header("content-type", "application/json")
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
+
+
+def post_function_url(port, update, secret):
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/lambda-url/webhook/webhook",
+        data=json.dumps(update).encode(), method="POST")
+    request.add_header("content-type", "application/json")
+    request.add_header("x-telegram-bot-api-secret-token", secret)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
 
 
 def update_in(event):
@@ -139,11 +153,27 @@ def main():
                                 f"expected {status} {texts!r}")
             else:
                 print(f"ok   {name}: {status}, {len(texts)} repl{'y' if len(texts) == 1 else 'ies'}")
+        # A Function URL-style request: watch builds the event itself, as
+        # Lambda does for a Function URL.
+        update = update_in(json.loads((ROOT / "events/text.json").read_text()))
+        update["update_id"] += 1000
+        update["message"]["text"] = "Hi over HTTP"
+        before = len(http(f"{stand_in_url}/_stand-in/sent"))
+        status = post_function_url(watch_port, update, SECRET)
+        sent = [m["text"] for m in http(f"{stand_in_url}/_stand-in/sent")[before:]]
+        if status != 200 or sent != ["You said: Hi over HTTP"]:
+            failures.append(f"function URL request: got {status} {sent!r}")
+        else:
+            print("ok   function URL request: 200, 1 reply")
+        if post_function_url(watch_port, update, "wrong-secret") != 401:
+            failures.append("function URL request with a wrong secret was not refused")
+        else:
+            print("ok   function URL request with a wrong secret: 401")
         if failures:
             print("\n".join(failures), file=sys.stderr)
             print(f"--- watch log ---\n{watch_log.read_text()[-4000:]}", file=sys.stderr)
             sys.exit(1)
-        print(f"e2e-watch: {len(EXPECTED)} events answered as expected")
+        print(f"e2e-watch: {len(EXPECTED)} events and 2 Function URL requests answered as expected")
     finally:
         for process in reversed(processes):
             stop(process)

@@ -1,7 +1,9 @@
 //! Configuration from the environment, read once at cold start.
 
+use crate::ssm::{ParameterError, ParameterStore, Ssm};
 use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,7 +23,16 @@ pub enum ConfigError {
     Invalid { var: &'static str, reason: String },
     #[error("SSL_CERT_FILE {path}: {reason}")]
     CertFile { path: PathBuf, reason: String },
+    #[error("TELEGRAM_BOT_TOKEN_PARAMETER {name}: {source}")]
+    Parameter {
+        name: String,
+        #[source]
+        source: ParameterError,
+    },
 }
+
+/// Named when no token source is configured.
+const TOKEN_VARS: &str = "TELEGRAM_BOT_TOKEN (or TELEGRAM_BOT_TOKEN_PARAMETER)";
 
 /// A bot token. Its `Debug` and `Display` never show it.
 #[derive(Clone)]
@@ -31,6 +42,11 @@ impl BotToken {
     /// Checks the shape `<bot id>:<secret>` so that the token can be placed in
     /// a URL path as is.
     pub fn parse(value: &str) -> Result<Self, ConfigError> {
+        Self::parse_from("TELEGRAM_BOT_TOKEN", value)
+    }
+
+    /// As [`BotToken::parse`], naming `var` as where the value came from.
+    pub fn parse_from(var: &'static str, value: &str) -> Result<Self, ConfigError> {
         let value = value.trim();
         let well_formed = value.split_once(':').is_some_and(|(id, secret)| {
             !id.is_empty()
@@ -42,7 +58,7 @@ impl BotToken {
         });
         if !well_formed {
             return Err(ConfigError::Invalid {
-                var: "TELEGRAM_BOT_TOKEN",
+                var,
                 reason: "expected <bot id>:<secret> as BotFather gives it".to_owned(),
             });
         }
@@ -129,7 +145,50 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads the process environment.
+    /// Reads the process environment, and the token from Parameter Store
+    /// when `TELEGRAM_BOT_TOKEN_PARAMETER` names it and `TELEGRAM_BOT_TOKEN`
+    /// is not set. Call once, at cold start.
+    pub async fn load() -> Result<Self, ConfigError> {
+        Self::load_with(|name| std::env::var(name).ok(), Ssm::from_env).await
+    }
+
+    /// As [`Config::load`], with the environment and the parameter store
+    /// given; the store is only built when the token is in a parameter.
+    pub async fn load_with<S, F, Fut>(
+        lookup: impl Fn(&str) -> Option<String>,
+        make_store: F,
+    ) -> Result<Self, ConfigError>
+    where
+        S: ParameterStore,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = S>,
+    {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let token = match (
+            get("TELEGRAM_BOT_TOKEN"),
+            get("TELEGRAM_BOT_TOKEN_PARAMETER"),
+        ) {
+            (Some(token), _) => BotToken::parse(&token)?,
+            (None, Some(name)) => {
+                let name = name.trim().to_owned();
+                let secret =
+                    make_store()
+                        .await
+                        .get_secure_string(&name)
+                        .await
+                        .map_err(|source| ConfigError::Parameter {
+                            name: name.clone(),
+                            source,
+                        })?;
+                BotToken::parse_from("TELEGRAM_BOT_TOKEN_PARAMETER", secret.expose_secret())?
+            }
+            (None, None) => return Err(ConfigError::Missing(TOKEN_VARS)),
+        };
+        Self::with_token(&get, token)
+    }
+
+    /// Reads the process environment; the token must be in
+    /// `TELEGRAM_BOT_TOKEN`.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -138,9 +197,15 @@ impl Config {
     /// environment. Empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let token = BotToken::parse(
-            &get("TELEGRAM_BOT_TOKEN").ok_or(ConfigError::Missing("TELEGRAM_BOT_TOKEN"))?,
-        )?;
+        let token =
+            BotToken::parse(&get("TELEGRAM_BOT_TOKEN").ok_or(ConfigError::Missing(TOKEN_VARS))?)?;
+        Self::with_token(&get, token)
+    }
+
+    fn with_token(
+        get: &dyn Fn(&str) -> Option<String>,
+        token: BotToken,
+    ) -> Result<Self, ConfigError> {
         let api_base_url = parse_base_url(
             get("TELEGRAM_API_BASE_URL")
                 .as_deref()
@@ -215,7 +280,10 @@ mod tests {
     #[test]
     fn a_missing_token_names_the_variable() {
         let error = Config::from_lookup(lookup(&[])).unwrap_err();
-        assert_eq!(error.to_string(), "TELEGRAM_BOT_TOKEN is not set");
+        assert_eq!(
+            error.to_string(),
+            "TELEGRAM_BOT_TOKEN (or TELEGRAM_BOT_TOKEN_PARAMETER) is not set"
+        );
     }
 
     #[test]
@@ -236,6 +304,68 @@ mod tests {
         assert!(!debug.contains("AAE-some_Secret-value"), "{debug}");
         assert!(!debug.contains("hush-hush_1"), "{debug}");
         assert!(debug.contains("123456"), "the bot id is public: {debug}");
+    }
+
+    struct FakeStore(Result<&'static str, ParameterError>);
+
+    impl ParameterStore for FakeStore {
+        async fn get_secure_string(&self, _name: &str) -> Result<SecretString, ParameterError> {
+            self.0.clone().map(SecretString::from)
+        }
+    }
+
+    async fn load(
+        vars: &[(&str, &str)],
+        store: Result<&'static str, ParameterError>,
+    ) -> Result<Config, ConfigError> {
+        Config::load_with(lookup(vars), || async move { FakeStore(store) }).await
+    }
+
+    #[tokio::test]
+    async fn the_token_is_read_from_the_named_parameter() {
+        let config = load(&[("TELEGRAM_BOT_TOKEN_PARAMETER", "/bot/token")], Ok(TOKEN))
+            .await
+            .unwrap();
+        assert_eq!(config.token.expose(), TOKEN);
+    }
+
+    #[tokio::test]
+    async fn an_environment_token_wins_and_the_store_is_not_asked() {
+        let vars = [
+            ("TELEGRAM_BOT_TOKEN", TOKEN),
+            ("TELEGRAM_BOT_TOKEN_PARAMETER", "/bot/token"),
+        ];
+        let config = Config::load_with(lookup(&vars), || async {
+            FakeStore(Err(ParameterError::Other(
+                "the store must not be asked".into(),
+            )))
+        })
+        .await;
+        assert!(config.is_ok());
+    }
+
+    #[tokio::test]
+    async fn parameter_failures_name_the_parameter_and_never_the_token() {
+        let vars = [("TELEGRAM_BOT_TOKEN_PARAMETER", "/bot/token")];
+        let cases = [
+            (
+                Err(ParameterError::NotFound),
+                "TELEGRAM_BOT_TOKEN_PARAMETER /bot/token: parameter not found",
+            ),
+            (
+                Err(ParameterError::AccessDenied("AccessDeniedException".into())),
+                "TELEGRAM_BOT_TOKEN_PARAMETER /bot/token: access denied (AccessDeniedException)",
+            ),
+            (
+                Ok("not a token at all"),
+                "TELEGRAM_BOT_TOKEN_PARAMETER is invalid",
+            ),
+        ];
+        for (store, expected) in cases {
+            let error = load(&vars, store).await.unwrap_err().to_string();
+            assert!(error.starts_with(expected), "{error}");
+            assert!(!error.contains("not a token at all"), "{error}");
+        }
     }
 
     #[test]

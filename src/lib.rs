@@ -15,5 +15,6 @@ pub mod delivery;
 pub mod logging;
 pub mod poll;
 pub mod recent;
+pub mod ssm;
 pub mod telegram;
 pub mod webhook;

@@ -1,21 +1,24 @@
-//! The project's command-line tool: runs the bot by long polling, and (later)
+//! The project's command-line tool: runs the bot by long polling, and
 //! administers the webhook. Configured by the same environment variables as
-//! the Lambda function.
+//! the Lambda function, the token from `TELEGRAM_BOT_TOKEN` or from the
+//! Parameter Store parameter `TELEGRAM_BOT_TOKEN_PARAMETER` names.
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use telegram_lambda_bot::bot::{Bot, ALLOWED_UPDATES};
-use telegram_lambda_bot::client::{error_chain, BotApi};
-use telegram_lambda_bot::config::Config;
+use telegram_lambda_bot::client::{error_chain, ApiError, BotApi, Failure};
+use telegram_lambda_bot::config::{Config, WebhookSecret};
 use telegram_lambda_bot::logging;
 use telegram_lambda_bot::poll::{self, Backoff, PollOptions, MAX_POLL_TIMEOUT_SECS};
+use telegram_lambda_bot::telegram::{SetWebhook, WebhookInfo};
 use tokio::sync::watch;
 
 /// Run and administer the Telegram bot.
 ///
-/// Reads TELEGRAM_BOT_TOKEN, TELEGRAM_API_BASE_URL, TELEGRAM_BOT_USERNAME and
-/// the other variables in the README, as the Lambda function does.
+/// Reads TELEGRAM_BOT_TOKEN (or TELEGRAM_BOT_TOKEN_PARAMETER, a Parameter
+/// Store name), TELEGRAM_API_BASE_URL, TELEGRAM_BOT_USERNAME and the other
+/// variables in the README, as the Lambda function does.
 #[derive(Debug, Parser)]
 #[command(name = "bot", version)]
 struct Cli {
@@ -29,6 +32,15 @@ enum Command {
     /// public URL. Deletes the webhook first. Ctrl-C stops after the update in
     /// hand and confirms it.
     Poll(PollArgs),
+    /// Set, show or delete the webhook Telegram delivers updates to.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+    /// Show the bot's own account (getMe): a check that the token works.
+    Me {
+        /// Print only the username, for scripts.
+        #[arg(long)]
+        username: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -39,8 +51,8 @@ struct PollArgs {
     /// Updates per getUpdates call.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=100))]
     limit: u8,
-    /// Update kinds to receive, comma-separated; `all` for every kind but
-    /// those Telegram leaves out by default.
+    /// Update kinds to receive, comma-separated; `all` for every kind
+    /// Telegram sends by default.
     #[arg(long, value_delimiter = ',', default_values_t = ALLOWED_UPDATES.iter().map(|s| s.to_string()))]
     allowed_updates: Vec<String>,
     /// Drop the updates waiting on Telegram's side instead of answering them.
@@ -49,6 +61,55 @@ struct PollArgs {
     /// Longest wait between retries after a failure, in seconds.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     max_backoff: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhookCommand {
+    /// Point Telegram at the function's URL (setWebhook).
+    Set(SetArgs),
+    /// Show what Telegram knows of the webhook (getWebhookInfo).
+    Info(InfoArgs),
+    /// Remove the webhook (deleteWebhook); updates then wait for getUpdates.
+    Delete {
+        /// Also drop the updates waiting on Telegram's side.
+        #[arg(long)]
+        drop_pending_updates: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct SetArgs {
+    /// The HTTPS URL Telegram will POST updates to.
+    #[arg(long)]
+    url: String,
+    /// The secret Telegram sends in X-Telegram-Bot-Api-Secret-Token; from the
+    /// environment by default, so it stays out of the process list.
+    #[arg(long, env = "TELEGRAM_WEBHOOK_SECRET", hide_env_values = true)]
+    secret_token: String,
+    /// Update kinds to receive, comma-separated; `all` for every kind
+    /// Telegram sends by default.
+    #[arg(long, value_delimiter = ',', default_values_t = ALLOWED_UPDATES.iter().map(|s| s.to_string()))]
+    allowed_updates: Vec<String>,
+    /// Most concurrent deliveries, so the most concurrent invocations.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u8).range(1..=100))]
+    max_connections: u8,
+    /// Drop the updates waiting on Telegram's side (they are lost).
+    #[arg(long)]
+    drop_pending_updates: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct InfoArgs {
+    /// Print Telegram's answer as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Exit 1 unless the webhook is set to this URL.
+    #[arg(long)]
+    expect_url: Option<String>,
+    /// Exit 1 if Telegram reported a delivery error less than this many
+    /// seconds ago.
+    #[arg(long)]
+    fail_on_error_within: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -66,28 +127,56 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        match cli.command {
-            Command::Poll(args) => run_poll(args).await,
+        let (config, api) = match setup().await {
+            Ok(ready) => ready,
+            Err(code) => return code,
+        };
+        let result = match cli.command {
+            Command::Poll(args) => return run_poll(&config, &api, args).await,
+            Command::Webhook(WebhookCommand::Set(args)) => set_webhook(&api, args).await,
+            Command::Webhook(WebhookCommand::Info(args)) => webhook_info(&api, args).await,
+            Command::Webhook(WebhookCommand::Delete {
+                drop_pending_updates,
+            }) => delete_webhook(&api, drop_pending_updates).await,
+            Command::Me { username } => me(&api, username).await,
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("bot: {message}");
+                ExitCode::FAILURE
+            }
         }
     })
 }
 
-async fn run_poll(args: PollArgs) -> ExitCode {
-    let (config, api) = match setup() {
-        Ok(ready) => ready,
-        Err(code) => return code,
-    };
-    let bot = Bot::new(config.bot_username.clone());
-    // An empty list asks Telegram for every kind it sends by default.
-    let allowed_updates = if args.allowed_updates.iter().any(|k| k == "all") {
-        Some(Vec::new())
+async fn setup() -> Result<(Config, BotApi), ExitCode> {
+    let config = Config::load().await.map_err(|error| {
+        eprintln!("bot: {}", error_chain(&error));
+        ExitCode::FAILURE
+    })?;
+    let api = BotApi::new(&config).map_err(|error| {
+        eprintln!("bot: {}", error_chain(&error));
+        ExitCode::FAILURE
+    })?;
+    Ok((config, api))
+}
+
+/// An empty list asks Telegram for every kind it sends by default.
+fn allowed(kinds: Vec<String>) -> Vec<String> {
+    if kinds.iter().any(|k| k == "all") {
+        Vec::new()
     } else {
-        Some(args.allowed_updates)
-    };
+        kinds
+    }
+}
+
+async fn run_poll(config: &Config, api: &BotApi, args: PollArgs) -> ExitCode {
+    let bot = Bot::new(config.bot_username.clone());
     let options = PollOptions {
         timeout_secs: args.timeout,
         limit: args.limit,
-        allowed_updates,
+        allowed_updates: Some(allowed(args.allowed_updates)),
         drop_pending_updates: args.drop_pending_updates,
         backoff: Backoff {
             initial: Duration::from_secs(1),
@@ -103,7 +192,7 @@ async fn run_poll(args: PollArgs) -> ExitCode {
         eprintln!("bot: stopped at once; unconfirmed updates come again on the next start");
         std::process::exit(130);
     });
-    match poll::run(&api, &bot, &options, stop_rx).await {
+    match poll::run(api, &bot, &options, stop_rx).await {
         Ok(summary) => {
             tracing::info!(handled = summary.handled, "stopped");
             ExitCode::SUCCESS
@@ -115,16 +204,145 @@ async fn run_poll(args: PollArgs) -> ExitCode {
     }
 }
 
-fn setup() -> Result<(Config, BotApi), ExitCode> {
-    let config = Config::from_env().map_err(|error| {
-        eprintln!("bot: {error}");
-        ExitCode::FAILURE
-    })?;
-    let api = BotApi::new(&config).map_err(|error| {
-        eprintln!("bot: {}", error_chain(&error));
-        ExitCode::FAILURE
-    })?;
-    Ok((config, api))
+/// Calls once more after a 429 (setWebhook allows one call a second).
+async fn once_more_if_limited<T, F, Fut>(mut call: F) -> Result<T, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    match call().await {
+        Err(error) => match error.failure() {
+            Failure::Retryable {
+                retry_after: Some(wait),
+            } if wait <= Duration::from_secs(10) => {
+                tokio::time::sleep(wait).await;
+                call().await
+            }
+            _ => Err(error),
+        },
+        ok => ok,
+    }
+}
+
+async fn set_webhook(api: &BotApi, args: SetArgs) -> Result<(), String> {
+    if !args.url.starts_with("https://") {
+        return Err(format!("--url must be an https:// URL, got {}", args.url));
+    }
+    let secret = WebhookSecret::parse(&args.secret_token).map_err(|e| e.to_string())?;
+    let request = SetWebhook {
+        url: args.url.clone(),
+        secret_token: Some(secret.expose().to_owned()),
+        allowed_updates: Some(allowed(args.allowed_updates)),
+        max_connections: Some(args.max_connections),
+        drop_pending_updates: Some(args.drop_pending_updates),
+    };
+    once_more_if_limited(|| api.set_webhook(&request))
+        .await
+        .map_err(|e| error_chain(&e))?;
+    println!("Webhook set: {}", args.url);
+    Ok(())
+}
+
+async fn me(api: &BotApi, username_only: bool) -> Result<(), String> {
+    let me = api.get_me().await.map_err(|e| error_chain(&e))?;
+    let username = me.username.unwrap_or_default();
+    if username_only {
+        println!("{username}");
+    } else {
+        println!("@{username} ({}, id {})", me.first_name, me.id);
+    }
+    Ok(())
+}
+
+async fn delete_webhook(api: &BotApi, drop_pending_updates: bool) -> Result<(), String> {
+    api.delete_webhook(drop_pending_updates)
+        .await
+        .map_err(|e| error_chain(&e))?;
+    println!("Webhook deleted; updates now wait for getUpdates (bot poll).");
+    Ok(())
+}
+
+async fn webhook_info(api: &BotApi, args: InfoArgs) -> Result<(), String> {
+    let info = api.get_webhook_info().await.map_err(|e| error_chain(&e))?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&info).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", describe(&info, now));
+    }
+    if let Some(expected) = &args.expect_url {
+        if &info.url != expected {
+            return Err(format!(
+                "the webhook is {:?}, expected {expected:?}",
+                info.url
+            ));
+        }
+    }
+    if let (Some(window), Some(date)) = (args.fail_on_error_within, info.last_error_date) {
+        let age = now.saturating_sub(date);
+        if age < window as i64 {
+            return Err(format!(
+                "Telegram reported a delivery error {} ago: {}",
+                human_age(age),
+                info.last_error_message.as_deref().unwrap_or("(no message)")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// getWebhookInfo for people: the error's age matters, since Telegram keeps
+/// the last error after delivery recovered.
+fn describe(info: &WebhookInfo, now: i64) -> String {
+    let mut text = String::new();
+    let mut line = |label: &str, value: String| text.push_str(&format!("{label:<17}{value}\n"));
+    if info.url.is_empty() {
+        line("URL:", "(none: updates wait for getUpdates)".to_owned());
+    } else {
+        line("URL:", info.url.clone());
+    }
+    line("Pending updates:", info.pending_update_count.to_string());
+    if let Some(max) = info.max_connections {
+        line("Max connections:", max.to_string());
+    }
+    if let Some(kinds) = &info.allowed_updates {
+        let kinds = if kinds.is_empty() {
+            "(Telegram's default kinds)".to_owned()
+        } else {
+            kinds.join(", ")
+        };
+        line("Allowed updates:", kinds);
+    }
+    if let Some(ip) = &info.ip_address {
+        line("IP address:", ip.clone());
+    }
+    match (info.last_error_date, &info.last_error_message) {
+        (Some(date), message) => line(
+            "Last error:",
+            format!(
+                "{} ago: {}",
+                human_age(now.saturating_sub(date)),
+                message.as_deref().unwrap_or("(no message)")
+            ),
+        ),
+        (None, _) => line("Last error:", "none".to_owned()),
+    }
+    text
+}
+
+fn human_age(seconds: i64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
 }
 
 async fn wait_for_signal() {

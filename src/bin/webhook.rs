@@ -10,7 +10,10 @@ use telegram_lambda_bot::webhook::{function_handler, App, InitError};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     logging::init();
-    let app = match Config::from_env()
+    // The token may come from Parameter Store: the only network call at cold
+    // start, and only when TELEGRAM_BOT_TOKEN_PARAMETER is used.
+    let app = match Config::load()
+        .await
         .map_err(InitError::from)
         .and_then(|config| App::new(&config))
     {

@@ -523,6 +523,7 @@ fn set_webhook(shared: &Shared, params: &Map<String, Value>) -> Answer {
         secret_token: secret_token.filter(|s| !s.is_empty()),
         max_connections,
         allowed_updates,
+        last_error: None,
     };
     let same = state.webhook.as_ref().is_some_and(|w| {
         w.url == webhook.url
@@ -574,6 +575,10 @@ fn get_webhook_info(shared: &Shared) -> Value {
             });
             if let Some(allowed) = &webhook.allowed_updates {
                 info["allowed_updates"] = json!(allowed);
+            }
+            if let Some(error) = &webhook.last_error {
+                info["last_error_date"] = json!(error.date);
+                info["last_error_message"] = json!(error.message);
             }
             info
         }

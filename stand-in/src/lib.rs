@@ -195,6 +195,19 @@ impl StandIn {
         self.shared.state().pending.iter().cloned().collect()
     }
 
+    /// Records a failed webhook delivery `seconds_ago`, as getWebhookInfo
+    /// then reports it (`message` in Telegram's wording, such as "Wrong
+    /// response from the webhook: 502 Bad Gateway"). No effect without a
+    /// webhook.
+    pub fn record_delivery_error(&self, message: &str, seconds_ago: i64) {
+        if let Some(webhook) = self.shared.state().webhook.as_mut() {
+            webhook.last_error = Some(state::DeliveryError {
+                date: api::now() - seconds_ago,
+                message: message.to_owned(),
+            });
+        }
+    }
+
     /// Forgets calls and faults; keeps known chats.
     pub fn reset(&self) {
         let mut state = self.shared.state();

@@ -107,12 +107,21 @@ pub(crate) struct ChatInfo {
     pub(crate) topics: HashSet<i64>,
 }
 
+/// The last failed webhook delivery, as getWebhookInfo reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DeliveryError {
+    pub(crate) date: i64,
+    pub(crate) message: String,
+}
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Webhook {
     pub(crate) url: String,
     pub(crate) secret_token: Option<String>,
     pub(crate) max_connections: u32,
     pub(crate) allowed_updates: Option<Vec<String>>,
+    /// Kept after delivery recovers; only setWebhook and deleteWebhook clear it.
+    pub(crate) last_error: Option<DeliveryError>,
 }
 
 #[derive(Debug)]

@@ -2,7 +2,10 @@
 //! against the Telegram stand-in on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+mod cli;
 mod client;
+mod deploy;
 mod helpers;
 mod poll;
+mod ssm;
 mod webhook;

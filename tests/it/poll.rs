@@ -422,6 +422,6 @@ async fn the_poll_command_names_a_missing_variable() {
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&output.stderr).trim(),
-        "bot: TELEGRAM_BOT_TOKEN is not set"
+        "bot: TELEGRAM_BOT_TOKEN (or TELEGRAM_BOT_TOKEN_PARAMETER) is not set"
     );
 }
