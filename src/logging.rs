@@ -43,9 +43,15 @@ pub fn filter(level: Option<&str>) -> EnvFilter {
 /// Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`. JSON is used when running in
 /// Lambda or when `LOG_FORMAT=json`; `LOG_FORMAT=text` forces text.
 pub fn init() {
+    init_with_default("info");
+}
+
+/// As [`init`], with `default` as the level when neither variable is set.
+pub fn init_with_default(default: &str) {
     let level = std::env::var("RUST_LOG")
         .ok()
-        .or_else(|| std::env::var("AWS_LAMBDA_LOG_LEVEL").ok());
+        .or_else(|| std::env::var("AWS_LAMBDA_LOG_LEVEL").ok())
+        .or_else(|| Some(default.to_owned()));
     let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     let json = match std::env::var("LOG_FORMAT").ok().as_deref() {
         Some("json") => true,

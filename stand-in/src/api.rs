@@ -95,7 +95,7 @@ pub(crate) async fn route(
 ) -> Result<Response<Full<Bytes>>, DroppedOnPurpose> {
     let path = parts.uri.path();
     if let Some(control) = path.strip_prefix("/_stand-in/") {
-        return Ok(crate::api::control(shared, control, &body));
+        return Ok(crate::api::control(shared, control, &body).await);
     }
     let Some((token, method)) = path
         .strip_prefix("/bot")
@@ -171,6 +171,10 @@ pub(crate) async fn route(
         "getupdates" => get_updates(shared, &params).await,
         _ => Err((404, "Not Found".to_owned(), None)),
     };
+    if method_key == "setwebhook" {
+        // Wake the delivery loop for the new webhook.
+        shared.updates_arrived.notify_waiters();
+    }
     let (status, response) = match answer {
         Ok(Value::Object(envelope)) if envelope.contains_key("ok") => {
             (200, json_response(200, &Value::Object(envelope)))
@@ -532,6 +536,9 @@ fn set_webhook(shared: &Shared, params: &Map<String, Value>) -> Answer {
             && w.allowed_updates == webhook.allowed_updates
     });
     state.webhook = Some(webhook);
+    // A new webhook is tried at once, whatever the old one's backoff.
+    state.delivery.attempts.clear();
+    state.delivery.last_failure = None;
     Ok(ok_with_description(
         json!(true),
         if same {
@@ -670,7 +677,11 @@ async fn get_updates(shared: &Shared, params: &Map<String, Value>) -> Answer {
 }
 
 /// Test and script controls, outside the Bot API's paths.
-pub(crate) fn control(shared: &Arc<Shared>, path: &str, body: &Bytes) -> Response<Full<Bytes>> {
+pub(crate) async fn control(
+    shared: &Arc<Shared>,
+    path: &str,
+    body: &Bytes,
+) -> Response<Full<Bytes>> {
     let parsed = || serde_json::from_slice::<Value>(body);
     match path {
         "calls" => {
@@ -694,6 +705,56 @@ pub(crate) fn control(shared: &Arc<Shared>, path: &str, body: &Bytes) -> Respons
             }
             Err(e) => json_response(400, &json!({"ok": false, "description": e.to_string()})),
         },
+        "messages" => {
+            #[derive(serde::Deserialize)]
+            struct UserMessage {
+                text: String,
+                #[serde(default = "default_user")]
+                user_id: i64,
+                #[serde(default = "default_name")]
+                first_name: String,
+                #[serde(default = "default_wait")]
+                wait_ms: u64,
+            }
+            fn default_user() -> i64 {
+                1_000_001
+            }
+            fn default_name() -> String {
+                "Ali".to_owned()
+            }
+            fn default_wait() -> u64 {
+                30_000
+            }
+            let message = match serde_json::from_slice::<UserMessage>(body) {
+                Ok(message) if !message.text.is_empty() => message,
+                _ => {
+                    return json_response(
+                        400,
+                        &json!({"ok": false, "description": "expected {\"text\": \"...\"} and optionally user_id, first_name, wait_ms"}),
+                    )
+                }
+            };
+            let stand_in = crate::Handle(shared.clone());
+            let before = stand_in.replies_to(message.user_id).len();
+            let update_id =
+                stand_in.enqueue_text_from(message.user_id, &message.first_name, &message.text);
+            let settled = stand_in
+                .wait_settled(
+                    update_id,
+                    Duration::from_millis(message.wait_ms.min(600_000)),
+                )
+                .await;
+            let replies: Vec<Value> = stand_in
+                .replies_to(message.user_id)
+                .into_iter()
+                .skip(before)
+                .map(|m| m["text"].clone())
+                .collect();
+            json_response(
+                200,
+                &json!({"ok": true, "update_id": update_id, "settled": settled, "replies": replies}),
+            )
+        }
         "updates" => match parsed() {
             Ok(update) if update.get("update_id").and_then(Value::as_i64).is_some() => {
                 let mut state = shared.state();

@@ -11,6 +11,8 @@
 
 mod api;
 mod state;
+mod tls;
+mod webhook;
 
 pub use state::{Call, Fault};
 
@@ -23,6 +25,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -37,6 +40,9 @@ const MAX_REQUEST_BYTES: usize = 50 * 1024 * 1024;
 pub struct Options {
     pub token: String,
     pub bot_username: String,
+    /// Real seconds per Telegram second in webhook delivery (timeouts,
+    /// backoff, lifetimes): 0.01 makes a 64 s backoff take 0.64 s.
+    pub time_scale: f64,
 }
 
 impl Default for Options {
@@ -44,6 +50,7 @@ impl Default for Options {
         Options {
             token: DEFAULT_TOKEN.to_owned(),
             bot_username: DEFAULT_BOT_USERNAME.to_owned(),
+            time_scale: 1.0,
         }
     }
 }
@@ -52,8 +59,11 @@ impl Default for Options {
 #[derive(Debug)]
 pub struct StandIn {
     addr: SocketAddr,
-    shared: Arc<Shared>,
+    handle: Handle,
     server: JoinHandle<()>,
+    delivery: JoinHandle<()>,
+    /// Set when it answers over HTTPS ([`StandIn::start_tls`]).
+    tls: Option<tls::Acceptor>,
 }
 
 #[derive(Debug)]
@@ -77,6 +87,14 @@ impl StandIn {
     }
 
     pub async fn start_on(addr: SocketAddr, options: Options) -> std::io::Result<StandIn> {
+        Self::start_with(addr, options, None).await
+    }
+
+    async fn start_with(
+        addr: SocketAddr,
+        options: Options,
+        tls: Option<tls::Acceptor>,
+    ) -> std::io::Result<StandIn> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let bot_id = options
@@ -90,11 +108,20 @@ impl StandIn {
             options,
             updates_arrived: tokio::sync::Notify::new(),
         });
-        let server = tokio::spawn(serve(listener, shared.clone()));
+        let server = tokio::spawn(serve(listener, shared.clone(), tls.clone()));
+        // Webhook delivery never follows redirects: Telegram counts one as a
+        // failure.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(std::io::Error::other)?;
+        let delivery = tokio::spawn(webhook::run(shared.clone(), http));
         Ok(StandIn {
             addr,
-            shared,
+            handle: Handle(shared),
             server,
+            delivery,
+            tls,
         })
     }
 
@@ -104,16 +131,24 @@ impl StandIn {
 
     /// The value for `TELEGRAM_API_BASE_URL`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
+}
 
+/// What tests and controls do with a running stand-in; a [`StandIn`]
+/// dereferences to it.
+#[derive(Debug, Clone)]
+pub struct Handle(pub(crate) Arc<Shared>);
+
+impl Handle {
     pub fn token(&self) -> &str {
-        &self.shared.options.token
+        &self.0.options.token
     }
 
     /// Every Bot API call received, in order, with the status answered.
     pub fn calls(&self) -> Vec<Call> {
-        self.shared.state().calls.clone()
+        self.0.state().calls.clone()
     }
 
     /// The parameters of every call to `method` (case-insensitive).
@@ -137,7 +172,7 @@ impl StandIn {
     /// Makes the next call to `method` fail as `fault` says. Faults queue up
     /// per method and are used one per call.
     pub fn inject(&self, method: &str, fault: Fault) {
-        self.shared
+        self.0
             .state()
             .faults
             .entry(method.to_ascii_lowercase())
@@ -148,27 +183,27 @@ impl StandIn {
     /// Learns the chats, users and messages in `update`, as Telegram knows
     /// them once a user wrote.
     pub fn observe_update(&self, update: &Value) {
-        self.shared.state().observe_update(update);
+        self.0.state().observe_update(update);
     }
 
     /// Marks a private chat as having blocked the bot.
     pub fn block_chat(&self, chat_id: i64) {
-        self.shared.state().block(chat_id);
+        self.0.state().block(chat_id);
     }
 
     /// Queues an update for getUpdates (and learns from it).
     pub fn enqueue_update(&self, update: Value) {
-        let mut state = self.shared.state();
+        let mut state = self.0.state();
         state.observe_update(&update);
         state.pending.push_back(update);
         drop(state);
-        self.shared.updates_arrived.notify_waiters();
+        self.0.updates_arrived.notify_waiters();
     }
 
     /// Queues a text message from a user in their private chat with the bot,
     /// as Telegram would after the user wrote it. Returns the update id.
     pub fn enqueue_text(&self, user_id: i64, text: &str) -> i64 {
-        let mut state = self.shared.state();
+        let mut state = self.0.state();
         state.next_update_id += 1;
         state.next_message_id += 1;
         let (update_id, message_id) = (state.next_update_id, state.next_message_id);
@@ -190,9 +225,81 @@ impl StandIn {
         update_id
     }
 
+    /// Queues a text message from user `user_id` named `first_name`, in
+    /// their private chat with the bot. Returns the update id.
+    pub fn enqueue_text_from(&self, user_id: i64, first_name: &str, text: &str) -> i64 {
+        let mut state = self.0.state();
+        state.next_update_id += 1;
+        state.next_message_id += 1;
+        let (update_id, message_id) = (state.next_update_id, state.next_message_id);
+        drop(state);
+        let user = serde_json::json!({"id": user_id, "is_bot": false, "first_name": first_name});
+        let chat = serde_json::json!({"id": user_id, "first_name": first_name, "type": "private"});
+        self.enqueue_update(serde_json::json!({
+            "update_id": update_id,
+            "message": {
+                "message_id": message_id,
+                "from": user,
+                "chat": chat,
+                "date": api::now(),
+                "text": text,
+            }
+        }));
+        update_id
+    }
+
+    /// Waits until update `update_id` left the queue: delivered to the
+    /// webhook with a 2xx, confirmed by a getUpdates offset, or dropped.
+    /// False when `timeout` passed first.
+    pub async fn wait_settled(&self, update_id: i64, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.0.updates_arrived.notified();
+            let pending = self
+                .0
+                .state()
+                .pending
+                .iter()
+                .any(|u| webhook::update_id(u) == update_id);
+            if !pending {
+                return true;
+            }
+            // Confirmations by offset do not notify; look again soon.
+            let tick = tokio::time::Instant::now() + Duration::from_millis(50);
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            let _ = tokio::time::timeout_at(tick.min(deadline), changed).await;
+        }
+    }
+
+    /// The texts the bot sent to chat `chat_id`, in order, as sendMessage
+    /// parameters.
+    pub fn replies_to(&self, chat_id: i64) -> Vec<Value> {
+        self.sent_messages()
+            .into_iter()
+            .filter(|m| {
+                m.get("chat_id")
+                    .and_then(|c| c.as_i64().or_else(|| c.as_str()?.parse().ok()))
+                    == Some(chat_id)
+            })
+            .collect()
+    }
+
+    /// Update ids delivered to the webhook with a 2xx, in order.
+    pub fn delivered(&self) -> Vec<i64> {
+        self.0.state().delivered.clone()
+    }
+
+    /// Webhook deliveries so far: each attempt's update id and how it went
+    /// ("ok" or Telegram's error message).
+    pub fn deliveries(&self) -> Vec<(i64, String)> {
+        self.0.state().delivery_log.clone()
+    }
+
     /// Updates queued and not yet confirmed by a getUpdates offset.
     pub fn pending_updates(&self) -> Vec<Value> {
-        self.shared.state().pending.iter().cloned().collect()
+        self.0.state().pending.iter().cloned().collect()
     }
 
     /// Records a failed webhook delivery `seconds_ago`, as getWebhookInfo
@@ -200,7 +307,7 @@ impl StandIn {
     /// response from the webhook: 502 Bad Gateway"). No effect without a
     /// webhook.
     pub fn record_delivery_error(&self, message: &str, seconds_ago: i64) {
-        if let Some(webhook) = self.shared.state().webhook.as_mut() {
+        if let Some(webhook) = self.0.state().webhook.as_mut() {
             webhook.last_error = Some(state::DeliveryError {
                 date: api::now() - seconds_ago,
                 message: message.to_owned(),
@@ -210,32 +317,48 @@ impl StandIn {
 
     /// Forgets calls and faults; keeps known chats.
     pub fn reset(&self) {
-        let mut state = self.shared.state();
+        let mut state = self.0.state();
         state.calls.clear();
         state.calls_generation += 1;
         state.faults.clear();
     }
 }
 
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        self.server.abort();
+impl std::ops::Deref for StandIn {
+    type Target = Handle;
+
+    fn deref(&self) -> &Handle {
+        &self.handle
     }
 }
 
-async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.server.abort();
+        self.delivery.abort();
+    }
+}
+
+async fn serve(listener: TcpListener, shared: Arc<Shared>, tls: Option<tls::Acceptor>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let shared = shared.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| handle(shared.clone(), request));
-            // An error here is a connection the stand-in dropped on purpose
-            // or a client that went away; neither is worth a log line.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let http = hyper::server::conn::http1::Builder::new();
+            // An error here is a connection the stand-in dropped on purpose,
+            // a client that went away, or one that does not trust the CA;
+            // none is worth a log line.
+            let _ = match tls {
+                None => http.serve_connection(TokioIo::new(stream), service).await,
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => http.serve_connection(TokioIo::new(stream), service).await,
+                    Err(_) => return,
+                },
+            };
         });
     }
 }

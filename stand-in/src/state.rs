@@ -143,6 +143,11 @@ pub(crate) struct State {
     pub(crate) poll_generation: u64,
     /// What getUpdates or setWebhook asked for last; Telegram keeps it.
     pub(crate) allowed_updates: Option<Vec<String>>,
+    pub(crate) delivery: crate::webhook::DeliveryState,
+    /// Update ids delivered to the webhook, in order.
+    pub(crate) delivered: Vec<i64>,
+    /// Every delivery attempt: update id, "ok" or the error message.
+    pub(crate) delivery_log: Vec<(i64, String)>,
 }
 
 impl State {
@@ -160,6 +165,9 @@ impl State {
             next_update_id: 100_000_000,
             poll_generation: 0,
             allowed_updates: None,
+            delivery: Default::default(),
+            delivered: Vec::new(),
+            delivery_log: Vec::new(),
         }
     }
 

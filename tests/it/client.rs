@@ -350,3 +350,38 @@ fn an_unusable_ssl_cert_file_is_a_clear_init_error() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn an_https_stand_in_is_trusted_only_through_ssl_cert_file() {
+    let (stand_in, ca_pem) = StandIn::start_tls(Options::default()).await.unwrap();
+    assert!(stand_in.base_url().starts_with("https://"));
+    let dir = std::env::temp_dir().join(format!("https-stand-in-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = dir.join("stand-in-ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let api = |cert_file: Option<&std::path::Path>| {
+        let vars = [
+            ("TELEGRAM_BOT_TOKEN", Some(stand_in.token().to_owned())),
+            ("TELEGRAM_API_BASE_URL", Some(stand_in.base_url())),
+            ("SSL_CERT_FILE", cert_file.map(|p| p.display().to_string())),
+        ];
+        let config = telegram_lambda_bot::config::Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .and_then(|(_, v)| v.clone())
+        })
+        .unwrap();
+        telegram_lambda_bot::client::BotApi::new(&config).unwrap()
+    };
+
+    let me = api(Some(&ca_file)).get_me().await.unwrap();
+    assert_eq!(me.username.as_deref(), Some("EchoLambdaBot"));
+    // Without the CA the certificate is refused before any request is sent.
+    let error = api(None).get_me().await.unwrap_err();
+    assert_eq!(error.failure(), Failure::Retryable { retry_after: None });
+    let chain = error_chain(&error);
+    assert!(chain.contains("certificate"), "{chain}");
+    assert_eq!(stand_in.calls_to("getMe").len(), 1);
+    assert_eq!(stand_in.tls_handshakes(), 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -216,3 +216,107 @@ pub fn api_for(stand_in: &StandIn) -> telegram_lambda_bot::client::BotApi {
     .unwrap();
     telegram_lambda_bot::client::BotApi::new(&config).unwrap()
 }
+
+/// Decides, before the function runs, that a delivery fails with this
+/// status: how a test makes one chat's updates fail.
+pub type Gate = Arc<dyn Fn(&Value) -> Option<u16> + Send + Sync>;
+
+/// Serves the real handler over HTTP on loopback, turning each request into
+/// the Function URL event Lambda would build, as the stand-in's webhook
+/// delivery needs a URL to POST to. Returns the webhook URL.
+pub async fn serve_function(app: Arc<App>, gate: Option<Gate>) -> String {
+    use http_body_util::{BodyExt, Full};
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let app = app.clone();
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let app = app.clone();
+                    let gate = gate.clone();
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let text = String::from_utf8_lossy(&body).into_owned();
+                        let update: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                        let mut response = hyper::Response::new(Full::new(bytes::Bytes::new()));
+                        if let Some(status) = gate.as_ref().and_then(|g| g(&update)) {
+                            *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                            return Ok::<_, std::convert::Infallible>(response);
+                        }
+                        let headers: serde_json::Map<String, Value> = parts
+                            .headers
+                            .iter()
+                            .map(|(k, v)| {
+                                (
+                                    k.as_str().to_owned(),
+                                    Value::String(v.to_str().unwrap_or("").to_owned()),
+                                )
+                            })
+                            .collect();
+                        let event = serde_json::json!({
+                            "version": "2.0",
+                            "routeKey": "$default",
+                            "rawPath": parts.uri.path(),
+                            "rawQueryString": "",
+                            "headers": headers,
+                            "requestContext": {
+                                "accountId": "anonymous",
+                                "apiId": "test",
+                                "domainName": "test.lambda-url.us-east-1.on.aws",
+                                "domainPrefix": "test",
+                                "http": {"method": parts.method.as_str(), "path": parts.uri.path(),
+                                         "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": ""},
+                                "requestId": "test", "routeKey": "$default", "stage": "$default",
+                                "time": "26/Nov/2026:10:00:00 +0000", "timeEpoch": 0
+                            },
+                            "body": text,
+                            "isBase64Encoded": false
+                        });
+                        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+                        let answer =
+                            telegram_lambda_bot::webhook::handle_event(&app, event, deadline).await;
+                        let lambda_response = answer.response();
+                        *response.status_mut() =
+                            hyper::StatusCode::from_u16(answer.status()).unwrap();
+                        for (name, value) in lambda_response.headers.iter() {
+                            response.headers_mut().insert(name.clone(), value.clone());
+                        }
+                        Ok(response)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}/")
+}
+
+/// The app for `stand_in`, as the function builds it at cold start.
+pub fn app_for(stand_in: &StandIn) -> App {
+    let vars = [
+        ("TELEGRAM_BOT_TOKEN", stand_in.token().to_owned()),
+        ("TELEGRAM_API_BASE_URL", stand_in.base_url()),
+        ("TELEGRAM_WEBHOOK_SECRET", SECRET.to_owned()),
+        ("TELEGRAM_BOT_USERNAME", BOT_USERNAME.to_owned()),
+    ];
+    let config = Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    App::new(&config).unwrap()
+}

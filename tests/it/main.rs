@@ -2,8 +2,10 @@
 //! against the Telegram stand-in on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+mod chat;
 mod cli;
 mod client;
+mod delivery;
 mod deploy;
 mod helpers;
 mod poll;

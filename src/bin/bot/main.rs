@@ -3,6 +3,8 @@
 //! the Lambda function, the token from `TELEGRAM_BOT_TOKEN` or from the
 //! Parameter Store parameter `TELEGRAM_BOT_TOKEN_PARAMETER` names.
 
+mod chat;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -35,6 +37,10 @@ enum Command {
     /// Set, show or delete the webhook Telegram delivers updates to.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Chat with the bot in the terminal, with no token and no AWS account:
+    /// the Telegram stand-in delivers your messages to the function running
+    /// under `cargo lambda watch` (or, with --polling, to the polling loop).
+    Chat(chat::ChatArgs),
     /// Show the bot's own account (getMe): a check that the token works.
     Me {
         /// Print only the username, for scripts.
@@ -114,7 +120,11 @@ struct InfoArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init();
+    // The chat's terminal is for the conversation: only problems are logged.
+    match cli.command {
+        Command::Chat(_) => logging::init_with_default("warn"),
+        _ => logging::init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -127,6 +137,16 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        if let Command::Chat(args) = cli.command {
+            // Needs no configuration: it brings its own Telegram.
+            return match chat::run(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("bot: {}", error_chain(&error));
+                    ExitCode::FAILURE
+                }
+            };
+        }
         let (config, api) = match setup().await {
             Ok(ready) => ready,
             Err(code) => return code,
@@ -139,6 +159,7 @@ fn main() -> ExitCode {
                 drop_pending_updates,
             }) => delete_webhook(&api, drop_pending_updates).await,
             Command::Me { username } => me(&api, username).await,
+            Command::Chat(_) => unreachable_chat(),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -241,6 +262,11 @@ async fn set_webhook(api: &BotApi, args: SetArgs) -> Result<(), String> {
         .map_err(|e| error_chain(&e))?;
     println!("Webhook set: {}", args.url);
     Ok(())
+}
+
+/// `chat` returned before configuration was read.
+fn unreachable_chat() -> Result<(), String> {
+    Err("internal: chat is handled before setup".to_owned())
 }
 
 async fn me(api: &BotApi, username_only: bool) -> Result<(), String> {
