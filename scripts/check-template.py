@@ -90,6 +90,12 @@ output = template["Outputs"]["WebhookUrl"]["Value"]["If"]
 check(output[0] == "UseHttpApi" and output[1]["Sub"].endswith("/webhook") and output[2]["Sub"].endswith("webhook"),
       "WebhookUrl output must point at the route for both endpoint types")
 
+check(params["ReservedConcurrency"]["Default"] == 0, "reserved concurrency off by default")
+check(props.get("ReservedConcurrentExecutions", {}).get("If", [None])[0] == "HasReservedConcurrency",
+      "reserved concurrency from the parameter")
+throttle = resources["WebhookApiOverrides"]["Properties"]["Stage"]["DefaultRouteSettings"]
+check(throttle["ThrottlingRateLimit"] > 0 and throttle["ThrottlingBurstLimit"] > 0, "the HTTP API is throttled")
+
 if errors:
     print("template.yaml:\n  " + "\n  ".join(errors), file=sys.stderr)
     sys.exit(1)

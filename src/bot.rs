@@ -301,4 +301,95 @@ mod tests {
     fn without_a_username_commands_naming_a_bot_are_taken_as_ours() {
         assert_eq!(Bot::new(None).replies(&group_text("/help@Any")).len(), 1);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn message(text: &str, chat_type: &str, thread: Option<i64>) -> Update {
+            let mut message = json!({
+                "message_id": 77, "date": 1,
+                "from": {"id": 5, "is_bot": false, "first_name": "Ali"},
+                "chat": {"id": -1_001_234_567_890_i64, "type": chat_type},
+                "text": text,
+                "entities": [{"type": "bold", "offset": 0, "length": 1}]
+            });
+            if let Some(thread) = thread {
+                message["message_thread_id"] = json!(thread);
+                message["is_topic_message"] = json!(true);
+            }
+            update(message)
+        }
+
+        fn command_name() -> impl Strategy<Value = String> {
+            "[A-Za-z0-9_]{1,32}"
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn every_reply_is_valid_for_telegram(
+                text in any::<String>().prop_filter("Telegram sends non-empty text", |t| !t.is_empty()),
+                long in proptest::collection::vec(any::<char>(), 4000..6000),
+                chat_type in prop_oneof!["private", "group", "supergroup"],
+                thread in proptest::option::of(1i64..1_000_000),
+            ) {
+                let long: String = long.into_iter().collect();
+                for text in [text, long] {
+                    let incoming = message(&text, &chat_type, thread);
+                    for reply in bot().replies(&incoming) {
+                        let units = reply.text.encode_utf16().count();
+                        prop_assert!((1..=4096).contains(&units), "{} UTF-16 units", units);
+                        prop_assert!(!reply.text.trim().is_empty());
+                        prop_assert_eq!(reply.chat_id, ChatId(-1_001_234_567_890));
+                        prop_assert_eq!(reply.message_thread_id, thread.map(ThreadId));
+                        let quoted = reply.reply_parameters.as_ref().map(|r| (r.message_id, r.allow_sending_without_reply));
+                        prop_assert_eq!(quoted, Some((MessageId(77), true)));
+                    }
+                }
+            }
+
+            #[test]
+            fn commands_parse_as_the_bot_api_defines_them(
+                name in command_name(),
+                target in proptest::option::of(command_name()),
+                separator in prop_oneof![" ", "\n", "\t", "  "],
+                args in "[^\\s].{0,40}",
+            ) {
+                let text = match &target {
+                    Some(bot) => format!("/{name}@{bot}{separator}{args}"),
+                    None => format!("/{name}{separator}{args}"),
+                };
+                let command = Command::parse(&text);
+                prop_assert_eq!(command, Some(Command { name: &name, bot: target.as_deref(), args: args.as_str() }));
+            }
+
+            #[test]
+            fn names_outside_the_rules_are_not_commands(
+                name in "[A-Za-z0-9_]{33,40}|[A-Za-z0-9_]{0,5}[^A-Za-z0-9_@\\s][A-Za-z0-9_]{0,5}",
+            ) {
+                let text = format!("/{name}");
+                prop_assert_eq!(Command::parse(&text), None);
+            }
+
+            #[test]
+            fn commands_for_another_bot_get_no_reply(
+                name in command_name(),
+                other in command_name().prop_filter("another bot", |b| !b.eq_ignore_ascii_case("EchoLambdaBot")),
+            ) {
+                let incoming = message(&format!("/{name}@{other} x"), "supergroup", None);
+                prop_assert!(bot().replies(&incoming).is_empty());
+            }
+
+            #[test]
+            fn commands_for_this_bot_always_get_a_reply(
+                name in command_name(),
+                username in "(?i)echolambdabot",
+            ) {
+                let incoming = message(&format!("/{name}@{username}"), "group", None);
+                prop_assert_eq!(bot().replies(&incoming).len(), 1);
+            }
+        }
+    }
 }

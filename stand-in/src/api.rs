@@ -2,7 +2,7 @@
 //! Status codes and descriptions follow Telegram's server.
 
 use crate::state::{Call, Fault, Webhook};
-use crate::{DroppedOnPurpose, Shared};
+use crate::{Cut, Shared};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::http::request::Parts;
@@ -92,7 +92,7 @@ pub(crate) async fn route(
     shared: &Arc<Shared>,
     parts: Parts,
     body: Bytes,
-) -> Result<Response<Full<Bytes>>, DroppedOnPurpose> {
+) -> Result<Response<Full<Bytes>>, Cut> {
     let path = parts.uri.path();
     if let Some(control) = path.strip_prefix("/_stand-in/") {
         return Ok(crate::api::control(shared, control, &body).await);
@@ -136,6 +136,7 @@ pub(crate) async fn route(
         .faults
         .get_mut(&method_key)
         .and_then(|queue| queue.pop_front());
+    let mut truncate = false;
     match fault {
         Some(Fault::Error {
             status,
@@ -156,7 +157,15 @@ pub(crate) async fn route(
             finish(shared, call, status);
             return Ok(html_response(status));
         }
-        Some(Fault::Drop) => return Err(DroppedOnPurpose),
+        Some(Fault::Drop) => return Err(Cut::Drop),
+        Some(Fault::Raw { status, body }) => {
+            finish(shared, call, status);
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            *response.status_mut() = hyper::StatusCode::from_u16(status)
+                .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+            return Ok(response);
+        }
+        Some(Fault::Truncated) => truncate = true,
         Some(Fault::Delay { millis }) => {
             tokio::time::sleep(Duration::from_millis(millis)).await;
         }
@@ -187,7 +196,14 @@ pub(crate) async fn route(
             (status, error_response(status, &description, retry_after))
         }
     };
-    finish(shared, call, status);
+    if status == 200 {
+        finish_performed(shared, call, status);
+    } else {
+        finish(shared, call, status);
+    }
+    if truncate {
+        return Err(Cut::MidAnswer(response));
+    }
     Ok(response)
 }
 
@@ -205,6 +221,7 @@ fn record(shared: &Shared, method: &str, params: Value) -> CallRef {
         method: method.to_owned(),
         params,
         status: 0,
+        performed: false,
     });
     CallRef {
         generation: state.calls_generation,
@@ -214,10 +231,20 @@ fn record(shared: &Shared, method: &str, params: Value) -> CallRef {
 
 /// Sets the status of a recorded call, unless a reset forgot it meanwhile.
 fn finish(shared: &Shared, call: CallRef, status: u16) {
+    finish_as(shared, call, status, false);
+}
+
+/// As [`finish`], for a call that was carried out.
+fn finish_performed(shared: &Shared, call: CallRef, status: u16) {
+    finish_as(shared, call, status, true);
+}
+
+fn finish_as(shared: &Shared, call: CallRef, status: u16, performed: bool) {
     let mut state = shared.state();
     if state.calls_generation == call.generation {
         if let Some(recorded) = state.calls.get_mut(call.index) {
             recorded.status = status;
+            recorded.performed = performed;
         }
     }
 }
@@ -693,7 +720,7 @@ pub(crate) async fn control(
                 .state()
                 .calls
                 .iter()
-                .filter(|c| c.method.eq_ignore_ascii_case("sendMessage") && c.status == 200)
+                .filter(|c| c.method.eq_ignore_ascii_case("sendMessage") && c.performed)
                 .map(|c| c.params.clone())
                 .collect();
             json_response(200, &json!(sent))

@@ -160,11 +160,12 @@ impl Handle {
             .collect()
     }
 
-    /// The parameters of every sendMessage that was accepted.
+    /// The parameters of every sendMessage that was carried out (sent to
+    /// the chat), whatever the caller was answered.
     pub fn sent_messages(&self) -> Vec<Value> {
         self.calls()
             .into_iter()
-            .filter(|c| c.method.eq_ignore_ascii_case("sendMessage") && c.status == 200)
+            .filter(|c| c.method.eq_ignore_ascii_case("sendMessage") && c.performed)
             .map(|c| c.params)
             .collect()
     }
@@ -378,16 +379,61 @@ impl std::error::Error for DroppedOnPurpose {}
 async fn handle(
     shared: Arc<Shared>,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, DroppedOnPurpose> {
+) -> Result<Response<AnswerBody>, DroppedOnPurpose> {
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => {
-            return Ok(api::json_response(
-                413,
-                &api::error_body(413, "Request Entity Too Large"),
-            ))
+            return Ok(
+                api::json_response(413, &api::error_body(413, "Request Entity Too Large"))
+                    .map(AnswerBody::Whole),
+            )
         }
     };
-    api::route(&shared, parts, body).await
+    match api::route(&shared, parts, body).await {
+        Ok(response) => Ok(response.map(AnswerBody::Whole)),
+        Err(Cut::Drop) => Err(DroppedOnPurpose),
+        Err(Cut::MidAnswer(response)) => Ok(response.map(|full| {
+            let whole = full.into_inner().unwrap_or_default();
+            AnswerBody::CutShort(Some(whole.slice(..whole.len() / 2)))
+        })),
+    }
+}
+
+/// How the stand-in breaks a connection on purpose.
+pub(crate) enum Cut {
+    /// Close it without answering.
+    Drop,
+    /// Send the status, headers and half the body, then close it.
+    MidAnswer(Response<Full<Bytes>>),
+}
+
+/// An answer's body: whole, or cut off after its first half (the connection
+/// then closes, as when a proxy dies mid-answer).
+pub(crate) enum AnswerBody {
+    Whole(Full<Bytes>),
+    CutShort(Option<Bytes>),
+}
+
+impl hyper::body::Body for AnswerBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        use std::task::Poll;
+        match self.get_mut() {
+            AnswerBody::Whole(full) => std::pin::Pin::new(full)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|f| f.map_err(|never| match never {}))),
+            AnswerBody::CutShort(half) => match half.take() {
+                Some(data) => Poll::Ready(Some(Ok(hyper::body::Frame::data(data)))),
+                None => Poll::Ready(Some(Err(std::io::Error::other(
+                    "answer cut short on purpose",
+                )))),
+            },
+        }
+    }
 }

@@ -15,6 +15,9 @@ pub struct Call {
     /// The HTTP status answered; 0 while the call is in flight, or when the
     /// connection was dropped without an answer.
     pub status: u16,
+    /// The call took effect (a message was sent), whatever was answered: an
+    /// injected error has none, a slow or cut-short answer has.
+    pub performed: bool,
 }
 
 /// A failure to inject into the next call of a method.
@@ -40,6 +43,12 @@ pub enum Fault {
     Delay { millis: u64 },
     /// Close the connection without answering, and do nothing.
     Drop,
+    /// Carry out the call, then answer 200 with a body cut short: the
+    /// connection closes mid-answer.
+    Truncated,
+    /// Answer this status and body as is (for example 200 with a body that
+    /// is not JSON).
+    Raw { status: u16, body: String },
 }
 
 impl Fault {

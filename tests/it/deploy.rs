@@ -165,7 +165,7 @@ async fn a_first_deploy_stores_the_token_builds_deploys_and_sets_the_webhook() {
     assert!(lines[6].ends_with("--stack-name telegram-bot --capabilities CAPABILITY_IAM --resolve-s3 --no-confirm-changeset --no-fail-on-empty-changeset --region eu-west-1"), "{log}");
     assert_eq!(
         lines[7],
-        format!("  parameter_overrides = \"Architecture=\\\"arm64\\\" EndpointType=\\\"HttpApi\\\" BotTokenParameter=\\\"/telegram-bot/bot-token\\\" BotUsername=\\\"EchoLambdaBot\\\" WebhookSecret=\\\"{secret}\\\"\"")
+        format!("  parameter_overrides = \"Architecture=\\\"arm64\\\" EndpointType=\\\"HttpApi\\\" BotTokenParameter=\\\"/telegram-bot/bot-token\\\" BotUsername=\\\"EchoLambdaBot\\\" ReservedConcurrency=\\\"0\\\" WebhookSecret=\\\"{secret}\\\"\"")
     );
     assert!(
         lines[8].starts_with("aws cloudformation describe-stacks --stack-name telegram-bot"),
@@ -205,6 +205,8 @@ async fn an_update_keeps_the_stored_secret_and_takes_the_options() {
             "--bot-username",
             "MyBot",
             "--drop-pending-updates",
+            "--reserved-concurrency",
+            "40",
         ],
         &[("TELEGRAM_BOT_TOKEN", &token)],
     )
@@ -225,7 +227,7 @@ async fn an_update_keeps_the_stored_secret_and_takes_the_options() {
         log.contains("sam build --parameter-overrides Architecture=x86_64\n"),
         "{log}"
     );
-    assert!(log.contains("EndpointType=\\\"FunctionUrl\\\" BotTokenParameter=\\\"/my-bot/bot-token\\\" BotUsername=\\\"MyBot\\\" WebhookSecret=\\\"stored_secret-123\\\""), "{log}");
+    assert!(log.contains("EndpointType=\\\"FunctionUrl\\\" BotTokenParameter=\\\"/my-bot/bot-token\\\" BotUsername=\\\"MyBot\\\" ReservedConcurrency=\\\"40\\\" WebhookSecret=\\\"stored_secret-123\\\""), "{log}");
     let set = &stand_in.calls_to("setWebhook")[0];
     assert_eq!(set["secret_token"], "stored_secret-123");
     assert_eq!(set["drop_pending_updates"], true);

@@ -89,6 +89,10 @@ pub struct Setup {
     pub token: Option<String>,
     pub base_url: Option<String>,
     pub http_timeout_secs: Option<String>,
+    /// The stand-in's options (its token, for one).
+    pub stand_in: Option<Options>,
+    /// The webhook secret; `SECRET`, the one in events/, by default.
+    pub secret: Option<String>,
 }
 
 pub async fn spawn() -> TestApp {
@@ -105,13 +109,18 @@ pub async fn spawn_with(setup: Setup) -> TestApp {
         .with_writer(move || writer.clone())
         .finish();
     let guard = tracing::subscriber::set_default(subscriber);
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let stand_in = StandIn::start(setup.stand_in.unwrap_or_default())
+        .await
+        .unwrap();
     let token = setup.token.unwrap_or_else(|| stand_in.token().to_owned());
     let base_url = setup.base_url.unwrap_or_else(|| stand_in.base_url());
     let vars = [
         ("TELEGRAM_BOT_TOKEN", Some(token)),
         ("TELEGRAM_API_BASE_URL", Some(base_url)),
-        ("TELEGRAM_WEBHOOK_SECRET", Some(SECRET.to_owned())),
+        (
+            "TELEGRAM_WEBHOOK_SECRET",
+            Some(setup.secret.unwrap_or_else(|| SECRET.to_owned())),
+        ),
         ("TELEGRAM_BOT_USERNAME", Some(BOT_USERNAME.to_owned())),
         ("TELEGRAM_HTTP_TIMEOUT_SECS", setup.http_timeout_secs),
     ];

@@ -1,0 +1,482 @@
+//! The fault matrix: every kind of request at the door and every Bot API
+//! failure at each call the function makes, with the status Telegram gets
+//! and the log line. The README's "Security and failure behaviour" table
+//! is rendered from this matrix and checked against it, so the two cannot
+//! drift (`UPDATE_README=1 cargo test --test it fault_matrix` rewrites it).
+
+use crate::helpers::{event, spawn_with, Setup, TestApp};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+use telegram_stand_in::{Fault, Options};
+
+/// What a case does before the event is delivered.
+enum Arrange {
+    /// Faults for the next sendMessage calls, in order.
+    Faults(Vec<Fault>),
+    /// The Bot API's port is closed.
+    Refused,
+    /// The Bot API answers after the invocation's deadline.
+    SlowerThanDeadline,
+    /// The function holds a token the Bot API does not know.
+    WrongToken,
+    /// The event is changed first.
+    Event(fn(&mut Value)),
+    /// The same update is delivered twice; the second answer counts.
+    Twice,
+}
+
+struct Case {
+    what: &'static str,
+    arrange: Arrange,
+    status: i64,
+    retry_after: Option<&'static str>,
+    outcome: &'static str,
+    level: &'static str,
+    replies: usize,
+}
+
+fn chat_not_found() -> Fault {
+    Fault::chat_not_found()
+}
+
+fn matrix() -> Vec<Case> {
+    use Arrange::*;
+    let case = |what, arrange, status, retry_after, outcome, level, replies| Case {
+        what,
+        arrange,
+        status,
+        retry_after,
+        outcome,
+        level,
+        replies,
+    };
+    vec![
+        // At the door.
+        case(
+            "a valid update",
+            Faults(vec![]),
+            200,
+            None,
+            "answered",
+            "INFO",
+            1,
+        ),
+        case(
+            "the same update again",
+            Twice,
+            200,
+            None,
+            "duplicate",
+            "INFO",
+            1,
+        ),
+        case(
+            "wrong secret",
+            Event(|e| e["headers"]["x-telegram-bot-api-secret-token"] = json!("guess")),
+            401,
+            None,
+            "unauthorized",
+            "WARN",
+            0,
+        ),
+        case(
+            "no secret",
+            Event(|e| {
+                e["headers"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("x-telegram-bot-api-secret-token");
+            }),
+            401,
+            None,
+            "unauthorized",
+            "WARN",
+            0,
+        ),
+        case(
+            "a method other than POST",
+            Event(|e| e["requestContext"]["http"]["method"] = json!("GET")),
+            405,
+            None,
+            "method_not_allowed",
+            "WARN",
+            0,
+        ),
+        case(
+            "a body over 1 MiB",
+            Event(|e| e["body"] = json!("x".repeat(1024 * 1024 + 1))),
+            413,
+            None,
+            "payload_too_large",
+            "WARN",
+            0,
+        ),
+        case(
+            "a body that is not JSON",
+            Event(|e| e["body"] = json!("{\"update_id\": 1,")),
+            200,
+            None,
+            "not_an_update",
+            "WARN",
+            0,
+        ),
+        case(
+            "JSON nested 100,000 deep",
+            Event(|e| e["body"] = json!(format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)))),
+            200,
+            None,
+            "not_an_update",
+            "WARN",
+            0,
+        ),
+        case(
+            "JSON without an integer update_id",
+            Event(|e| e["body"] = json!("{\"update_id\": \"7\"}")),
+            200,
+            None,
+            "not_an_update",
+            "WARN",
+            0,
+        ),
+        case(
+            "invalid base64 with isBase64Encoded",
+            Event(|e| {
+                e["isBase64Encoded"] = json!(true);
+                e["body"] = json!("%%%");
+            }),
+            200,
+            None,
+            "not_an_update",
+            "WARN",
+            0,
+        ),
+        case(
+            "an event that is not an HTTP request",
+            Event(|e| *e = json!({"Records": []})),
+            400,
+            None,
+            "bad_event",
+            "WARN",
+            0,
+        ),
+        // The Bot API's answer to sendMessage.
+        case(
+            "connection refused",
+            Refused,
+            502,
+            None,
+            "retryable_failure",
+            "WARN",
+            0,
+        ),
+        case(
+            "connection closed before an answer",
+            Faults(vec![Fault::Drop]),
+            502,
+            None,
+            "retryable_failure",
+            "WARN",
+            0,
+        ),
+        case(
+            "connection reset mid-answer (the message went out; the redelivery repeats it)",
+            Faults(vec![Fault::Truncated]),
+            502,
+            None,
+            "retryable_failure",
+            "WARN",
+            1,
+        ),
+        case(
+            "500 Internal Server Error",
+            Faults(vec![Fault::internal_error()]),
+            502,
+            None,
+            "retryable_failure",
+            "WARN",
+            0,
+        ),
+        case(
+            "502 Bad Gateway (an HTML page)",
+            Faults(vec![Fault::bad_gateway()]),
+            502,
+            None,
+            "retryable_failure",
+            "WARN",
+            0,
+        ),
+        case(
+            "an answer slower than the deadline",
+            SlowerThanDeadline,
+            502,
+            None,
+            "retryable_failure",
+            "WARN",
+            0,
+        ),
+        case(
+            "429, retry_after 1 (fits the time left)",
+            Faults(vec![Fault::too_many_requests(1)]),
+            200,
+            None,
+            "answered",
+            "INFO",
+            1,
+        ),
+        case(
+            "429, retry_after 1, then 500 on the retry",
+            Faults(vec![Fault::too_many_requests(1), Fault::internal_error()]),
+            502,
+            None,
+            "retryable_failure",
+            "WARN",
+            0,
+        ),
+        case(
+            "429, retry_after 60 (does not fit)",
+            Faults(vec![Fault::too_many_requests(60)]),
+            503,
+            Some("60"),
+            "retryable_failure",
+            "WARN",
+            0,
+        ),
+        case(
+            "403 Forbidden: bot was blocked by the user",
+            Faults(vec![Fault::blocked_by_user()]),
+            200,
+            None,
+            "permanent_failure",
+            "WARN",
+            0,
+        ),
+        case(
+            "400 Bad Request: chat not found",
+            Faults(vec![chat_not_found()]),
+            200,
+            None,
+            "permanent_failure",
+            "WARN",
+            0,
+        ),
+        case(
+            "400 group upgraded to a supergroup",
+            Faults(vec![Fault::migrated(-1_009_999_999_999)]),
+            200,
+            None,
+            "answered",
+            "INFO",
+            1,
+        ),
+        case(
+            "400 upgraded, then 403 in the new chat",
+            Faults(vec![
+                Fault::migrated(-1_009_999_999_999),
+                Fault::blocked_by_user(),
+            ]),
+            200,
+            None,
+            "permanent_failure",
+            "WARN",
+            0,
+        ),
+        case(
+            "401 Unauthorized (wrong token)",
+            WrongToken,
+            500,
+            None,
+            "configuration_failure",
+            "ERROR",
+            0,
+        ),
+        case(
+            "404 Not Found (wrong base URL)",
+            Faults(vec![Fault::Error {
+                status: 404,
+                description: "Not Found".into(),
+                retry_after: None,
+                migrate_to_chat_id: None,
+            }]),
+            500,
+            None,
+            "configuration_failure",
+            "ERROR",
+            0,
+        ),
+        case(
+            "200 with a body that is not JSON",
+            Faults(vec![Fault::Raw {
+                status: 200,
+                body: "<html>proxy</html>".into(),
+            }]),
+            500,
+            None,
+            "configuration_failure",
+            "ERROR",
+            0,
+        ),
+    ]
+}
+
+/// A token and webhook secret that are easy to spot in output.
+pub struct Secrets {
+    pub token: &'static str,
+    pub webhook_secret: &'static str,
+}
+
+async fn run(case: &Case) -> (TestApp, crate::helpers::Answer) {
+    run_with(case, None).await
+}
+
+async fn run_with(case: &Case, secrets: Option<&Secrets>) -> (TestApp, crate::helpers::Answer) {
+    let closed_port = || {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut setup = Setup::default();
+    match &case.arrange {
+        Arrange::Refused => setup.base_url = Some(format!("http://127.0.0.1:{}", closed_port())),
+        Arrange::WrongToken => {
+            setup.token = Some("987654321:AAsome-other-bots-token_0000000000".into())
+        }
+        _ => {}
+    }
+    let mut options = Options::default();
+    if let Some(secrets) = secrets {
+        options.token = secrets.token.to_owned();
+        setup.secret = Some(secrets.webhook_secret.to_owned());
+    }
+    setup.stand_in = Some(options);
+    let test = spawn_with(setup).await;
+    let mut event = event("text");
+    if let Some(secrets) = secrets {
+        event["headers"]["x-telegram-bot-api-secret-token"] = json!(secrets.webhook_secret);
+    }
+    test.observe(&event);
+    // The supergroup a migration moves to is known to Telegram too.
+    test.stand_in.observe_update(
+        &json!({"update_id": 1, "message": {"message_id": 1, "date": 1,
+        "chat": {"id": -1_009_999_999_999_i64, "type": "supergroup"}, "text": "x"}}),
+    );
+    let mut time_left = Duration::from_secs(10);
+    match &case.arrange {
+        Arrange::Faults(faults) => {
+            for fault in faults {
+                test.stand_in.inject("sendMessage", fault.clone());
+            }
+        }
+        Arrange::SlowerThanDeadline => {
+            test.stand_in.inject("sendMessage", Fault::slow(3_000));
+            time_left = Duration::from_millis(1_500);
+        }
+        Arrange::Event(change) => change(&mut event),
+        Arrange::Twice => {
+            test.invoke(event.clone()).await;
+        }
+        Arrange::Refused | Arrange::WrongToken => {}
+    }
+    let answer = test.invoke_with_time_left(event, time_left).await;
+    (test, answer)
+}
+
+/// Runs every case with `secrets`, returning everything logged and answered.
+pub async fn output_of_every_case(secrets: &Secrets) -> String {
+    let mut output = String::new();
+    for case in matrix() {
+        let (test, answer) = run_with(&case, Some(secrets)).await;
+        output.push_str(&test.logs.text());
+        output.push_str(&format!("{answer:?}\n{:?}\n", test.app));
+    }
+    output
+}
+
+#[tokio::test]
+async fn fault_matrix_every_case_gets_its_status_and_log_line() {
+    for case in matrix() {
+        let (test, answer) = run(&case).await;
+        assert_eq!(answer.status, case.status, "{}: {answer:?}", case.what);
+        assert_eq!(
+            answer.retry_after.as_deref(),
+            case.retry_after,
+            "{}",
+            case.what
+        );
+        let lines = test.logs.outcome_lines();
+        let line = lines
+            .last()
+            .unwrap_or_else(|| panic!("{}: no outcome line", case.what));
+        assert_eq!(line["outcome"], case.outcome, "{}: {line}", case.what);
+        assert_eq!(line["level"], case.level, "{}: {line}", case.what);
+        assert_eq!(
+            test.stand_in.sent_messages().len(),
+            case.replies,
+            "{}",
+            case.what
+        );
+        if case.status == 401 {
+            assert!(
+                test.stand_in.calls().is_empty(),
+                "{}: called the Bot API",
+                case.what
+            );
+        }
+        test.assert_token_not_logged();
+    }
+}
+
+fn telegram_then(case: &Case) -> String {
+    match (case.status, case.retry_after) {
+        (200..=299, _) => "moves on".to_owned(),
+        (500..=599, Some(seconds)) => format!("delivers again after {seconds} s"),
+        (500..=599, None) => "delivers again (backoff)".to_owned(),
+        _ => "— (not from Telegram)".to_owned(),
+    }
+}
+
+fn render(cases: &[Case]) -> String {
+    let mut table = String::from(
+        "| request, or the Bot API's answer to sendMessage | status | Telegram then | log line (`outcome`, level) |\n|---|---|---|---|\n",
+    );
+    for case in cases {
+        let status = match case.retry_after {
+            Some(seconds) => format!("{} + `Retry-After: {seconds}`", case.status),
+            None => case.status.to_string(),
+        };
+        table.push_str(&format!(
+            "| {} | {} | {} | `{}` {} |\n",
+            case.what,
+            status,
+            telegram_then(case),
+            case.outcome,
+            case.level
+        ));
+    }
+    table
+}
+
+#[test]
+fn fault_matrix_matches_the_readme_table() {
+    const START: &str = "<!-- fault-matrix:start (generated by tests/it/faults.rs) -->\n";
+    const END: &str = "<!-- fault-matrix:end -->";
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let table = render(&matrix());
+    let (Some(start), Some(end)) = (readme.find(START), readme.find(END)) else {
+        panic!("README.md lacks the fault-matrix markers");
+    };
+    let current = &readme[start + START.len()..end];
+    if current != table {
+        if std::env::var_os("UPDATE_README").is_some() {
+            let updated = format!(
+                "{}{}{}",
+                &readme[..start + START.len()],
+                table,
+                &readme[end..]
+            );
+            std::fs::write(&path, updated).unwrap();
+        } else {
+            panic!("README.md's fault table is out of date; run UPDATE_README=1 cargo test --test it fault_matrix\n\nexpected:\n{table}");
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The token and the webhook secret appear nowhere: not in logs, answers,
+//! errors or Debug output, on any path the webhook and the polling loop
+//! can take.
+
+use crate::faults::{output_of_every_case, Secrets};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use telegram_lambda_bot::bot::Bot;
+use telegram_lambda_bot::client::{error_chain, BotApi};
+use telegram_lambda_bot::config::Config;
+use telegram_lambda_bot::poll::{self, Backoff, PollOptions};
+use telegram_stand_in::{Fault, Options, StandIn};
+use tokio::sync::watch;
+
+const SECRETS: Secrets = Secrets {
+    token: "424242424:AAHsecret-TOKEN-never-log-ZZZZ0000000",
+    webhook_secret: "webhook-SECRET-never-log-QQQ",
+};
+
+fn assert_clean(output: &str) {
+    let token_secret = SECRETS.token.split(':').nth(1).unwrap();
+    assert!(
+        !output.contains(token_secret),
+        "the token leaked:\n{output}"
+    );
+    assert!(
+        !output.contains(SECRETS.webhook_secret),
+        "the webhook secret leaked:\n{output}"
+    );
+    assert!(!output.contains("never-log"), "a secret leaked:\n{output}");
+}
+
+#[tokio::test]
+async fn no_webhook_path_shows_a_secret() {
+    let output = output_of_every_case(&SECRETS).await;
+    assert!(output.contains("retryable_failure"), "the cases ran");
+    assert_clean(&output);
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn api(base_url: &str, token: &str) -> (Config, BotApi) {
+    let vars = [
+        ("TELEGRAM_BOT_TOKEN", token.to_owned()),
+        ("TELEGRAM_API_BASE_URL", base_url.to_owned()),
+        ("TELEGRAM_WEBHOOK_SECRET", SECRETS.webhook_secret.to_owned()),
+        ("TELEGRAM_HTTP_TIMEOUT_SECS", "1".to_owned()),
+    ];
+    let config = Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let api = BotApi::new(&config).unwrap();
+    (config, api)
+}
+
+/// Polls until one update is answered (or 10 s pass), through `faults`.
+async fn poll_through(stand_in: &StandIn, api: &BotApi, faults: &[(&str, Fault)]) -> String {
+    for (method, fault) in faults {
+        stand_in.inject(method, fault.clone());
+    }
+    stand_in.enqueue_text(4242, "hello");
+    let (stop, stop_rx) = watch::channel(false);
+    let options = PollOptions {
+        timeout_secs: 0,
+        backoff: Backoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(50),
+        },
+        ..PollOptions::default()
+    };
+    let bot = Bot::default();
+    let run = poll::run(api, &bot, &options, stop_rx);
+    let answered = async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while stand_in.pending_updates().len() == 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::pin!(run);
+    let result = tokio::select! {
+        result = &mut run => result,
+        () = answered => {
+            let _ = stop.send(true);
+            run.await
+        }
+    };
+    match result {
+        Ok(summary) => format!("{summary:?}"),
+        Err(error) => format!("{error} {error:?} {}", error_chain(&error)),
+    }
+}
+
+#[tokio::test]
+async fn no_polling_path_shows_a_secret() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(telegram_lambda_bot::logging::filter(Some("trace")))
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut output = String::new();
+    let stand_in = StandIn::start(Options {
+        token: SECRETS.token.to_owned(),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let (config, good) = api(&stand_in.base_url(), SECRETS.token);
+    output.push_str(&format!("{config:?} {good:?}\n"));
+    let failures = [
+        ("getUpdates", Fault::internal_error()),
+        ("getUpdates", Fault::bad_gateway()),
+        ("getUpdates", Fault::Drop),
+        ("getUpdates", Fault::Truncated),
+        ("getUpdates", Fault::too_many_requests(1)),
+        (
+            "getUpdates",
+            Fault::Raw {
+                status: 200,
+                body: "{not json".into(),
+            },
+        ),
+        ("sendMessage", Fault::internal_error()),
+        ("sendMessage", Fault::Drop),
+        ("sendMessage", Fault::slow(1_500)),
+        ("sendMessage", Fault::too_many_requests(1)),
+        ("deleteWebhook", Fault::internal_error()),
+    ];
+    output.push_str(&poll_through(&stand_in, &good, &failures).await);
+    output.push_str(
+        &poll_through(
+            &stand_in,
+            &good,
+            &[("sendMessage", Fault::blocked_by_user())],
+        )
+        .await,
+    );
+    // A token the Bot API does not know, and one nobody answers for.
+    let (_, unknown) = api(&stand_in.base_url(), &SECRETS.token.replace("AAH", "AAX"));
+    output.push_str(&poll_through(&stand_in, &unknown, &[]).await);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let (_, refused) = api(&format!("http://127.0.0.1:{port}"), SECRETS.token);
+    let error = refused.get_me().await.unwrap_err();
+    output.push_str(&format!("{error} {error:?} {}\n", error_chain(&error)));
+    output.push_str(&String::from_utf8_lossy(&captured.0.lock().unwrap()));
+    assert!(
+        output.contains("retrying"),
+        "the failures were met:\n{output}"
+    );
+    assert_clean(&output);
+}
