@@ -2,11 +2,12 @@
 //! Function URL event into at most one run of the bot, sends its replies, and
 //! picks the status that tells Telegram whether to deliver the update again.
 //!
-//! The event is taken as raw JSON and converted here rather than by
+//! The event is taken as raw JSON and read here rather than by
 //! `lambda_http::run`, because lambda_http panics on a body that claims to be
-//! base64 and is not, and fails the invocation on events it cannot convert;
-//! both would reach Telegram as a gateway 500, and Telegram would redeliver
-//! the update for a day.
+//! base64 and is not, and fails the invocation on events it cannot convert
+//! (a header value with a control character is enough); both would reach
+//! Telegram as a gateway 500, and Telegram would redeliver the update for a
+//! day. Only the four fields the function needs are read.
 
 use crate::bot::Bot;
 use crate::client::{ApiError, BotApi, BotApiInitError, Failure};
@@ -16,8 +17,8 @@ use crate::recent::{Progress, RecentUpdates};
 use crate::telegram::Update;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
-use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use lambda_http::http::{HeaderMap, HeaderValue, Method};
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use lambda_http::http::{HeaderMap, HeaderValue};
 use lambda_http::Body;
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
@@ -197,21 +198,19 @@ pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
 /// Handles one event, and logs one line about it.
 pub async fn handle_event(app: &App, event: Value, deadline: Instant) -> Answer {
     let started = Instant::now();
-    let request = match serde_json::from_value::<ApiGatewayV2httpRequest>(event) {
-        Ok(request) => request,
-        Err(error) => {
-            tracing::warn!(outcome = "bad_event", error = %error, "event is not an HTTP API or Function URL request");
-            return Answer::BadEvent;
-        }
-    };
-    let update = match authenticate(app, &request) {
+    let body = match read_request(app, event) {
         Ok(body) => body,
-        Err(outcome) => {
-            tracing::warn!(outcome = outcome.as_str(), method = %request.request_context.http.method, "request rejected");
-            return outcome;
+        Err(rejection) => {
+            tracing::warn!(
+                outcome = rejection.answer.as_str(),
+                method = rejection.method,
+                reason = rejection.reason,
+                "request rejected"
+            );
+            return rejection.answer;
         }
     };
-    let update = match Update::from_slice(&update) {
+    let update = match Update::from_slice(&body) {
         Ok(update) => update,
         Err(error) => {
             tracing::warn!(outcome = "not_an_update", error = %error, "acknowledged a body that is not an update");
@@ -223,37 +222,127 @@ pub async fn handle_event(app: &App, event: Value, deadline: Instant) -> Answer 
     Answer::Update(outcome)
 }
 
-/// Checks method, secret and size, in that order, and returns the body.
-/// Nothing of the body is read before the secret matched.
-fn authenticate(app: &App, request: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, Answer> {
-    if request.request_context.http.method != Method::POST {
-        return Err(Answer::MethodNotAllowed);
+/// Why a request got no further than the door.
+struct Rejection {
+    answer: Answer,
+    /// The request's method, cut short: it is the caller's text.
+    method: String,
+    reason: &'static str,
+}
+
+/// Reads the parts of a payload 2.0 event (API Gateway HTTP API or Function
+/// URL) this function needs, in this order: method, secret, size, body.
+/// Nothing else in the event is looked at before the secret matched, and
+/// no field the function does not need can make the event unusable.
+fn read_request(app: &App, event: Value) -> Result<Vec<u8>, Rejection> {
+    let reject = |answer, method: &str, reason| Rejection {
+        answer,
+        method: method.chars().take(16).collect(),
+        reason,
+    };
+    let Value::Object(mut event) = event else {
+        return Err(reject(
+            Answer::BadEvent,
+            "",
+            "the event is not a JSON object",
+        ));
+    };
+    let Some(method) = event
+        .get("requestContext")
+        .and_then(|c| c.get("http"))
+        .and_then(|h| h.get("method"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        return Err(reject(
+            Answer::BadEvent,
+            "",
+            "not an HTTP API or Function URL event (no requestContext.http.method)",
+        ));
+    };
+    if method != "POST" {
+        return Err(reject(
+            Answer::MethodNotAllowed,
+            &method,
+            "only POST is accepted",
+        ));
     }
-    let mut secrets = request.headers.get_all(SECRET_HEADER).iter();
-    let authentic = match (secrets.next(), secrets.next()) {
-        (Some(given), None) => app.secret.matches(given.as_bytes()),
+    let empty = serde_json::Map::new();
+    let headers = event
+        .get("headers")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    // Payload 2.0 lower-cases header names, and joins repeated headers with
+    // commas, which then match no secret.
+    let mut given = headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case(SECRET_HEADER))
+        .map(|(_, value)| value);
+    let authentic = match (given.next(), given.next()) {
+        (Some(Value::String(secret)), None) => app.secret.matches(secret.as_bytes()),
         _ => false,
     };
     if !authentic {
-        return Err(Answer::Unauthorized);
+        return Err(reject(
+            Answer::Unauthorized,
+            &method,
+            "missing or wrong secret token",
+        ));
     }
-    let body = request.body.as_deref().unwrap_or_default();
-    if !request.is_base64_encoded {
-        if body.len() > MAX_BODY_BYTES {
-            return Err(Answer::PayloadTooLarge);
+    // Authenticated: whatever is odd from here on is acknowledged, since a
+    // redelivery would be just as odd and would hold up the chat.
+    let is_base64 = match event.get("isBase64Encoded") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(flag)) => *flag,
+        Some(_) => {
+            return Err(reject(
+                Answer::NotAnUpdate,
+                &method,
+                "isBase64Encoded is not a boolean",
+            ))
         }
-        return Ok(body.as_bytes().to_vec());
+    };
+    let body = match event.remove("body") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(body)) => body,
+        Some(_) => {
+            return Err(reject(
+                Answer::NotAnUpdate,
+                &method,
+                "the body is not a string",
+            ))
+        }
+    };
+    if !is_base64 {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(reject(
+                Answer::PayloadTooLarge,
+                &method,
+                "the body is over 1 MiB",
+            ));
+        }
+        return Ok(body.into_bytes());
     }
-    // Base64 grows the size by 4/3; check before decoding anything that big.
+    // Base64 grows the size by 4/3; refuse before decoding anything that big.
     if body.len() / 4 * 3 > MAX_BODY_BYTES + 3 {
-        return Err(Answer::PayloadTooLarge);
+        return Err(reject(
+            Answer::PayloadTooLarge,
+            &method,
+            "the body is over 1 MiB",
+        ));
     }
     // Padding optional and line breaks ignored: a body that is base64 in any
     // common spelling is decoded rather than dropped.
     let compact: Vec<u8> = body.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    let decoded = BASE64.decode(compact).map_err(|_| Answer::NotAnUpdate)?;
+    let decoded = BASE64
+        .decode(compact)
+        .map_err(|_| reject(Answer::NotAnUpdate, &method, "the body is not valid base64"))?;
     if decoded.len() > MAX_BODY_BYTES {
-        return Err(Answer::PayloadTooLarge);
+        return Err(reject(
+            Answer::PayloadTooLarge,
+            &method,
+            "the body is over 1 MiB",
+        ));
     }
     Ok(decoded)
 }

@@ -131,6 +131,37 @@ async fn a_secret_header_in_other_letter_case_still_authenticates() {
 }
 
 #[tokio::test]
+async fn junk_in_other_headers_does_not_get_past_or_around_the_secret_check() {
+    let test = spawn().await;
+    let mut event = event("text");
+    event["headers"]["x-junk"] = json!("line\r\nbreak\u{0}");
+    event["cookies"] = json!([1, 2]);
+    event["queryStringParameters"] = json!("not an object");
+    test.observe(&event);
+    assert_eq!(test.invoke(event.clone()).await.status, 200);
+    assert_eq!(test.stand_in.sent_messages().len(), 1);
+    event["headers"]["x-telegram-bot-api-secret-token"] = json!("wrong\r\n");
+    assert_eq!(test.invoke(event).await.status, 401);
+}
+
+#[tokio::test]
+async fn a_repeated_secret_header_is_refused() {
+    let test = spawn().await;
+    let mut event = event("text");
+    event["headers"]["x-telegram-bot-api-secret-token"] =
+        json!("local-dev-secret,local-dev-secret");
+    assert_eq!(test.invoke(event.clone()).await.status, 401);
+    event["headers"]["x-telegram-bot-api-secret-token"] = json!("local-dev-secret");
+    event["headers"]["X-Telegram-Bot-Api-Secret-Token"] = json!("local-dev-secret");
+    assert_eq!(
+        test.invoke(event).await.status,
+        401,
+        "two spellings of the header"
+    );
+    assert!(test.stand_in.calls().is_empty());
+}
+
+#[tokio::test]
 async fn a_secret_that_differs_only_in_length_or_case_is_rejected() {
     let test = spawn().await;
     for wrong in [
@@ -227,10 +258,12 @@ async fn events_that_are_not_http_requests_get_a_clean_400() {
         json!("string"),
         json!({"requestContext": {"http": {"method": 7}}}),
         json!({"Records": [{"eventSource": "aws:sqs"}]}),
-        json!({"requestContext": {"http": {"method": "POST"}}, "headers": {"x": 5}}),
     ] {
         assert_eq!(test.invoke(event.clone()).await.status, 400, "{event}");
     }
+    // Shaped enough to be judged: no secret, so refused.
+    let headless = json!({"requestContext": {"http": {"method": "POST"}}, "headers": {"x": 5}});
+    assert_eq!(test.invoke(headless).await.status, 401);
 }
 
 #[tokio::test]
