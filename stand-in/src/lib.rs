@@ -204,26 +204,7 @@ impl Handle {
     /// Queues a text message from a user in their private chat with the bot,
     /// as Telegram would after the user wrote it. Returns the update id.
     pub fn enqueue_text(&self, user_id: i64, text: &str) -> i64 {
-        let mut state = self.0.state();
-        state.next_update_id += 1;
-        state.next_message_id += 1;
-        let (update_id, message_id) = (state.next_update_id, state.next_message_id);
-        drop(state);
-        let user = serde_json::json!({"id": user_id, "is_bot": false, "first_name": "User"});
-        let mut chat = user.clone();
-        chat["type"] = serde_json::json!("private");
-        chat.as_object_mut().map(|c| c.remove("is_bot"));
-        self.enqueue_update(serde_json::json!({
-            "update_id": update_id,
-            "message": {
-                "message_id": message_id,
-                "from": user,
-                "chat": chat,
-                "date": api::now(),
-                "text": text,
-            }
-        }));
-        update_id
+        self.enqueue_text_from(user_id, "User", text)
     }
 
     /// Queues a text message from user `user_id` named `first_name`, in
@@ -345,6 +326,8 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, tls: Option<tls::Acce
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        // Answers are small: without this, delayed ACKs can stall them.
+        let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
