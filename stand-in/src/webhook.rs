@@ -171,6 +171,26 @@ fn start_deliveries(shared: &Arc<Shared>, http: &reqwest::Client) -> Option<Inst
     let mut state = shared.state();
     let webhook = state.webhook.clone()?;
     let now = Instant::now();
+    // An update's lifetime runs from when it is queued, whether or not it
+    // was tried yet (one waiting behind a stuck head expires too).
+    let now_unix = crate::api::now();
+    let fresh: Vec<(i64, Duration)> = state
+        .pending
+        .iter()
+        .map(|u| (update_id(u), u))
+        .filter(|(id, _)| !state.delivery.attempts.contains_key(id))
+        .map(|(id, u)| (id, shared.scaled(lifetime_secs(u, now_unix))))
+        .collect();
+    for (id, lifetime) in fresh {
+        state.delivery.attempts.insert(
+            id,
+            Attempts {
+                failures: 0,
+                next_at: now,
+                expires_at: now + lifetime,
+            },
+        );
+    }
     drop_expired(&mut state, now);
     let slow = state.delivery.last_failure.is_some()
         && state
@@ -203,17 +223,19 @@ fn start_deliveries(shared: &Arc<Shared>, http: &reqwest::Client) -> Option<Inst
         if state.delivery.in_flight.contains(&id) {
             continue;
         }
-        let attempts = state.delivery.attempts.get(&id);
-        if let Some(attempts) = attempts {
-            if attempts.failures > 0 {
-                blocked_queues += 1;
-            }
-            if attempts.next_at > now {
-                next_look = Some(next_look.map_or(attempts.next_at, |n| n.min(attempts.next_at)));
-                continue;
-            }
+        let (failures, next_at) = state
+            .delivery
+            .attempts
+            .get(&id)
+            .map_or((0, now), |a| (a.failures, a.next_at));
+        if failures > 0 {
+            blocked_queues += 1;
         } else if blocked_queues >= 2 * connections {
             // Telegram stops taking on new chats while this many are stuck.
+            continue;
+        }
+        if next_at > now {
+            next_look = Some(next_look.map_or(next_at, |n| n.min(next_at)));
             continue;
         }
         if in_flight + to_start.len() >= connections {
@@ -226,6 +248,8 @@ fn start_deliveries(shared: &Arc<Shared>, http: &reqwest::Client) -> Option<Inst
         state
             .pending
             .retain(|u| allowed.iter().any(|k| k == kind(u)));
+        let queued: HashSet<i64> = state.pending.iter().map(update_id).collect();
+        state.delivery.attempts.retain(|id, _| queued.contains(id));
     }
     for update in to_start {
         let id = update_id(&update);

@@ -258,6 +258,25 @@ async fn an_update_past_its_lifetime_is_dropped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_waiting_behind_a_stuck_one_expires_too() {
+    let stand_in = stand_in().await;
+    let gate: Gate = Arc::new(|_: &Value| Some(500));
+    let url = serve_function(Arc::new(app_for(&stand_in)), Some(gate)).await;
+    set_webhook(&stand_in, &url, &["callback_query"]).await;
+    let query = |id: i64| {
+        json!({"update_id": id, "callback_query": {
+            "id": id.to_string(), "from": {"id": 42, "is_bot": false, "first_name": "Ali"}, "data": "x"}})
+    };
+    // One user's queries share a queue: the second waits behind the first.
+    stand_in.enqueue_update(query(11));
+    stand_in.enqueue_update(query(12));
+    assert!(stand_in.wait_settled(12, Duration::from_secs(10)).await);
+    assert!(stand_in.wait_settled(11, Duration::from_secs(10)).await);
+    assert!(stand_in.deliveries().iter().all(|(id, _)| *id == 11));
+    assert!(stand_in.delivered().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stand_in_can_be_driven_over_http_by_scripts() {
     let stand_in = stand_in().await;
     let url = serve_function(Arc::new(app_for(&stand_in)), None).await;
