@@ -316,8 +316,9 @@ pub struct Me {
     pub username: Option<String>,
 }
 
-/// The parameters of setWebhook that this project uses.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+/// The parameters of setWebhook that this project uses. `Debug` hides the
+/// secret token.
+#[derive(Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct SetWebhook {
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -328,6 +329,21 @@ pub struct SetWebhook {
     pub max_connections: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop_pending_updates: Option<bool>,
+}
+
+impl fmt::Debug for SetWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SetWebhook")
+            .field("url", &self.url)
+            .field(
+                "secret_token",
+                &self.secret_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("allowed_updates", &self.allowed_updates)
+            .field("max_connections", &self.max_connections)
+            .field("drop_pending_updates", &self.drop_pending_updates)
+            .finish()
+    }
 }
 
 /// What getWebhookInfo reports.
@@ -431,6 +447,18 @@ mod tests {
         assert!(cut.encode_utf16().count() <= MAX_TEXT_UTF16);
         assert!(cut.ends_with('…'));
         assert!(cut.trim_end_matches('…').chars().all(|c| c == '😀'));
+    }
+
+    #[test]
+    fn set_webhook_debug_hides_the_secret() {
+        let request = SetWebhook {
+            url: "https://example.com/webhook".into(),
+            secret_token: Some("hush-hush_42".into()),
+            ..SetWebhook::default()
+        };
+        let debug = format!("{request:?}");
+        assert!(!debug.contains("hush-hush_42"), "{debug}");
+        assert!(debug.contains("[redacted]"), "{debug}");
     }
 
     #[test]
