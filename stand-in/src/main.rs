@@ -1,62 +1,70 @@
-//! Runs the Telegram Bot API stand-in on loopback until Ctrl-C or SIGTERM.
+//! Runs the Telegram Bot API stand-in on loopback until the process is
+//! stopped (Ctrl-C or SIGTERM).
 //!
 //! Usage: telegram-stand-in [--listen 127.0.0.1:8081] [--token TOKEN] [--bot-username NAME]
 
+use clap::Parser;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use telegram_stand_in::{Options, StandIn};
+use telegram_stand_in::{Options, StandIn, DEFAULT_BOT_USERNAME, DEFAULT_TOKEN};
+
+const CONTROLS: &str = "\
+Controls, beside the Bot API's /bot<token>/<method> paths:
+  GET  /_stand-in/calls     every Bot API call received, with its status
+  GET  /_stand-in/sent      the sendMessage parameters carried out
+  POST /_stand-in/observe   an update whose chat becomes known
+  POST /_stand-in/updates   an update to queue (for getUpdates or the webhook)
+  POST /_stand-in/faults    {\"method\": ..., \"fault\": ...} for the next call
+  POST /_stand-in/reset     forget calls and faults
+  POST /_stand-in/messages  {\"text\": ...} from a user; answers the bot's replies";
+
+/// A local stand-in for the Telegram Bot API.
+#[derive(Debug, Parser)]
+#[command(name = "telegram-stand-in", version, after_help = CONTROLS)]
+struct Args {
+    /// The loopback address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+    /// The bot token the stand-in accepts.
+    #[arg(long, default_value = DEFAULT_TOKEN)]
+    token: String,
+    /// The username getMe answers.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_BOT_USERNAME)]
+    bot_username: String,
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let mut listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8081));
-    let mut options = Options::default();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
-        let parsed = match arg.as_str() {
-            "--listen" => value("--listen")
-                .and_then(|v| v.parse().map_err(|e| format!("--listen {v}: {e}")))
-                .map(|addr| listen = addr),
-            "--token" => value("--token").map(|v| options.token = v),
-            "--bot-username" => value("--bot-username").map(|v| options.bot_username = v),
-            "-h" | "--help" => {
-                println!("Usage: telegram-stand-in [--listen ADDR] [--token TOKEN] [--bot-username NAME]\n\nA local stand-in for the Telegram Bot API. Defaults: --listen 127.0.0.1:8081,\n--token {}, --bot-username {}.\nControls: GET /_stand-in/calls, GET /_stand-in/sent, POST /_stand-in/observe,\nPOST /_stand-in/updates (queue for getUpdates), POST /_stand-in/faults, POST /_stand-in/reset.", telegram_stand_in::DEFAULT_TOKEN, telegram_stand_in::DEFAULT_BOT_USERNAME);
-                return ExitCode::SUCCESS;
-            }
-            other => Err(format!("unknown argument {other}; see --help")),
-        };
-        if let Err(message) = parsed {
-            eprintln!("telegram-stand-in: {message}");
-            return ExitCode::from(2);
-        }
-    }
-    if !listen.ip().is_loopback() {
-        eprintln!("telegram-stand-in: refusing to listen on {listen}: loopback addresses only");
+    let args = Args::parse();
+    if !args.listen.ip().is_loopback() {
+        eprintln!(
+            "telegram-stand-in: refusing to listen on {}: loopback addresses only",
+            args.listen
+        );
         return ExitCode::from(2);
     }
-    let stand_in = match StandIn::start_on(listen, options).await {
+    let options = Options {
+        token: args.token,
+        bot_username: args.bot_username,
+        ..Options::default()
+    };
+    let stand_in = match StandIn::start_on(args.listen, options).await {
         Ok(stand_in) => stand_in,
         Err(error) => {
-            eprintln!("telegram-stand-in: cannot listen on {listen}: {error}");
+            eprintln!(
+                "telegram-stand-in: cannot listen on {}: {error}",
+                args.listen
+            );
             return ExitCode::FAILURE;
         }
     };
     println!("telegram-stand-in listening on {}", stand_in.base_url());
-    wait_for_stop().await;
+    // Serve until stopped. Nothing waits for a signal: SIGINT's and SIGTERM's
+    // default action ends the process, and a stand-in has nothing to flush
+    // or clean up. Listening for them would need tokio's `signal` feature,
+    // which the Lambda function's package must not get through its
+    // dev-dependency on this one.
+    std::future::pending::<()>().await;
+    drop(stand_in);
     ExitCode::SUCCESS
-}
-
-async fn wait_for_stop() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

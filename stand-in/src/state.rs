@@ -1,4 +1,5 @@
-//! What the stand-in remembers: calls, queued faults, known chats, updates.
+//! What the stand-in remembers: calls, queued faults, known chats, updates,
+//! the webhook and how delivering to it goes.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -133,6 +134,28 @@ pub(crate) struct Webhook {
     pub(crate) last_error: Option<DeliveryError>,
 }
 
+/// Per-update delivery bookkeeping.
+#[derive(Debug, Clone)]
+pub(crate) struct Attempts {
+    pub(crate) failures: u32,
+    pub(crate) next_at: tokio::time::Instant,
+    pub(crate) expires_at: tokio::time::Instant,
+}
+
+/// What the delivery loop keeps besides the queue itself.
+#[derive(Debug, Default)]
+pub(crate) struct DeliveryState {
+    pub(crate) attempts: HashMap<i64, Attempts>,
+    pub(crate) in_flight: HashSet<i64>,
+    pub(crate) last_success: Option<tokio::time::Instant>,
+    pub(crate) last_failure: Option<tokio::time::Instant>,
+}
+
+/// An update's `update_id`; 0 when it has none.
+pub(crate) fn update_id(update: &Value) -> i64 {
+    update.get("update_id").and_then(Value::as_i64).unwrap_or(0)
+}
+
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) bot_id: i64,
@@ -152,7 +175,7 @@ pub(crate) struct State {
     pub(crate) poll_generation: u64,
     /// What getUpdates or setWebhook asked for last; Telegram keeps it.
     pub(crate) allowed_updates: Option<Vec<String>>,
-    pub(crate) delivery: crate::webhook::DeliveryState,
+    pub(crate) delivery: DeliveryState,
     /// Update ids delivered to the webhook, in order.
     pub(crate) delivered: Vec<i64>,
     /// Every delivery attempt: update id, "ok" or the error message.

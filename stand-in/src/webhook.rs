@@ -10,10 +10,11 @@
 //! Time can be scaled (`Options::time_scale`) so tests wait milliseconds
 //! where Telegram waits seconds.
 
-use crate::state::{DeliveryError, State};
-use crate::Shared;
+use crate::clock;
+use crate::shared::Shared;
+use crate::state::{update_id, Attempts, DeliveryError, State};
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -28,23 +29,6 @@ const CALLBACK_QUERY_LIFETIME_SECS: f64 = 150.0;
 const INLINE_QUERY_LIFETIME_SECS: f64 = 30.0;
 /// With no success for this long, Telegram falls back to one connection.
 const SLOW_START_SECS: f64 = 10.0;
-
-/// Per-update delivery bookkeeping.
-#[derive(Debug, Clone)]
-pub(crate) struct Attempts {
-    pub(crate) failures: u32,
-    pub(crate) next_at: Instant,
-    pub(crate) expires_at: Instant,
-}
-
-/// What the delivery loop keeps besides the queue itself.
-#[derive(Debug, Default)]
-pub(crate) struct DeliveryState {
-    pub(crate) attempts: HashMap<i64, Attempts>,
-    pub(crate) in_flight: HashSet<i64>,
-    pub(crate) last_success: Option<Instant>,
-    pub(crate) last_failure: Option<Instant>,
-}
 
 /// Which queue an update waits in: a chat's for messages, a user's for
 /// callback and inline queries, its own otherwise.
@@ -87,10 +71,6 @@ pub(crate) fn queue_key(update: &Value) -> String {
     format!("update:{}", update_id(update))
 }
 
-pub(crate) fn update_id(update: &Value) -> i64 {
-    update.get("update_id").and_then(Value::as_i64).unwrap_or(0)
-}
-
 fn kind(update: &Value) -> &str {
     update
         .as_object()
@@ -123,15 +103,10 @@ pub(crate) fn backoff_secs(failures: u32) -> f64 {
     match failures {
         0 | 1 => 0.0,
         n @ 2..=7 => f64::from(1u32 << (n - 1)),
-        _ => 60.0 + (random_u64() % 60_000) as f64 / 1000.0,
+        // Spread over the minute so that many stuck webhooks do not retry
+        // in step.
+        _ => 60.0 + fastrand::u64(0..60_000) as f64 / 1000.0,
     }
-}
-
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(0);
-    hasher.finish()
 }
 
 /// Retry-After as Telegram reads it: whole seconds, 1-3600; anything else
@@ -143,13 +118,6 @@ pub(crate) fn retry_after_secs(header: Option<&str>) -> Option<u64> {
         .ok()
         .filter(|s| *s > 0)
         .map(|s| s.min(MAX_RETRY_AFTER_SECS))
-}
-
-impl Shared {
-    /// `secs` of Telegram time, as real time.
-    pub(crate) fn scaled(&self, secs: f64) -> Duration {
-        Duration::from_secs_f64((secs * self.options.time_scale).max(0.0))
-    }
 }
 
 /// Runs for the life of the stand-in, delivering whenever a webhook is set.
@@ -173,7 +141,7 @@ fn start_deliveries(shared: &Arc<Shared>, http: &reqwest::Client) -> Option<Inst
     let now = Instant::now();
     // An update's lifetime runs from when it is queued, whether or not it
     // was tried yet (one waiting behind a stuck head expires too).
-    let now_unix = crate::api::now();
+    let now_unix = clock::now();
     let fresh: Vec<(i64, Duration)> = state
         .pending
         .iter()
@@ -362,7 +330,7 @@ fn finish(shared: &Shared, update: &Value, url: &str, result: Posted) {
             message,
             retry_after,
         } => {
-            let lifetime = lifetime_secs(update, crate::api::now());
+            let lifetime = lifetime_secs(update, clock::now());
             let attempts = state.delivery.attempts.entry(id).or_insert(Attempts {
                 failures: 0,
                 next_at: now,
@@ -379,7 +347,7 @@ fn finish(shared: &Shared, update: &Value, url: &str, result: Posted) {
             if current {
                 if let Some(webhook) = state.webhook.as_mut() {
                     webhook.last_error = Some(DeliveryError {
-                        date: crate::api::now(),
+                        date: clock::now(),
                         message,
                     });
                 }
