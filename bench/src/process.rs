@@ -2,9 +2,9 @@
 //! fresh process with a clean environment holding Lambda's variables and the
 //! function's own, and its own Runtime API to poll.
 
-use crate::runtime_api::{Invocation, Report, RuntimeApi};
 use crate::BenchError;
 use bytes::Bytes;
+use lambda_runtime_api::{Invocation, Options, Report, RuntimeApi};
 use std::collections::VecDeque;
 use std::path::Path;
 use std::process::Stdio;
@@ -75,15 +75,15 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `binary` with exactly `env` plus `AWS_LAMBDA_RUNTIME_API`.
+    /// Starts `binary` with exactly `env` plus `AWS_LAMBDA_RUNTIME_API`,
+    /// pointing at a Runtime API of its own set up with `api`.
     pub async fn spawn(
         name: &'static str,
         binary: &Path,
         env: &[(String, String)],
+        api: &Options,
     ) -> Result<Process, BenchError> {
-        let api = RuntimeApi::start()
-            .await
-            .map_err(|e| BenchError::io("starting the Runtime API", e))?;
+        let api = RuntimeApi::start(api.clone()).await?;
         let mut command = Command::new(binary);
         // Nothing from the bench's own environment leaks in: no proxy
         // variables that could send the bot's requests elsewhere, no
@@ -140,8 +140,8 @@ impl Process {
             request_id: request_id.clone(),
             event,
         };
-        if self.api.queue(invocation).is_err() {
-            return Err(self.failed("an earlier event was never taken"));
+        if let Err(error) = self.api.queue(invocation) {
+            return Err(self.failed(error.to_string()));
         }
         let mut first_next = None;
         let mut handed_out = None;

@@ -1,0 +1,175 @@
+//! One bench run from start to end: sets the stage (the stand-in, its CA,
+//! Lambda's environment, the Runtime API's settings), has `measure` take the
+//! figures in a fixed order, and writes the report.
+
+use crate::event::EventTemplate;
+use crate::measure::{Bench, Function, WARM_BLOCK, WARM_UP_INVOCATIONS};
+use crate::report::{self, FunctionResults};
+use crate::{size, Args, BenchError};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use telegram_stand_in::{Options, StandIn};
+
+/// The bot's settings, as in the README's local run.
+const WEBHOOK_SECRET: &str = "local-dev-secret";
+const BOT_USERNAME: &str = "EchoLambdaBot";
+/// Lambda's memory setting and timeout in the SAM template.
+const MEMORY_MB: u32 = 128;
+const FUNCTION_TIMEOUT: Duration = Duration::from_secs(25);
+/// Where the function believes it runs; the Runtime API's ARN agrees.
+const FUNCTION_NAME: &str = "telegram-bot-bench";
+const REGION: &str = "eu-west-1";
+
+pub async fn run(args: Args) -> Result<(), BenchError> {
+    // Other work on the machine skews every figure; it is recorded with them.
+    let load_at_start = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<f64>().ok());
+    let template = EventTemplate::load(&args.event)?;
+    let functions = [
+        Function {
+            name: "webhook",
+            binary: args.webhook.clone(),
+            sends_reply: true,
+        },
+        Function {
+            name: "baseline",
+            binary: args.baseline.clone(),
+            sends_reply: false,
+        },
+    ];
+    for function in &functions {
+        if !function.binary.is_file() {
+            return Err(BenchError::Usage(format!(
+                "{}: {} not found; build it with `cargo build --release` (scripts/bench does)",
+                function.name,
+                function.binary.display()
+            )));
+        }
+    }
+    let (stand_in, ca_pem) = StandIn::start_tls(Options::default())
+        .await
+        .map_err(|e| BenchError::io("starting the Telegram stand-in", e))?;
+    let scratch = Scratch::new()?;
+    let ca_file = scratch.path.join("stand-in-ca.pem");
+    std::fs::write(&ca_file, &ca_pem)
+        .map_err(|e| BenchError::io(format!("writing {}", ca_file.display()), e))?;
+    let env = lambda_env(&stand_in, &ca_file, args.rust_log.as_deref());
+    let api = lambda_runtime_api::Options {
+        function_timeout: FUNCTION_TIMEOUT,
+        function_arn: format!("arn:aws:lambda:{REGION}:123456789012:function:{FUNCTION_NAME}"),
+    };
+    let bench = Bench {
+        stand_in: &stand_in,
+        template: &template,
+        env: &env,
+        api: &api,
+    };
+
+    let mut results = Vec::new();
+    for function in &functions {
+        eprintln!("lambda-bench: {}: size", function.name);
+        let sizes = size::measure(&function.binary, &scratch.path.join(function.name))?;
+        results.push(FunctionResults::new(function.name, sizes));
+    }
+
+    // One unrecorded run each, so every recorded run finds the binary in the
+    // page cache, as the first one would not.
+    for function in &functions {
+        bench.cold_run(function, 0).await?;
+    }
+    eprintln!(
+        "lambda-bench: {} cold starts of each, interleaved",
+        args.cold_runs
+    );
+    for round in 0..args.cold_runs {
+        // Alternating the order keeps drift on the machine from favouring one.
+        let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for index in order {
+            let run = bench.cold_run(&functions[index], round + 1).await?;
+            results[index].cold.push(run);
+        }
+    }
+    eprintln!(
+        "lambda-bench: {} warm invocations of each, interleaved in blocks of {WARM_BLOCK}",
+        args.warm_invocations
+    );
+    let warm = bench.warm_runs(&functions, args.warm_invocations).await?;
+    for (result, (warm, peak_rss_kib)) in results.iter_mut().zip(warm) {
+        result.warm = Some(warm);
+        result.peak_rss_kib = peak_rss_kib;
+    }
+
+    let settings = report::Settings {
+        cold_runs: args.cold_runs,
+        warm_invocations: args.warm_invocations,
+        warm_up: WARM_UP_INVOCATIONS,
+        memory_mb: MEMORY_MB,
+        rust_log: args.rust_log.clone(),
+        load_at_start,
+    };
+    let report = report::Report::new(settings, results)?;
+    println!("{}", report.table());
+    if let Some(parent) = args.json.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| BenchError::io(format!("creating {}", parent.display()), e))?;
+    }
+    let json = serde_json::to_string_pretty(&report.json())
+        .map_err(|e| BenchError::Other(format!("encoding the results: {e}")))?;
+    std::fs::write(&args.json, json + "\n")
+        .map_err(|e| BenchError::io(format!("writing {}", args.json.display()), e))?;
+    println!("results written to {}", args.json.display());
+    Ok(())
+}
+
+/// The environment Lambda gives a function, plus the bot's own variables.
+fn lambda_env(stand_in: &StandIn, ca_file: &Path, rust_log: Option<&str>) -> Vec<(String, String)> {
+    let pairs = [
+        ("AWS_LAMBDA_FUNCTION_NAME", FUNCTION_NAME.to_owned()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", MEMORY_MB.to_string()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
+        (
+            "AWS_LAMBDA_LOG_STREAM_NAME",
+            "2026/01/01/[$LATEST]0123456789abcdef0123456789abcdef".to_owned(),
+        ),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{FUNCTION_NAME}"),
+        ),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
+        ("AWS_REGION", REGION.to_owned()),
+        ("TZ", ":UTC".to_owned()),
+        ("LANG", "en_US.UTF-8".to_owned()),
+        ("TELEGRAM_BOT_TOKEN", stand_in.token().to_owned()),
+        ("TELEGRAM_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+        ("TELEGRAM_BOT_USERNAME", BOT_USERNAME.to_owned()),
+        ("TELEGRAM_API_BASE_URL", stand_in.base_url()),
+        ("SSL_CERT_FILE", ca_file.display().to_string()),
+    ];
+    let rust_log = rust_log.map(|filter| ("RUST_LOG", filter.to_owned()));
+    pairs
+        .into_iter()
+        .chain(rust_log)
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect()
+}
+
+/// A directory for the CA file and the zips, removed at the end.
+struct Scratch {
+    path: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Result<Scratch, BenchError> {
+        let path = std::env::temp_dir().join(format!("lambda-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&path)
+            .map_err(|e| BenchError::io(format!("creating {}", path.display()), e))?;
+        Ok(Scratch { path })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
