@@ -1,19 +1,28 @@
 //! The bot's behaviour: what it answers to each update.
 //!
-//! This is the file to edit. It is a pure function from an update to the
-//! messages to send: no network, no clock, no environment, so it is tested
-//! with plain unit tests, and the Lambda function and the long-polling loop
-//! run it unchanged.
+//! This is the file to edit. [`Bot::handle`] is a pure function from an
+//! update and the chat's [`State`] to the actions to carry out and the chat's
+//! new state: no network, no clock, no environment, so it is tested with
+//! plain unit tests, and the Lambda function and the long-polling loop run it
+//! unchanged.
 
+use crate::action::Action;
 use crate::telegram::{ChatType, Message, SendMessage, Update, UpdateKind};
+use serde::{Deserialize, Serialize};
 
 /// The commands the bot knows, as listed by `/help`.
 pub const COMMANDS: &[(&str, &str)] = &[("start", "say hello"), ("help", "list the commands")];
 
 /// The update kinds this bot answers. setWebhook and getUpdates ask Telegram
 /// for these only: fewer deliveries, fewer invocations, lower cost. Add a kind
-/// here when `Bot::replies` learns to answer it.
+/// here when `Bot::handle` learns to answer it.
 pub const ALLOWED_UPDATES: &[&str] = &["message"];
+
+/// What the bot remembers about one chat between updates. The echo bot needs
+/// nothing, so it is empty; add fields (with `#[serde(default)]`, so state
+/// saved by an older version still loads) when the bot needs memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {}
 
 /// The bot. Holds what its answers depend on besides the update.
 #[derive(Debug, Clone, Default)]
@@ -31,15 +40,21 @@ impl Bot {
         Bot { username }
     }
 
-    /// The messages to send in answer to `update`, in order. Empty when the
-    /// update needs no answer.
-    pub fn replies(&self, update: &Update) -> Vec<SendMessage> {
-        match &update.kind {
-            UpdateKind::Message(message) => self.on_message(message).into_iter().collect(),
+    /// The bot's answer to `update` from a chat whose state is `state`: the
+    /// actions to carry out, in order (none when the update needs no
+    /// answer), and the chat's state afterwards.
+    pub fn handle(&self, update: &Update, state: State) -> (Vec<Action>, State) {
+        let actions = match &update.kind {
+            UpdateKind::Message(message) => self
+                .on_message(message)
+                .into_iter()
+                .map(Action::Send)
+                .collect(),
             // Edits, channel posts, button presses and every other kind are
             // accepted and left unanswered.
             _ => Vec::new(),
-        }
+        };
+        (actions, state)
     }
 
     fn on_message(&self, message: &Message) -> Option<SendMessage> {
@@ -151,13 +166,27 @@ mod tests {
         Bot::new(Some("@EchoLambdaBot".to_owned()))
     }
 
+    /// The messages `bot` sends for `update`; the echo bot only sends, and
+    /// leaves the chat's state as it was.
+    fn replies(bot: &Bot, update: &Update) -> Vec<SendMessage> {
+        let (actions, state) = bot.handle(update, State::default());
+        assert_eq!(state, State::default());
+        actions
+            .into_iter()
+            .map(|action| match action {
+                Action::Send(message) => message,
+                other => panic!("the echo bot only sends messages: {other:?}"),
+            })
+            .collect()
+    }
+
     fn texts(replies: &[SendMessage]) -> Vec<&str> {
         replies.iter().map(|r| r.text.as_str()).collect()
     }
 
     #[test]
     fn start_greets_the_user_by_name() {
-        let replies = bot().replies(&private_text("/start"));
+        let replies = replies(&bot(), &private_text("/start"));
         assert_eq!(
             texts(&replies),
             ["Hello, Ali! I echo what you write. Send /help to see what I can do."]
@@ -166,7 +195,7 @@ mod tests {
 
     #[test]
     fn help_lists_every_command() {
-        let replies = bot().replies(&private_text("/help"));
+        let replies = replies(&bot(), &private_text("/help"));
         assert_eq!(
             texts(&replies),
             ["I repeat any text you send me.\n\nCommands:\n/start - say hello\n/help - list the commands"]
@@ -175,7 +204,7 @@ mod tests {
 
     #[test]
     fn other_text_is_echoed_as_a_reply_that_survives_deletion() {
-        let replies = bot().replies(&private_text("Hi!"));
+        let replies = replies(&bot(), &private_text("Hi!"));
         assert_eq!(
             replies,
             [SendMessage {
@@ -192,30 +221,28 @@ mod tests {
 
     #[test]
     fn commands_for_this_bot_match_its_username_in_any_case() {
-        assert_eq!(bot().replies(&group_text("/help@echolambdabot")).len(), 1);
+        assert_eq!(replies(&bot(), &group_text("/help@echolambdabot")).len(), 1);
         assert_eq!(
-            bot().replies(&group_text("/start@EchoLambdaBot now")).len(),
+            replies(&bot(), &group_text("/start@EchoLambdaBot now")).len(),
             1
         );
     }
 
     #[test]
     fn commands_for_another_bot_are_ignored() {
-        assert!(bot().replies(&group_text("/start@OtherBot")).is_empty());
-        assert!(bot()
-            .replies(&group_text("/whatever@OtherBot hi"))
-            .is_empty());
+        assert!(replies(&bot(), &group_text("/start@OtherBot")).is_empty());
+        assert!(replies(&bot(), &group_text("/whatever@OtherBot hi")).is_empty());
     }
 
     #[test]
     fn unknown_commands_and_slash_text_are_echoed() {
         assert_eq!(
-            texts(&bot().replies(&private_text("/nope"))),
+            texts(&replies(&bot(), &private_text("/nope"))),
             ["You said: /nope"]
         );
-        assert_eq!(texts(&bot().replies(&private_text("/"))), ["You said: /"]);
+        assert_eq!(texts(&replies(&bot(), &private_text("/"))), ["You said: /"]);
         assert_eq!(
-            texts(&bot().replies(&private_text("/путь домой"))),
+            texts(&replies(&bot(), &private_text("/путь домой"))),
             ["You said: /путь домой"]
         );
     }
@@ -245,28 +272,34 @@ mod tests {
 
     #[test]
     fn replies_in_a_forum_topic_stay_in_the_topic() {
-        let replies = bot().replies(&update(json!({
-            "message_id": 9, "date": 1, "message_thread_id": 77, "is_topic_message": true,
-            "chat": {"id": -1005, "type": "supergroup", "is_forum": true},
-            "text": "in a topic"
-        })));
+        let replies = replies(
+            &bot(),
+            &update(json!({
+                "message_id": 9, "date": 1, "message_thread_id": 77, "is_topic_message": true,
+                "chat": {"id": -1005, "type": "supergroup", "is_forum": true},
+                "text": "in a topic"
+            })),
+        );
         assert_eq!(replies[0].message_thread_id, Some(ThreadId(77)));
     }
 
     #[test]
     fn a_reply_thread_outside_forums_is_not_a_topic() {
-        let replies = bot().replies(&update(json!({
-            "message_id": 9, "date": 1, "message_thread_id": 3,
-            "chat": {"id": -1005, "type": "supergroup"},
-            "text": "a reply"
-        })));
+        let replies = replies(
+            &bot(),
+            &update(json!({
+                "message_id": 9, "date": 1, "message_thread_id": 3,
+                "chat": {"id": -1005, "type": "supergroup"},
+                "text": "a reply"
+            })),
+        );
         assert_eq!(replies[0].message_thread_id, None);
     }
 
     #[test]
     fn echoing_a_full_length_emoji_message_stays_within_the_limit() {
         let text = "👍".repeat(2048); // 4096 UTF-16 units
-        let replies = bot().replies(&private_text(&text));
+        let replies = replies(&bot(), &private_text(&text));
         assert!(replies[0].text.encode_utf16().count() <= 4096);
         assert!(replies[0].text.starts_with("You said: 👍"));
     }
@@ -278,12 +311,13 @@ mod tests {
                           "photo": [{"file_id": "x", "file_unique_id": "y", "width": 1, "height": 1}]}))
         };
         assert_eq!(
-            texts(&bot().replies(&photo(json!({"id": 1, "type": "private"})))),
+            texts(&replies(
+                &bot(),
+                &photo(json!({"id": 1, "type": "private"}))
+            )),
             [NOT_TEXT_HINT]
         );
-        assert!(bot()
-            .replies(&photo(json!({"id": -1, "type": "group"})))
-            .is_empty());
+        assert!(replies(&bot(), &photo(json!({"id": -1, "type": "group"}))).is_empty());
     }
 
     #[test]
@@ -293,13 +327,13 @@ mod tests {
                 "message_id": 1, "date": 1, "chat": {"id": 1, "type": "private"}, "text": "x"
             }}))
             .unwrap();
-            assert!(bot().replies(&update).is_empty(), "{kind}");
+            assert!(replies(&bot(), &update).is_empty(), "{kind}");
         }
     }
 
     #[test]
     fn without_a_username_commands_naming_a_bot_are_taken_as_ours() {
-        assert_eq!(Bot::new(None).replies(&group_text("/help@Any")).len(), 1);
+        assert_eq!(replies(&Bot::new(None), &group_text("/help@Any")).len(), 1);
     }
 
     mod properties {
@@ -338,7 +372,7 @@ mod tests {
                 let long: String = long.into_iter().collect();
                 for text in [text, long] {
                     let incoming = message(&text, &chat_type, thread);
-                    for reply in bot().replies(&incoming) {
+                    for reply in replies(&bot(), &incoming) {
                         let units = reply.text.encode_utf16().count();
                         prop_assert!((1..=4096).contains(&units), "{} UTF-16 units", units);
                         prop_assert!(!reply.text.trim().is_empty());
@@ -379,7 +413,7 @@ mod tests {
                 other in command_name().prop_filter("another bot", |b| !b.eq_ignore_ascii_case("EchoLambdaBot")),
             ) {
                 let incoming = message(&format!("/{name}@{other} x"), "supergroup", None);
-                prop_assert!(bot().replies(&incoming).is_empty());
+                prop_assert!(replies(&bot(), &incoming).is_empty());
             }
 
             #[test]
@@ -388,7 +422,7 @@ mod tests {
                 username in "(?i)echolambdabot",
             ) {
                 let incoming = message(&format!("/{name}@{username}"), "group", None);
-                prop_assert_eq!(bot().replies(&incoming).len(), 1);
+                prop_assert_eq!(replies(&bot(), &incoming).len(), 1);
             }
         }
     }

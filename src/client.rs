@@ -5,9 +5,10 @@
 //! caller should do about it. The token is part of every request URL, so no
 //! error kept here carries a URL.
 
-use crate::config::{BotToken, Config, ConfigError};
+use crate::config::{BotToken, Config, InitError};
 use crate::telegram::{
-    ChatId, GetUpdates, Me, Message, SendMessage, SetWebhook, Update, WebhookInfo,
+    AnswerCallbackQuery, ChatId, DeleteWebhook, EditMessageText, GetUpdates, Me, Message,
+    SendMessage, SetWebhook, Update, WebhookInfo,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -144,11 +145,6 @@ fn classify_status(status: u16, retry_after: Option<Duration>) -> Failure {
     }
 }
 
-/// Why the client could not be built.
-#[derive(Debug, thiserror::Error)]
-#[error("could not build the HTTP client")]
-pub struct ClientBuildError(#[source] reqwest::Error);
-
 /// The Bot API, as one bot sees it.
 #[derive(Clone)]
 pub struct BotApi {
@@ -168,18 +164,9 @@ impl fmt::Debug for BotApi {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BotApiInitError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Client(#[from] ClientBuildError),
-}
-
 impl BotApi {
     /// Builds the client once; call at cold start.
-    pub fn new(config: &Config) -> Result<Self, BotApiInitError> {
+    pub fn new(config: &Config) -> Result<Self, InitError> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(config.http_timeout)
@@ -190,14 +177,12 @@ impl BotApi {
                 "/",
                 env!("CARGO_PKG_VERSION")
             ));
-        if let Some(path) = &config.ssl_cert_file {
-            for certificate in read_certificates(path)? {
-                builder = builder.add_root_certificate(certificate);
-            }
+        for certificate in &config.extra_root_certificates {
+            builder = builder.add_root_certificate(certificate.clone());
         }
         let http = builder
             .build()
-            .map_err(|e| ClientBuildError(e.without_url()))?;
+            .map_err(|e| InitError::HttpClient(e.without_url()))?;
         Ok(BotApi {
             http,
             base_url: config.api_base_url.clone(),
@@ -211,7 +196,24 @@ impl BotApi {
         request: &SendMessage,
         deadline: Option<Instant>,
     ) -> Result<Message, ApiError> {
-        self.call("sendMessage", request, self.budget(deadline)?)
+        self.call_before("sendMessage", request, deadline).await
+    }
+
+    /// The edited message, or `true` for a message sent via inline mode.
+    pub async fn edit_message_text(
+        &self,
+        request: &EditMessageText,
+        deadline: Option<Instant>,
+    ) -> Result<Value, ApiError> {
+        self.call_before("editMessageText", request, deadline).await
+    }
+
+    pub async fn answer_callback_query(
+        &self,
+        request: &AnswerCallbackQuery,
+        deadline: Option<Instant>,
+    ) -> Result<bool, ApiError> {
+        self.call_before("answerCallbackQuery", request, deadline)
             .await
     }
 
@@ -225,10 +227,6 @@ impl BotApi {
     }
 
     pub async fn delete_webhook(&self, drop_pending_updates: bool) -> Result<bool, ApiError> {
-        #[derive(Serialize)]
-        struct DeleteWebhook {
-            drop_pending_updates: bool,
-        }
         self.call(
             "deleteWebhook",
             &DeleteWebhook {
@@ -258,17 +256,29 @@ impl BotApi {
             .collect())
     }
 
-    fn budget(&self, deadline: Option<Instant>) -> Result<Duration, ApiError> {
-        let Some(deadline) = deadline else {
-            return Ok(self.timeout);
+    /// Calls `method` with as much of the time left before `deadline` as
+    /// the client's timeout allows; not at all when too little is left.
+    async fn call_before<P, R>(
+        &self,
+        method: &'static str,
+        params: &P,
+        deadline: Option<Instant>,
+    ) -> Result<R, ApiError>
+    where
+        P: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let timeout = match deadline {
+            None => self.timeout,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left < MIN_REQUEST_TIME {
+                    return Err(ApiError::NoTimeLeft { method });
+                }
+                left.min(self.timeout)
+            }
         };
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left < MIN_REQUEST_TIME {
-            return Err(ApiError::NoTimeLeft {
-                method: "sendMessage",
-            });
-        }
-        Ok(left.min(self.timeout))
+        self.call(method, params, timeout).await
     }
 
     /// Calls `method` with `params` as JSON and decodes Telegram's envelope.
@@ -382,32 +392,6 @@ fn decode<R: DeserializeOwned>(
 
 fn retry_after_secs(seconds: u64) -> Duration {
     Duration::from_secs(seconds).min(MAX_RETRY_AFTER)
-}
-
-fn read_certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {
-    let error = |reason: String| ConfigError::CertFile {
-        path: path.to_owned(),
-        reason,
-    };
-    let pem = std::fs::read(path).map_err(|e| error(e.to_string()))?;
-    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| error(format!("not a PEM bundle: {}", e.without_url())))?;
-    if certificates.is_empty() {
-        return Err(error("holds no certificate".to_owned()));
-    }
-    Ok(certificates)
-}
-
-/// Renders an error and its causes on one line, for the log line at the edge.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
-//! Configuration from the environment, read once at cold start.
+//! Configuration from the environment, read once at cold start: variables,
+//! the token (from Parameter Store when asked), and extra trusted
+//! certificates. [`InitError`] is every reason the process cannot start.
 
 use crate::ssm::{ParameterError, ParameterStore, Ssm};
 use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const DEFAULT_API_BASE_URL: &str = "https://api.telegram.org";
@@ -29,6 +31,17 @@ pub enum ConfigError {
         #[source]
         source: ParameterError,
     },
+}
+
+/// Why the function or the command-line tool could not start: its
+/// configuration, or the HTTP client built from it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("could not build the HTTP client")]
+    HttpClient(#[source] reqwest::Error),
 }
 
 /// Named when no token source is configured.
@@ -139,8 +152,9 @@ pub struct Config {
     pub api_base_url: String,
     pub bot_username: Option<String>,
     pub webhook_secret: Option<WebhookSecret>,
-    /// Extra trusted certificates (PEM), for an HTTPS stand-in.
-    pub ssl_cert_file: Option<PathBuf>,
+    /// Certificates trusted besides the compiled-in roots, read from the PEM
+    /// bundle `SSL_CERT_FILE` names (for an HTTPS stand-in or a proxy).
+    pub extra_root_certificates: Vec<reqwest::Certificate>,
     pub http_timeout: Duration,
 }
 
@@ -187,12 +201,6 @@ impl Config {
         Self::with_token(&get, token)
     }
 
-    /// Reads the process environment; the token must be in
-    /// `TELEGRAM_BOT_TOKEN`.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
     /// Reads variables through `lookup`, so tests need not touch the process
     /// environment. Empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -233,10 +241,29 @@ impl Config {
             bot_username: get("TELEGRAM_BOT_USERNAME")
                 .map(|u| u.trim().trim_start_matches('@').to_owned()),
             webhook_secret,
-            ssl_cert_file: get("SSL_CERT_FILE").map(PathBuf::from),
+            extra_root_certificates: match get("SSL_CERT_FILE") {
+                Some(path) => read_certificates(Path::new(path.trim()))?,
+                None => Vec::new(),
+            },
             http_timeout,
         })
     }
+}
+
+/// Reads a PEM bundle; a file that is missing, unreadable or holds no
+/// certificate stops the start rather than being silently ignored.
+fn read_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+    let error = |reason: String| ConfigError::CertFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| error(e.to_string()))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| error(format!("not a PEM bundle: {}", e.without_url())))?;
+    if certificates.is_empty() {
+        return Err(error("holds no certificate".to_owned()));
+    }
+    Ok(certificates)
 }
 
 fn parse_base_url(value: &str) -> Result<String, ConfigError> {

@@ -1,20 +1,33 @@
 //! A Telegram bot that runs as an AWS Lambda function behind API Gateway, and
 //! as a long-polling process on any machine, with one bot logic.
 //!
+//! The bot:
 //! - [`bot`]: what the bot answers (the file to edit);
-//! - [`telegram`]: the Bot API types;
+//! - [`action`]: what it can do in answer (send, edit, answer a button);
+//! - [`telegram`]: the Bot API types.
+//!
+//! Around it:
+//! - [`handling`]: the one way an update is answered, shared by both shells;
+//! - [`retry`]: when a failed Bot API call is tried again;
 //! - [`client`]: the Bot API client and its typed errors;
 //! - [`webhook`]: the Lambda shell;
-//! - [`config`]: configuration from the environment;
-//! - [`logging`]: structured logs, JSON in Lambda.
+//! - [`poll`]: the long-polling shell;
+//! - [`recent`]: the updates a warm process has dealt with;
+//! - [`config`]: configuration from the environment, and start-up errors;
+//! - [`ssm`]: the token from Parameter Store;
+//! - [`logging`]: structured logs, JSON in Lambda;
+//! - [`error`]: showing an error with its causes.
 
+pub mod action;
 pub mod bot;
 pub mod client;
 pub mod config;
-pub mod delivery;
+pub mod error;
+pub mod handling;
 pub mod logging;
 pub mod poll;
 pub mod recent;
+pub mod retry;
 pub mod ssm;
 pub mod telegram;
 pub mod webhook;

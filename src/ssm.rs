@@ -81,7 +81,7 @@ impl ParameterStore for Ssm {
                 if code.contains("AccessDenied") || code.contains("KMS.AccessDenied") {
                     return ParameterError::AccessDenied(code);
                 }
-                ParameterError::Other(crate::client::error_chain(&error))
+                ParameterError::Other(crate::error::chain(&error))
             })?;
         output
             .parameter

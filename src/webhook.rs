@@ -10,10 +10,11 @@
 //! day. Only the four fields the function needs are read.
 
 use crate::bot::Bot;
-use crate::client::{ApiError, BotApi, BotApiInitError, Failure};
-use crate::config::{Config, ConfigError, WebhookSecret};
-use crate::delivery::{log_update, send, Outcome};
+use crate::client::BotApi;
+use crate::config::{Config, ConfigError, InitError, WebhookSecret};
+use crate::handling::{handle_update, log_update, Outcome};
 use crate::recent::{Progress, RecentUpdates};
+use crate::retry::{RetryPolicy, Stop};
 use crate::telegram::Update;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
@@ -23,7 +24,7 @@ use lambda_http::Body;
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 /// Telegram's header carrying the webhook's `secret_token`.
@@ -42,26 +43,16 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// Why the function could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum InitError {
-    #[error("configuration: {0}")]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Client(#[from] BotApiInitError),
-}
-
-/// Everything an invocation needs, built once at cold start.
+/// The webhook: everything an invocation needs, built once at cold start.
 #[derive(Debug)]
-pub struct App {
+pub struct Webhook {
     bot: Bot,
     api: BotApi,
     secret: WebhookSecret,
     recent: Mutex<RecentUpdates>,
 }
 
-impl App {
+impl Webhook {
     /// Refuses to build without a webhook secret: without it anyone who finds
     /// the URL can make the bot send messages.
     pub fn new(config: &Config) -> Result<Self, InitError> {
@@ -69,7 +60,7 @@ impl App {
             .webhook_secret
             .clone()
             .ok_or(ConfigError::Missing("TELEGRAM_WEBHOOK_SECRET"))?;
-        Ok(App {
+        Ok(Webhook {
             bot: Bot::new(config.bot_username.clone()),
             api: BotApi::new(config)?,
             secret,
@@ -78,9 +69,10 @@ impl App {
     }
 }
 
-/// How an invocation ended; logged as `outcome` and mapped to a status.
+/// How an invocation ended: refused at the door, or the update's outcome.
+/// Logged as `outcome` and mapped to the status Telegram sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
+pub enum Verdict {
     /// The event is not an HTTP request this function understands.
     BadEvent,
     MethodNotAllowed,
@@ -93,37 +85,37 @@ pub enum Answer {
     Update(Outcome),
 }
 
-impl Answer {
+impl Verdict {
     pub fn as_str(&self) -> &'static str {
         match self {
-            Answer::BadEvent => "bad_event",
-            Answer::MethodNotAllowed => "method_not_allowed",
-            Answer::Unauthorized => "unauthorized",
-            Answer::PayloadTooLarge => "payload_too_large",
-            Answer::NotAnUpdate => "not_an_update",
-            Answer::Update(outcome) => outcome.as_str(),
+            Verdict::BadEvent => "bad_event",
+            Verdict::MethodNotAllowed => "method_not_allowed",
+            Verdict::Unauthorized => "unauthorized",
+            Verdict::PayloadTooLarge => "payload_too_large",
+            Verdict::NotAnUpdate => "not_an_update",
+            Verdict::Update(outcome) => outcome.as_str(),
         }
     }
 
     /// The status Telegram sees. Any non-2xx makes it deliver the update again.
     pub fn status(&self) -> u16 {
         match self {
-            Answer::BadEvent => 400,
-            Answer::MethodNotAllowed => 405,
-            Answer::Unauthorized => 401,
-            Answer::PayloadTooLarge => 413,
-            Answer::NotAnUpdate => 200,
-            Answer::Update(
+            Verdict::BadEvent => 400,
+            Verdict::MethodNotAllowed => 405,
+            Verdict::Unauthorized => 401,
+            Verdict::PayloadTooLarge => 413,
+            Verdict::NotAnUpdate => 200,
+            Verdict::Update(
                 Outcome::Duplicate
                 | Outcome::Ignored
                 | Outcome::Answered
                 | Outcome::PermanentFailure,
             ) => 200,
-            Answer::Update(Outcome::RetryableFailure {
+            Verdict::Update(Outcome::RetryableFailure {
                 retry_after: Some(_),
             }) => 503,
-            Answer::Update(Outcome::RetryableFailure { retry_after: None }) => 502,
-            Answer::Update(Outcome::ConfigurationFailure) => 500,
+            Verdict::Update(Outcome::RetryableFailure { retry_after: None }) => 502,
+            Verdict::Update(Outcome::ConfigurationFailure) => 500,
         }
     }
 
@@ -134,10 +126,10 @@ impl Answer {
         let mut headers = HeaderMap::new();
         headers.insert("content-type", HeaderValue::from_static("text/plain"));
         match self {
-            Answer::MethodNotAllowed => {
+            Verdict::MethodNotAllowed => {
                 headers.insert("allow", HeaderValue::from_static("POST"));
             }
-            Answer::Update(Outcome::RetryableFailure {
+            Verdict::Update(Outcome::RetryableFailure {
                 retry_after: Some(wait),
             }) => {
                 let seconds = wait_in_whole_seconds(*wait);
@@ -166,65 +158,62 @@ fn wait_in_whole_seconds(wait: Duration) -> u64 {
 
 /// The Lambda handler: never fails the invocation, whatever the event.
 pub async fn function_handler(
-    app: &App,
+    webhook: &Webhook,
     event: LambdaEvent<Value>,
 ) -> Result<ApiGatewayV2httpResponse, lambda_runtime::Error> {
-    let deadline = deadline_from_epoch_ms(event.context.deadline);
-    Ok(handle_event(app, event.payload, deadline).await.response())
+    let deadline = deadline_of(&event.context);
+    Ok(handle_event(webhook, event.payload, deadline)
+        .await
+        .response())
 }
 
-/// Converts Lambda's deadline (milliseconds since the epoch) to an instant,
-/// keeping back the margin needed to answer.
-pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    // Some emulators (cargo lambda watch 1.9) send a duration here instead of
-    // a timestamp; anything before 2001 is not a real deadline.
-    if deadline_ms < 1_000_000_000_000 {
+/// The invocation's deadline as an instant, keeping back the margin needed
+/// to answer.
+pub fn deadline_of(context: &lambda_runtime::Context) -> Instant {
+    // Some emulators (cargo lambda watch 1.9) send a duration where Lambda
+    // sends a timestamp; anything before 2001 is not a real deadline.
+    const NOT_BEFORE: Duration = Duration::from_secs(1_000_000_000);
+    let deadline = context.deadline();
+    if deadline < SystemTime::UNIX_EPOCH + NOT_BEFORE {
         return Instant::now() + DEFAULT_BUDGET;
     }
-    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    let left = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
     tracing::debug!(
-        deadline_ms,
-        now_ms,
-        time_left_ms = left.as_millis() as u64,
+        time_left_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX),
         "invocation deadline"
     );
     Instant::now() + left.saturating_sub(DEADLINE_MARGIN)
 }
 
 /// Handles one event, and logs one line about it.
-pub async fn handle_event(app: &App, event: Value, deadline: Instant) -> Answer {
-    let started = Instant::now();
-    let body = match read_request(app, event) {
+pub async fn handle_event(webhook: &Webhook, event: Value, deadline: Instant) -> Verdict {
+    let body = match read_request(webhook, event) {
         Ok(body) => body,
         Err(rejection) => {
             tracing::warn!(
-                outcome = rejection.answer.as_str(),
+                outcome = rejection.verdict.as_str(),
                 method = rejection.method,
                 reason = rejection.reason,
                 "request rejected"
             );
-            return rejection.answer;
+            return rejection.verdict;
         }
     };
     let update = match Update::from_slice(&body) {
         Ok(update) => update,
         Err(error) => {
             tracing::warn!(outcome = "not_an_update", error = %error, "acknowledged a body that is not an update");
-            return Answer::NotAnUpdate;
+            return Verdict::NotAnUpdate;
         }
     };
-    let (outcome, error) = process(app, &update, deadline).await;
-    log_update(&update, outcome, started, error.as_ref());
-    Answer::Update(outcome)
+    Verdict::Update(webhook.answer(&update, deadline).await)
 }
 
 /// Why a request got no further than the door.
 struct Rejection {
-    answer: Answer,
+    verdict: Verdict,
     /// The request's method, cut short: it is the caller's text.
     method: String,
     reason: &'static str,
@@ -234,15 +223,15 @@ struct Rejection {
 /// URL) this function needs, in this order: method, secret, size, body.
 /// Nothing else in the event is looked at before the secret matched, and
 /// no field the function does not need can make the event unusable.
-fn read_request(app: &App, event: Value) -> Result<Vec<u8>, Rejection> {
-    let reject = |answer, method: &str, reason| Rejection {
-        answer,
+fn read_request(webhook: &Webhook, event: Value) -> Result<Vec<u8>, Rejection> {
+    let reject = |verdict, method: &str, reason| Rejection {
+        verdict,
         method: method.chars().take(16).collect(),
         reason,
     };
     let Value::Object(mut event) = event else {
         return Err(reject(
-            Answer::BadEvent,
+            Verdict::BadEvent,
             "",
             "the event is not a JSON object",
         ));
@@ -255,14 +244,14 @@ fn read_request(app: &App, event: Value) -> Result<Vec<u8>, Rejection> {
         .map(str::to_owned)
     else {
         return Err(reject(
-            Answer::BadEvent,
+            Verdict::BadEvent,
             "",
             "not an HTTP API or Function URL event (no requestContext.http.method)",
         ));
     };
     if method != "POST" {
         return Err(reject(
-            Answer::MethodNotAllowed,
+            Verdict::MethodNotAllowed,
             &method,
             "only POST is accepted",
         ));
@@ -279,12 +268,12 @@ fn read_request(app: &App, event: Value) -> Result<Vec<u8>, Rejection> {
         .filter(|(name, _)| name.eq_ignore_ascii_case(SECRET_HEADER))
         .map(|(_, value)| value);
     let authentic = match (given.next(), given.next()) {
-        (Some(Value::String(secret)), None) => app.secret.matches(secret.as_bytes()),
+        (Some(Value::String(secret)), None) => webhook.secret.matches(secret.as_bytes()),
         _ => false,
     };
     if !authentic {
         return Err(reject(
-            Answer::Unauthorized,
+            Verdict::Unauthorized,
             &method,
             "missing or wrong secret token",
         ));
@@ -296,7 +285,7 @@ fn read_request(app: &App, event: Value) -> Result<Vec<u8>, Rejection> {
         Some(Value::Bool(flag)) => *flag,
         Some(_) => {
             return Err(reject(
-                Answer::NotAnUpdate,
+                Verdict::NotAnUpdate,
                 &method,
                 "isBase64Encoded is not a boolean",
             ))
@@ -307,7 +296,7 @@ fn read_request(app: &App, event: Value) -> Result<Vec<u8>, Rejection> {
         Some(Value::String(body)) => body,
         Some(_) => {
             return Err(reject(
-                Answer::NotAnUpdate,
+                Verdict::NotAnUpdate,
                 &method,
                 "the body is not a string",
             ))
@@ -316,7 +305,7 @@ fn read_request(app: &App, event: Value) -> Result<Vec<u8>, Rejection> {
     if !is_base64 {
         if body.len() > MAX_BODY_BYTES {
             return Err(reject(
-                Answer::PayloadTooLarge,
+                Verdict::PayloadTooLarge,
                 &method,
                 "the body is over 1 MiB",
             ));
@@ -326,7 +315,7 @@ fn read_request(app: &App, event: Value) -> Result<Vec<u8>, Rejection> {
     // Base64 grows the size by 4/3; refuse before decoding anything that big.
     if body.len() / 4 * 3 > MAX_BODY_BYTES + 3 {
         return Err(reject(
-            Answer::PayloadTooLarge,
+            Verdict::PayloadTooLarge,
             &method,
             "the body is over 1 MiB",
         ));
@@ -334,12 +323,16 @@ fn read_request(app: &App, event: Value) -> Result<Vec<u8>, Rejection> {
     // Padding optional and line breaks ignored: a body that is base64 in any
     // common spelling is decoded rather than dropped.
     let compact: Vec<u8> = body.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    let decoded = BASE64
-        .decode(compact)
-        .map_err(|_| reject(Answer::NotAnUpdate, &method, "the body is not valid base64"))?;
+    let decoded = BASE64.decode(compact).map_err(|_| {
+        reject(
+            Verdict::NotAnUpdate,
+            &method,
+            "the body is not valid base64",
+        )
+    })?;
     if decoded.len() > MAX_BODY_BYTES {
         return Err(reject(
-            Answer::PayloadTooLarge,
+            Verdict::PayloadTooLarge,
             &method,
             "the body is over 1 MiB",
         ));
@@ -347,39 +340,37 @@ fn read_request(app: &App, event: Value) -> Result<Vec<u8>, Rejection> {
     Ok(decoded)
 }
 
-/// Runs the bot on the update and sends its replies, resuming where an earlier
-/// delivery of the same update in this process stopped. Returns the outcome
-/// and the error that decided it, for the update's one log line.
-pub async fn process(app: &App, update: &Update, deadline: Instant) -> (Outcome, Option<ApiError>) {
-    let already_sent = match lock(&app.recent).get(update.id) {
-        Some(Progress::Done) => return (Outcome::Duplicate, None),
-        Some(Progress::Sent(count)) => count,
-        None => 0,
-    };
-    let replies = app.bot.replies(update);
-    if replies.is_empty() {
-        lock(&app.recent).record(update.id, Progress::Done);
-        return (Outcome::Ignored, None);
-    }
-    let mut result = (Outcome::Answered, None);
-    for (index, reply) in replies.iter().enumerate().skip(already_sent) {
-        if let Err(error) = send(&app.api, reply, Some(deadline)).await {
-            let outcome = match error.failure() {
-                // Refused for good: later replies may still go out.
-                Failure::Permanent => Outcome::PermanentFailure,
-                Failure::Retryable { retry_after } => Outcome::RetryableFailure { retry_after },
-                Failure::Configuration => Outcome::ConfigurationFailure,
-            };
-            if outcome != Outcome::PermanentFailure {
-                lock(&app.recent).record(update.id, Progress::Sent(index));
-                return (outcome, Some(error));
+impl Webhook {
+    /// Answers the update, resuming where an earlier delivery of the same
+    /// update to this process stopped; a repeat of a finished one is only
+    /// acknowledged.
+    pub async fn answer(&self, update: &Update, deadline: Instant) -> Outcome {
+        let resume_from = match lock(&self.recent).get(update.id) {
+            Some(Progress::Done) => {
+                log_update(update, Outcome::Duplicate, Instant::now(), None);
+                return Outcome::Duplicate;
             }
-            result = (outcome, Some(error));
-        }
-        lock(&app.recent).record(update.id, Progress::Sent(index + 1));
+            Some(Progress::Sent(count)) => count,
+            None => 0,
+        };
+        let policy = RetryPolicy::webhook(deadline);
+        let handled = handle_update(
+            &self.api,
+            &self.bot,
+            update,
+            resume_from,
+            &policy,
+            &mut Stop::never(),
+        )
+        .await;
+        let progress = if handled.outcome.is_final() {
+            Progress::Done
+        } else {
+            Progress::Sent(handled.done)
+        };
+        lock(&self.recent).record(update.id, progress);
+        handled.outcome
     }
-    lock(&app.recent).record(update.id, Progress::Done);
-    result
 }
 
 /// The set is only ever left half-updated by a panic elsewhere; its data is
@@ -394,16 +385,22 @@ fn lock(recent: &Mutex<RecentUpdates>) -> std::sync::MutexGuard<'_, RecentUpdate
 mod tests {
     use super::*;
 
+    fn context(deadline_ms: u64) -> lambda_runtime::Context {
+        let mut context = lambda_runtime::Context::default();
+        context.deadline = deadline_ms;
+        context
+    }
+
     #[test]
     fn a_deadline_that_is_not_a_timestamp_gets_the_default_budget() {
         for not_epoch in [0, 600_000] {
-            let left = deadline_from_epoch_ms(not_epoch) - Instant::now();
+            let left = deadline_of(&context(not_epoch)) - Instant::now();
             assert!(
                 left > DEFAULT_BUDGET - Duration::from_secs(1),
                 "{not_epoch}: {left:?}"
             );
         }
-        let past = deadline_from_epoch_ms(1_700_000_000_000);
+        let past = deadline_of(&context(1_700_000_000_000));
         assert!(past <= Instant::now());
     }
 
@@ -417,12 +414,12 @@ mod tests {
 
     #[test]
     fn statuses_tell_telegram_whether_to_retry() {
-        assert_eq!(Answer::Update(Outcome::PermanentFailure).status(), 200);
-        assert_eq!(Answer::NotAnUpdate.status(), 200);
-        assert_eq!(Answer::Update(Outcome::ConfigurationFailure).status(), 500);
+        assert_eq!(Verdict::Update(Outcome::PermanentFailure).status(), 200);
+        assert_eq!(Verdict::NotAnUpdate.status(), 200);
+        assert_eq!(Verdict::Update(Outcome::ConfigurationFailure).status(), 500);
         let retry = Outcome::RetryableFailure { retry_after: None };
-        assert_eq!(Answer::Update(retry).status(), 502);
-        let limited = Answer::Update(Outcome::RetryableFailure {
+        assert_eq!(Verdict::Update(retry).status(), 502);
+        let limited = Verdict::Update(Outcome::RetryableFailure {
             retry_after: Some(Duration::from_secs(60)),
         })
         .response();

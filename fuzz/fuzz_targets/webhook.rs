@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use std::sync::OnceLock;
 use std::time::Duration;
 use telegram_lambda_bot::config::Config;
-use telegram_lambda_bot::webhook::{handle_event, App};
+use telegram_lambda_bot::webhook::{handle_event, Webhook};
 use telegram_stand_in::{Options, StandIn};
 
 const SECRET: &str = "local-dev-secret";
@@ -26,7 +26,7 @@ const STATUSES: &[u16] = &[200, 400, 401, 405, 413, 500, 502, 503];
 struct World {
     runtime: tokio::runtime::Runtime,
     stand_in: StandIn,
-    app: App,
+    webhook: Webhook,
 }
 
 fn world() -> &'static World {
@@ -51,11 +51,11 @@ fn world() -> &'static World {
                 .map(|(_, v)| v.clone())
         })
         .expect("a configuration");
-        let app = App::new(&config).expect("the app");
+        let webhook = Webhook::new(&config).expect("the webhook");
         World {
             runtime,
             stand_in,
-            app,
+            webhook,
         }
     })
 }
@@ -127,7 +127,7 @@ fuzz_target!(|data: &[u8]| {
     let calls_before = world.stand_in.calls().len();
     let answer = world.runtime.block_on(async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-        handle_event(&world.app, event, deadline).await
+        handle_event(&world.webhook, event, deadline).await
     });
     let status = answer.status();
     assert!(STATUSES.contains(&status), "undocumented status {status}");

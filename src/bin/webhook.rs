@@ -3,9 +3,10 @@
 
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
-use telegram_lambda_bot::config::Config;
+use telegram_lambda_bot::config::{Config, InitError};
+use telegram_lambda_bot::error::Chain;
 use telegram_lambda_bot::logging;
-use telegram_lambda_bot::webhook::{function_handler, App, InitError};
+use telegram_lambda_bot::webhook::{function_handler, Webhook};
 
 // One invocation at a time per process: a single-threaded runtime starts
 // faster and spends half the CPU per update (measured with scripts/bench).
@@ -14,20 +15,20 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     logging::init();
     // The token may come from Parameter Store: the only network call at cold
     // start, and only when TELEGRAM_BOT_TOKEN_PARAMETER is used.
-    let app = match Config::load()
+    let webhook = match Config::load()
         .await
         .map_err(InitError::from)
-        .and_then(|config| App::new(&config))
+        .and_then(|config| Webhook::new(&config))
     {
-        Ok(app) => app,
+        Ok(webhook) => webhook,
         Err(error) => {
-            tracing::error!(error = %telegram_lambda_bot::client::error_chain(&error), "cannot start");
+            tracing::error!(error = %Chain(&error), "cannot start");
             return Err(error.into());
         }
     };
-    let app = &app;
+    let webhook = &webhook;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        function_handler(app, event).await
+        function_handler(webhook, event).await
     }))
     .await
 }

@@ -1,173 +1,15 @@
-//! The Bot API client against the stand-in: the stand-in refuses what
-//! Telegram refuses, and the client classifies each refusal.
+//! The Bot API client against the stand-in: typed calls round trip, failures
+//! are classified, and no error shows the token. What the stand-in itself
+//! refuses is tested in stand-in/tests.
 
-use crate::helpers::api_for;
+use crate::helpers::{api_for, config, try_config};
 use serde_json::{json, Value};
 use std::time::Duration;
-use telegram_lambda_bot::client::{error_chain, ApiError, Failure};
+use telegram_lambda_bot::client::{ApiError, BotApi, Failure};
+use telegram_lambda_bot::config::{Config, ConfigError};
+use telegram_lambda_bot::error::chain;
 use telegram_lambda_bot::telegram::{GetUpdates, SetWebhook};
 use telegram_stand_in::{Options, StandIn, DEFAULT_TOKEN};
-
-async fn stand_in_with_private_chat() -> StandIn {
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
-    stand_in.observe_update(&json!({"update_id": 1, "message": {
-        "message_id": 10, "date": 1, "text": "hi",
-        "chat": {"id": 42, "type": "private", "first_name": "Ali"}
-    }}));
-    stand_in
-}
-
-async fn send(stand_in: &StandIn, params: Value) -> Result<Value, ApiError> {
-    api_for(stand_in)
-        .call("sendMessage", &params, Duration::from_secs(5))
-        .await
-}
-
-fn refusal(result: Result<Value, ApiError>) -> (u16, String, Failure) {
-    match result {
-        Err(ApiError::Telegram {
-            code, description, ..
-        }) => {
-            let failure = ApiError::Telegram {
-                method: "sendMessage",
-                code,
-                description: description.clone(),
-                retry_after: None,
-                migrate_to_chat_id: None,
-            }
-            .failure();
-            (code, description, failure)
-        }
-        other => panic!("expected Telegram's refusal, got {other:?}"),
-    }
-}
-
-#[tokio::test]
-async fn send_message_checks_what_telegram_checks() {
-    let stand_in = stand_in_with_private_chat().await;
-    let cases = [
-        (json!({"text": "x"}), "Bad Request: chat_id is empty"),
-        (
-            json!({"chat_id": 7, "text": "x"}),
-            "Bad Request: chat not found",
-        ),
-        (json!({"chat_id": 42}), "Bad Request: message text is empty"),
-        (
-            json!({"chat_id": 42, "text": ""}),
-            "Bad Request: message text is empty",
-        ),
-        (
-            json!({"chat_id": 42, "text": " \n "}),
-            "Bad Request: text must be non-empty",
-        ),
-        (
-            json!({"chat_id": 42, "text": "a".repeat(4097)}),
-            "Bad Request: message is too long",
-        ),
-        (
-            json!({"chat_id": 42, "text": "x", "reply_parameters": {"message_id": 999}}),
-            "Bad Request: message to be replied not found",
-        ),
-        (
-            json!({"chat_id": 42, "text": "x", "reply_parameters": "nope"}),
-            "Bad Request: can't parse reply parameters JSON object",
-        ),
-        (
-            json!({"chat_id": 42, "text": "x", "message_thread_id": 5}),
-            "Bad Request: message thread not found",
-        ),
-    ];
-    for (params, description) in cases {
-        let (code, got, failure) = refusal(send(&stand_in, params.clone()).await);
-        assert_eq!((code, got.as_str()), (400, description), "{params}");
-        assert_eq!(failure, Failure::Permanent);
-    }
-    assert!(stand_in.sent_messages().is_empty());
-}
-
-#[tokio::test]
-async fn send_message_accepts_what_telegram_accepts() {
-    let stand_in = stand_in_with_private_chat().await;
-    let full_length = "😀".repeat(4096); // 4096 code points, 8192 UTF-16 units
-    for params in [
-        json!({"chat_id": 42, "text": "plain"}),
-        json!({"chat_id": "42", "text": "chat id as a string"}),
-        json!({"chat_id": 42, "text": full_length}),
-        json!({"chat_id": 42, "text": "x", "reply_parameters": {"message_id": 10}}),
-        json!({"chat_id": 42, "text": "x", "reply_parameters":
-               {"message_id": 999, "allow_sending_without_reply": true}}),
-    ] {
-        let message = send(&stand_in, params.clone()).await.unwrap();
-        assert!(message["message_id"].is_i64(), "{params}");
-        assert_eq!(message["chat"]["id"], 42);
-    }
-    assert_eq!(stand_in.sent_messages().len(), 5);
-}
-
-#[tokio::test]
-async fn forum_topics_seen_in_updates_accept_replies() {
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
-    stand_in.observe_update(&json!({"update_id": 1, "message": {
-        "message_id": 3, "date": 1, "text": "hi", "message_thread_id": 77, "is_topic_message": true,
-        "chat": {"id": -100_200, "type": "supergroup", "is_forum": true}
-    }}));
-    let message = send(
-        &stand_in,
-        json!({"chat_id": -100_200, "text": "x", "message_thread_id": 77}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(message["message_thread_id"], 77);
-}
-
-#[tokio::test]
-async fn form_and_query_parameters_are_accepted_and_method_names_ignore_case() {
-    let stand_in = stand_in_with_private_chat().await;
-    let http = reqwest::Client::new();
-    let url = format!(
-        "{}/bot{}/SENDMESSAGE?chat_id=42",
-        stand_in.base_url(),
-        DEFAULT_TOKEN
-    );
-    let response = http
-        .post(url)
-        .form(&[("text", "from a form")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(stand_in.sent_messages()[0]["text"], "from a form");
-}
-
-#[tokio::test]
-async fn wrong_token_unknown_method_and_bad_paths_answer_like_telegram() {
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
-    let http = reqwest::Client::new();
-    let base = stand_in.base_url();
-    for (path, status, description) in [
-        (
-            format!("/bot{DEFAULT_TOKEN}/sendMessages"),
-            404,
-            "Not Found",
-        ),
-        (
-            "/bot123:wrong-but-well-formed/getMe".to_owned(),
-            401,
-            "Unauthorized",
-        ),
-        ("/botnot-a-token/getMe".to_owned(), 404, "Not Found"),
-        ("/getMe".to_owned(), 404, "Not Found"),
-    ] {
-        let response = http.post(format!("{base}{path}")).send().await.unwrap();
-        assert_eq!(response.status(), status, "{path}");
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(
-            body,
-            json!({"ok": false, "error_code": status, "description": description}),
-            "{path}"
-        );
-    }
-}
 
 #[tokio::test]
 async fn configuration_errors_are_classified_and_never_show_the_token() {
@@ -178,7 +20,7 @@ async fn configuration_errors_are_classified_and_never_show_the_token() {
         .await
         .unwrap_err();
     assert_eq!(error.failure(), Failure::Configuration);
-    let shown = format!("{error} {error:?} {} {api:?}", error_chain(&error));
+    let shown = format!("{error} {error:?} {} {api:?}", chain(&error));
     let secret = DEFAULT_TOKEN.split(':').nth(1).unwrap();
     assert!(!shown.contains(secret), "{shown}");
 }
@@ -189,23 +31,17 @@ async fn transport_errors_never_show_the_token() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let stand_in = StandIn::start(Options::default()).await.unwrap();
-    let mut api_config = vec![
-        ("TELEGRAM_BOT_TOKEN", stand_in.token().to_owned()),
-        ("TELEGRAM_API_BASE_URL", format!("http://127.0.0.1:{port}")),
-    ];
-    api_config.push(("TELEGRAM_HTTP_TIMEOUT_SECS", "2".to_owned()));
-    let config = telegram_lambda_bot::config::Config::from_lookup(|name| {
-        api_config
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    })
+    let closed_url = format!("http://127.0.0.1:{port}");
+    let api = BotApi::new(&config(&[
+        ("TELEGRAM_BOT_TOKEN", stand_in.token()),
+        ("TELEGRAM_API_BASE_URL", &closed_url),
+        ("TELEGRAM_HTTP_TIMEOUT_SECS", "2"),
+    ]))
     .unwrap();
-    let api = telegram_lambda_bot::client::BotApi::new(&config).unwrap();
     let error = api.get_me().await.unwrap_err();
     assert!(matches!(error, ApiError::Connect { .. }), "{error:?}");
     assert_eq!(error.failure(), Failure::Retryable { retry_after: None });
-    let shown = format!("{error} {error:?} {}", error_chain(&error));
+    let shown = format!("{error} {error:?} {}", chain(&error));
     assert!(
         !shown.contains(DEFAULT_TOKEN.split(':').nth(1).unwrap()),
         "{shown}"
@@ -312,24 +148,19 @@ async fn get_updates_confirms_with_offset_and_long_polls() {
     assert_eq!(arrived.iter().map(|u| u.id.0).collect::<Vec<_>>(), [8]);
 }
 
-fn config_with_cert_file(path: &std::path::Path) -> telegram_lambda_bot::config::Config {
-    let vars = [
-        ("TELEGRAM_BOT_TOKEN", DEFAULT_TOKEN.to_owned()),
-        ("SSL_CERT_FILE", path.display().to_string()),
-    ];
-    telegram_lambda_bot::config::Config::from_lookup(|name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    })
-    .unwrap()
+fn config_with_cert_file(path: &std::path::Path) -> Result<Config, ConfigError> {
+    let path = path.display().to_string();
+    try_config(&[
+        ("TELEGRAM_BOT_TOKEN", DEFAULT_TOKEN),
+        ("SSL_CERT_FILE", &path),
+    ])
 }
 
 #[test]
 fn ssl_cert_file_certificates_are_trusted_in_addition() {
     let fixture =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-ca.pem");
-    assert!(telegram_lambda_bot::client::BotApi::new(&config_with_cert_file(&fixture)).is_ok());
+    assert!(BotApi::new(&config_with_cert_file(&fixture).unwrap()).is_ok());
 }
 
 #[test]
@@ -342,9 +173,8 @@ fn an_unusable_ssl_cert_file_is_a_clear_init_error() {
         (dir.join("missing.pem"), "No such file"),
         (empty, "holds no certificate"),
     ] {
-        let error = telegram_lambda_bot::client::BotApi::new(&config_with_cert_file(&path))
-            .unwrap_err()
-            .to_string();
+        // Read with the rest of the configuration, before any client exists.
+        let error = config_with_cert_file(&path).unwrap_err().to_string();
         assert!(error.starts_with("SSL_CERT_FILE"), "{error}");
         assert!(error.contains(expected), "{error}");
     }
@@ -359,28 +189,24 @@ async fn an_https_stand_in_is_trusted_only_through_ssl_cert_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let ca_file = dir.join("stand-in-ca.pem");
     std::fs::write(&ca_file, ca_pem).unwrap();
-    let api = |cert_file: Option<&std::path::Path>| {
-        let vars = [
-            ("TELEGRAM_BOT_TOKEN", Some(stand_in.token().to_owned())),
-            ("TELEGRAM_API_BASE_URL", Some(stand_in.base_url())),
-            ("SSL_CERT_FILE", cert_file.map(|p| p.display().to_string())),
+    let base_url = stand_in.base_url();
+    let ca = ca_file.display().to_string();
+    let api = |cert_file: Option<&str>| {
+        let mut vars = vec![
+            ("TELEGRAM_BOT_TOKEN", stand_in.token()),
+            ("TELEGRAM_API_BASE_URL", base_url.as_str()),
         ];
-        let config = telegram_lambda_bot::config::Config::from_lookup(|name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .and_then(|(_, v)| v.clone())
-        })
-        .unwrap();
-        telegram_lambda_bot::client::BotApi::new(&config).unwrap()
+        vars.extend(cert_file.map(|path| ("SSL_CERT_FILE", path)));
+        BotApi::new(&config(&vars)).unwrap()
     };
 
-    let me = api(Some(&ca_file)).get_me().await.unwrap();
+    let me = api(Some(&ca)).get_me().await.unwrap();
     assert_eq!(me.username.as_deref(), Some("EchoLambdaBot"));
     // Without the CA the certificate is refused before any request is sent.
     let error = api(None).get_me().await.unwrap_err();
     assert_eq!(error.failure(), Failure::Retryable { retry_after: None });
-    let chain = error_chain(&error);
-    assert!(chain.contains("certificate"), "{chain}");
+    let shown = chain(&error);
+    assert!(shown.contains("certificate"), "{shown}");
     assert_eq!(stand_in.calls_to("getMe").len(), 1);
     assert_eq!(stand_in.tls_handshakes(), 1);
     std::fs::remove_dir_all(dir).unwrap();

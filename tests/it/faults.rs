@@ -4,7 +4,7 @@
 //! is rendered from this matrix and checked against it, so the two cannot
 //! drift (`UPDATE_README=1 cargo test --test it fault_matrix` rewrites it).
 
-use crate::helpers::{event, spawn_with, Setup, TestApp};
+use crate::helpers::{event, spawn_with, Setup, TestWebhook};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
@@ -325,11 +325,14 @@ pub struct Secrets {
     pub webhook_secret: &'static str,
 }
 
-async fn run(case: &Case) -> (TestApp, crate::helpers::Answer) {
+async fn run(case: &Case) -> (TestWebhook, crate::helpers::Response) {
     run_with(case, None).await
 }
 
-async fn run_with(case: &Case, secrets: Option<&Secrets>) -> (TestApp, crate::helpers::Answer) {
+async fn run_with(
+    case: &Case,
+    secrets: Option<&Secrets>,
+) -> (TestWebhook, crate::helpers::Response) {
     let closed_port = || {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
@@ -386,7 +389,7 @@ pub async fn output_of_every_case(secrets: &Secrets) -> String {
     for case in matrix() {
         let (test, answer) = run_with(&case, Some(secrets)).await;
         output.push_str(&test.logs.text());
-        output.push_str(&format!("{answer:?}\n{:?}\n", test.app));
+        output.push_str(&format!("{answer:?}\n{:?}\n", test.webhook));
     }
     output
 }

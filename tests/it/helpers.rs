@@ -5,13 +5,14 @@ use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use lambda_http::Body;
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use telegram_lambda_bot::config::Config;
-use telegram_lambda_bot::webhook::{function_handler, App};
+use telegram_lambda_bot::client::BotApi;
+use telegram_lambda_bot::config::{Config, ConfigError};
+use telegram_lambda_bot::webhook::{function_handler, Webhook};
 use telegram_stand_in::{Options, StandIn};
+pub use testkit::Logs;
 use tracing::subscriber::DefaultGuard;
 
 /// The secret in every sample event.
@@ -41,44 +42,24 @@ pub fn update_in(event: &Value) -> Option<Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Log lines written while a test ran, as the JSON the function writes.
-#[derive(Clone, Default)]
-pub struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    pub fn lines(&self) -> Vec<Value> {
-        self.text()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// The one line the handler writes per update.
-    pub fn outcome_lines(&self) -> Vec<Value> {
-        self.lines()
-            .into_iter()
-            .filter(|l| l.get("outcome").is_some())
-            .collect()
-    }
+/// The configuration these variables give, as the function reads it from
+/// its environment (unset variables are absent).
+pub fn try_config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    })
 }
 
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// As [`try_config`], for variables that make a valid configuration.
+pub fn config(vars: &[(&str, &str)]) -> Config {
+    try_config(vars).unwrap()
 }
 
-pub struct TestApp {
+pub struct TestWebhook {
     pub stand_in: StandIn,
-    pub app: App,
+    pub webhook: Webhook,
     pub logs: Logs,
     _log_guard: DefaultGuard,
 }
@@ -95,45 +76,31 @@ pub struct Setup {
     pub secret: Option<String>,
 }
 
-pub async fn spawn() -> TestApp {
+pub async fn spawn() -> TestWebhook {
     spawn_with(Setup::default()).await
 }
 
-pub async fn spawn_with(setup: Setup) -> TestApp {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_env_filter("debug")
-        .with_writer(move || writer.clone())
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
+pub async fn spawn_with(setup: Setup) -> TestWebhook {
+    let (logs, guard) = Logs::capture("debug");
     let stand_in = StandIn::start(setup.stand_in.unwrap_or_default())
         .await
         .unwrap();
     let token = setup.token.unwrap_or_else(|| stand_in.token().to_owned());
     let base_url = setup.base_url.unwrap_or_else(|| stand_in.base_url());
-    let vars = [
-        ("TELEGRAM_BOT_TOKEN", Some(token)),
-        ("TELEGRAM_API_BASE_URL", Some(base_url)),
-        (
-            "TELEGRAM_WEBHOOK_SECRET",
-            Some(setup.secret.unwrap_or_else(|| SECRET.to_owned())),
-        ),
-        ("TELEGRAM_BOT_USERNAME", Some(BOT_USERNAME.to_owned())),
-        ("TELEGRAM_HTTP_TIMEOUT_SECS", setup.http_timeout_secs),
+    let secret = setup.secret.unwrap_or_else(|| SECRET.to_owned());
+    let mut vars = vec![
+        ("TELEGRAM_BOT_TOKEN", token.as_str()),
+        ("TELEGRAM_API_BASE_URL", base_url.as_str()),
+        ("TELEGRAM_WEBHOOK_SECRET", secret.as_str()),
+        ("TELEGRAM_BOT_USERNAME", BOT_USERNAME),
     ];
-    let config = Config::from_lookup(|name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .and_then(|(_, v)| v.clone())
-    })
-    .unwrap();
-    let app = App::new(&config).unwrap();
-    TestApp {
+    if let Some(timeout) = &setup.http_timeout_secs {
+        vars.push(("TELEGRAM_HTTP_TIMEOUT_SECS", timeout));
+    }
+    let webhook = Webhook::new(&config(&vars)).unwrap();
+    TestWebhook {
         stand_in,
-        app,
+        webhook,
         logs,
         _log_guard: guard,
     }
@@ -141,14 +108,14 @@ pub async fn spawn_with(setup: Setup) -> TestApp {
 
 /// What the function answered, in the terms the tests care about.
 #[derive(Debug)]
-pub struct Answer {
+pub struct Response {
     pub status: i64,
     pub retry_after: Option<String>,
     pub allow: Option<String>,
     pub body: String,
 }
 
-impl TestApp {
+impl TestWebhook {
     /// Lets the stand-in know the chat and message in the event's update, as
     /// Telegram knows them before it delivers the update.
     pub fn observe(&self, event: &Value) {
@@ -157,14 +124,14 @@ impl TestApp {
         }
     }
 
-    pub async fn invoke(&self, event: Value) -> Answer {
+    pub async fn invoke(&self, event: Value) -> Response {
         self.invoke_with_time_left(event, Duration::from_secs(10))
             .await
     }
 
     /// Runs the Lambda handler as the runtime does, with a deadline
     /// `time_left` from now in the invocation's context.
-    pub async fn invoke_with_time_left(&self, event: Value, time_left: Duration) -> Answer {
+    pub async fn invoke_with_time_left(&self, event: Value, time_left: Duration) -> Response {
         let mut context = lambda_runtime::Context::default();
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -172,10 +139,10 @@ impl TestApp {
             .as_millis() as u64;
         context.deadline = now_ms + time_left.as_millis() as u64;
         context.request_id = "test-request".to_owned();
-        let response = function_handler(&self.app, LambdaEvent::new(event, context))
+        let response = function_handler(&self.webhook, LambdaEvent::new(event, context))
             .await
             .expect("the handler never fails an invocation");
-        answer(response)
+        response_of(response)
     }
 
     /// Asserts the token's secret part is in no log line.
@@ -190,7 +157,7 @@ impl TestApp {
     }
 }
 
-pub fn answer(response: ApiGatewayV2httpResponse) -> Answer {
+pub fn response_of(response: ApiGatewayV2httpResponse) -> Response {
     // Through JSON, as the runtime sends it to API Gateway.
     let json = serde_json::to_value(&response).unwrap();
     assert!(json.get("statusCode").is_some(), "{json}");
@@ -200,7 +167,7 @@ pub fn answer(response: ApiGatewayV2httpResponse) -> Answer {
             .get(name)
             .map(|v| v.to_str().unwrap().to_owned())
     };
-    Answer {
+    Response {
         status: response.status_code,
         retry_after: header("retry-after"),
         allow: header("allow"),
@@ -212,28 +179,19 @@ pub fn answer(response: ApiGatewayV2httpResponse) -> Answer {
 }
 
 /// A Bot API client for `stand_in`, configured as the function would be.
-pub fn api_for(stand_in: &StandIn) -> telegram_lambda_bot::client::BotApi {
-    let vars = [
-        ("TELEGRAM_BOT_TOKEN", stand_in.token().to_owned()),
-        ("TELEGRAM_API_BASE_URL", stand_in.base_url()),
-    ];
-    let config = Config::from_lookup(|name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    })
-    .unwrap();
-    telegram_lambda_bot::client::BotApi::new(&config).unwrap()
+pub fn api_for(stand_in: &StandIn) -> BotApi {
+    let base_url = stand_in.base_url();
+    let config = config(&[
+        ("TELEGRAM_BOT_TOKEN", stand_in.token()),
+        ("TELEGRAM_API_BASE_URL", &base_url),
+    ]);
+    BotApi::new(&config).unwrap()
 }
-
-/// Decides, before the function runs, that a delivery fails with this
-/// status: how a test makes one chat's updates fail.
-pub type Gate = Arc<dyn Fn(&Value) -> Option<u16> + Send + Sync>;
 
 /// Serves the real handler over HTTP on loopback, turning each request into
 /// the Function URL event Lambda would build, as the stand-in's webhook
 /// delivery needs a URL to POST to. Returns the webhook URL.
-pub async fn serve_function(app: Arc<App>, gate: Option<Gate>) -> String {
+pub async fn serve_function(webhook: Arc<Webhook>) -> String {
     use http_body_util::{BodyExt, Full};
     use hyper::service::service_fn;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -243,12 +201,10 @@ pub async fn serve_function(app: Arc<App>, gate: Option<Gate>) -> String {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let app = app.clone();
-            let gate = gate.clone();
+            let webhook = webhook.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                    let app = app.clone();
-                    let gate = gate.clone();
+                    let webhook = webhook.clone();
                     async move {
                         let (parts, body) = request.into_parts();
                         let body = body
@@ -257,12 +213,7 @@ pub async fn serve_function(app: Arc<App>, gate: Option<Gate>) -> String {
                             .map(|b| b.to_bytes())
                             .unwrap_or_default();
                         let text = String::from_utf8_lossy(&body).into_owned();
-                        let update: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                         let mut response = hyper::Response::new(Full::new(bytes::Bytes::new()));
-                        if let Some(status) = gate.as_ref().and_then(|g| g(&update)) {
-                            *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                            return Ok::<_, std::convert::Infallible>(response);
-                        }
                         let headers: serde_json::Map<String, Value> = parts
                             .headers
                             .iter()
@@ -293,15 +244,16 @@ pub async fn serve_function(app: Arc<App>, gate: Option<Gate>) -> String {
                             "isBase64Encoded": false
                         });
                         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-                        let answer =
-                            telegram_lambda_bot::webhook::handle_event(&app, event, deadline).await;
-                        let lambda_response = answer.response();
+                        let verdict =
+                            telegram_lambda_bot::webhook::handle_event(&webhook, event, deadline)
+                                .await;
+                        let lambda_response = verdict.response();
                         *response.status_mut() =
-                            hyper::StatusCode::from_u16(answer.status()).unwrap();
+                            hyper::StatusCode::from_u16(verdict.status()).unwrap();
                         for (name, value) in lambda_response.headers.iter() {
                             response.headers_mut().insert(name.clone(), value.clone());
                         }
-                        Ok(response)
+                        Ok::<_, std::convert::Infallible>(response)
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -313,19 +265,14 @@ pub async fn serve_function(app: Arc<App>, gate: Option<Gate>) -> String {
     format!("http://{addr}/")
 }
 
-/// The app for `stand_in`, as the function builds it at cold start.
-pub fn app_for(stand_in: &StandIn) -> App {
-    let vars = [
-        ("TELEGRAM_BOT_TOKEN", stand_in.token().to_owned()),
-        ("TELEGRAM_API_BASE_URL", stand_in.base_url()),
-        ("TELEGRAM_WEBHOOK_SECRET", SECRET.to_owned()),
-        ("TELEGRAM_BOT_USERNAME", BOT_USERNAME.to_owned()),
-    ];
-    let config = Config::from_lookup(|name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    })
-    .unwrap();
-    App::new(&config).unwrap()
+/// The webhook for `stand_in`, as the function builds it at cold start.
+pub fn webhook_for(stand_in: &StandIn) -> Webhook {
+    let base_url = stand_in.base_url();
+    Webhook::new(&config(&[
+        ("TELEGRAM_BOT_TOKEN", stand_in.token()),
+        ("TELEGRAM_API_BASE_URL", &base_url),
+        ("TELEGRAM_WEBHOOK_SECRET", SECRET),
+        ("TELEGRAM_BOT_USERNAME", BOT_USERNAME),
+    ]))
+    .unwrap()
 }

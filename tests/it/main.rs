@@ -1,12 +1,11 @@
-//! Integration tests, one binary: the webhook function and the Bot API client
-//! against the Telegram stand-in on loopback.
+//! Integration tests of the function's library, one binary: the webhook
+//! handler, the polling loop and the Bot API client against the Telegram
+//! stand-in on loopback, and Parameter Store against moto. The command-line
+//! tool's tests are in cli/tests, the stand-in's own in stand-in/tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
-mod chat;
-mod cli;
 mod client;
 mod delivery;
-mod deploy;
 mod faults;
 mod helpers;
 mod poll;

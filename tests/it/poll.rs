@@ -1,11 +1,13 @@
 //! The long-polling loop against the stand-in: offsets, order, retries,
 //! conflicts, and stopping without losing or repeating an update.
 
-use crate::helpers::api_for;
+use crate::helpers::{api_for, config};
 use serde_json::{json, Value};
 use std::time::Duration;
 use telegram_lambda_bot::bot::Bot;
-use telegram_lambda_bot::poll::{self, Backoff, PollError, PollOptions, Summary};
+use telegram_lambda_bot::client::BotApi;
+use telegram_lambda_bot::poll::{self, PollError, PollOptions, Summary};
+use telegram_lambda_bot::retry::{Backoff, Stop};
 use telegram_stand_in::{Fault, Options, StandIn};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -36,7 +38,7 @@ fn start(stand_in: &StandIn, options: PollOptions) -> Poller {
             &api,
             &Bot::new(Some("EchoLambdaBot".into())),
             &options,
-            stop_rx,
+            Stop::on(stop_rx),
         )
         .await
     });
@@ -53,23 +55,12 @@ impl Poller {
     }
 }
 
-async fn until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+async fn until(what: &str, condition: impl FnMut() -> bool) {
+    testkit::until(what, 10, condition).await;
 }
 
 fn texts(stand_in: &StandIn) -> Vec<String> {
-    stand_in
-        .sent_messages()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap().to_owned())
-        .collect()
+    testkit::texts(&stand_in.sent_messages())
 }
 
 fn offsets(stand_in: &StandIn) -> Vec<Value> {
@@ -155,38 +146,6 @@ async fn another_poller_is_reported_clearly_and_ends_the_run() {
 }
 
 #[tokio::test]
-async fn two_pollers_with_one_token_conflict_in_the_stand_in_too() {
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
-    let first = start(
-        &stand_in,
-        PollOptions {
-            timeout_secs: 5,
-            ..options()
-        },
-    );
-    until("the first long poll", || {
-        stand_in.calls_to("getUpdates").len() == 1
-    })
-    .await;
-    let second = start(
-        &stand_in,
-        PollOptions {
-            timeout_secs: 5,
-            ..options()
-        },
-    );
-    let result = tokio::time::timeout(Duration::from_secs(10), first.task)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        matches!(result, Err(PollError::OtherPoller(_))),
-        "{result:?}"
-    );
-    second.stop().await.unwrap();
-}
-
-#[tokio::test]
 async fn failures_that_a_retry_fixes_are_retried_and_the_update_answered_once() {
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     stand_in.inject("getUpdates", Fault::internal_error());
@@ -211,27 +170,20 @@ async fn a_get_updates_timeout_is_retried() {
     stand_in.enqueue_text(USER, "after a timeout");
     // Slower than the client's limit (long-poll timeout 0 + 1 s).
     stand_in.inject("getUpdates", Fault::slow(2_500));
-    let api = {
-        let vars = [
-            ("TELEGRAM_BOT_TOKEN", stand_in.token().to_owned()),
-            ("TELEGRAM_API_BASE_URL", stand_in.base_url()),
-            ("TELEGRAM_HTTP_TIMEOUT_SECS", "1".to_owned()),
-        ];
-        let config = telegram_lambda_bot::config::Config::from_lookup(|name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.clone())
-        })
-        .unwrap();
-        telegram_lambda_bot::client::BotApi::new(&config).unwrap()
-    };
+    let base_url = stand_in.base_url();
+    let api = BotApi::new(&config(&[
+        ("TELEGRAM_BOT_TOKEN", stand_in.token()),
+        ("TELEGRAM_API_BASE_URL", &base_url),
+        ("TELEGRAM_HTTP_TIMEOUT_SECS", "1"),
+    ]))
+    .unwrap();
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(async move {
         let options = PollOptions {
             timeout_secs: 0,
             ..options()
         };
-        poll::run(&api, &Bot::default(), &options, stop_rx).await
+        poll::run(&api, &Bot::default(), &options, Stop::on(stop_rx)).await
     });
     until("the reply", || stand_in.sent_messages().len() == 1).await;
     let _ = stop.send(true);
@@ -263,21 +215,16 @@ async fn a_wrong_token_stops_polling_with_a_configuration_error() {
     .await
     .unwrap();
     // A client holding `other`'s token, talking to `stand_in`.
-    let vars = [
-        ("TELEGRAM_BOT_TOKEN", other.token().to_owned()),
-        ("TELEGRAM_API_BASE_URL", stand_in.base_url()),
-    ];
-    let config = telegram_lambda_bot::config::Config::from_lookup(|name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    })
+    let base_url = stand_in.base_url();
+    let api = BotApi::new(&config(&[
+        ("TELEGRAM_BOT_TOKEN", other.token()),
+        ("TELEGRAM_API_BASE_URL", &base_url),
+    ]))
     .unwrap();
-    let api = telegram_lambda_bot::client::BotApi::new(&config).unwrap();
     let (_stop, stop_rx) = watch::channel(false);
     let result = tokio::time::timeout(
         Duration::from_secs(10),
-        poll::run(&api, &Bot::default(), &options(), stop_rx),
+        poll::run(&api, &Bot::default(), &options(), Stop::on(stop_rx)),
     )
     .await
     .unwrap();
@@ -337,91 +284,4 @@ async fn a_stop_during_a_long_poll_exits_promptly() {
     let summary = poller.stop().await.unwrap();
     assert_eq!(summary, Summary::default());
     assert!(started.elapsed() < Duration::from_secs(5));
-}
-
-/// The `bot` binary, configured for `stand_in` through the environment.
-fn bot_command(stand_in: &StandIn) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_bot"));
-    command
-        .env_clear()
-        .env("TELEGRAM_BOT_TOKEN", stand_in.token())
-        .env("TELEGRAM_API_BASE_URL", stand_in.base_url())
-        .env("LOG_FORMAT", "json")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_poll_command_says_another_poller_runs_and_exits_non_zero() {
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
-    stand_in.inject(
-        "getUpdates",
-        Fault::Error {
-            status: 409,
-            description: "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running".into(),
-            retry_after: None,
-            migrate_to_chat_id: None,
-        },
-    );
-    let output = tokio::time::timeout(
-        Duration::from_secs(20),
-        bot_command(&stand_in)
-            .args(["poll", "--timeout", "1"])
-            .output(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let ours: Vec<&str> = stderr.lines().filter(|l| l.starts_with("bot: ")).collect();
-    assert_eq!(ours.len(), 1, "{stderr}");
-    assert!(
-        ours[0].starts_with("bot: another instance is polling with this bot token"),
-        "{stderr}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_poll_command_stops_cleanly_on_sigterm_and_confirms() {
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
-    stand_in.enqueue_text(USER, "from the command");
-    let mut child = bot_command(&stand_in)
-        .args(["poll", "--timeout", "5"])
-        .spawn()
-        .unwrap();
-    until("the reply", || stand_in.sent_messages().len() == 1).await;
-    let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
-    assert!(
-        stand_in.pending_updates().is_empty(),
-        "confirmed before exit"
-    );
-    assert_eq!(texts(&stand_in), ["You said: from the command"]);
-}
-
-#[tokio::test]
-async fn the_poll_command_names_a_missing_variable() {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bot"))
-        .env_clear()
-        .arg("poll")
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert_eq!(
-        String::from_utf8_lossy(&output.stderr).trim(),
-        "bot: TELEGRAM_BOT_TOKEN (or TELEGRAM_BOT_TOKEN_PARAMETER) is not set"
-    );
 }

@@ -3,12 +3,14 @@
 //! can take.
 
 use crate::faults::{output_of_every_case, Secrets};
-use std::sync::{Arc, Mutex};
+use crate::helpers::{config, Logs};
 use std::time::Duration;
 use telegram_lambda_bot::bot::Bot;
-use telegram_lambda_bot::client::{error_chain, BotApi};
+use telegram_lambda_bot::client::BotApi;
 use telegram_lambda_bot::config::Config;
-use telegram_lambda_bot::poll::{self, Backoff, PollOptions};
+use telegram_lambda_bot::error::chain;
+use telegram_lambda_bot::poll::{self, PollOptions};
+use telegram_lambda_bot::retry::{Backoff, Stop};
 use telegram_stand_in::{Fault, Options, StandIn};
 use tokio::sync::watch;
 
@@ -37,32 +39,13 @@ async fn no_webhook_path_shows_a_secret() {
     assert_clean(&output);
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn api(base_url: &str, token: &str) -> (Config, BotApi) {
-    let vars = [
-        ("TELEGRAM_BOT_TOKEN", token.to_owned()),
-        ("TELEGRAM_API_BASE_URL", base_url.to_owned()),
-        ("TELEGRAM_WEBHOOK_SECRET", SECRETS.webhook_secret.to_owned()),
-        ("TELEGRAM_HTTP_TIMEOUT_SECS", "1".to_owned()),
-    ];
-    let config = Config::from_lookup(|name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    })
-    .unwrap();
+    let config = config(&[
+        ("TELEGRAM_BOT_TOKEN", token),
+        ("TELEGRAM_API_BASE_URL", base_url),
+        ("TELEGRAM_WEBHOOK_SECRET", SECRETS.webhook_secret),
+        ("TELEGRAM_HTTP_TIMEOUT_SECS", "1"),
+    ]);
     let api = BotApi::new(&config).unwrap();
     (config, api)
 }
@@ -83,7 +66,7 @@ async fn poll_through(stand_in: &StandIn, api: &BotApi, faults: &[(&str, Fault)]
         ..PollOptions::default()
     };
     let bot = Bot::default();
-    let run = poll::run(api, &bot, &options, stop_rx);
+    let run = poll::run(api, &bot, &options, Stop::on(stop_rx));
     let answered = async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while stand_in.pending_updates().len() == 1 && tokio::time::Instant::now() < deadline {
@@ -100,20 +83,13 @@ async fn poll_through(stand_in: &StandIn, api: &BotApi, faults: &[(&str, Fault)]
     };
     match result {
         Ok(summary) => format!("{summary:?}"),
-        Err(error) => format!("{error} {error:?} {}", error_chain(&error)),
+        Err(error) => format!("{error} {error:?} {}", chain(&error)),
     }
 }
 
 #[tokio::test]
 async fn no_polling_path_shows_a_secret() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(telegram_lambda_bot::logging::filter(Some("trace")))
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Logs::capture_with(telegram_lambda_bot::logging::filter(Some("trace")));
     let mut output = String::new();
     let stand_in = StandIn::start(Options {
         token: SECRETS.token.to_owned(),
@@ -159,8 +135,8 @@ async fn no_polling_path_shows_a_secret() {
     drop(closed);
     let (_, refused) = api(&format!("http://127.0.0.1:{port}"), SECRETS.token);
     let error = refused.get_me().await.unwrap_err();
-    output.push_str(&format!("{error} {error:?} {}\n", error_chain(&error)));
-    output.push_str(&String::from_utf8_lossy(&captured.0.lock().unwrap()));
+    output.push_str(&format!("{error} {error:?} {}\n", chain(&error)));
+    output.push_str(&logs.text());
     assert!(
         output.contains("retrying"),
         "the failures were met:\n{output}"

@@ -303,7 +303,7 @@ async fn one_log_line_per_update_with_its_facts_and_no_text() {
 
 // Faults: what Telegram sees when the reply cannot be sent.
 
-async fn answer_with_fault(fault: Fault) -> (helpers::TestApp, helpers::Answer) {
+async fn answer_with_fault(fault: Fault) -> (helpers::TestWebhook, helpers::Response) {
     let test = spawn().await;
     test.stand_in.inject("sendMessage", fault);
     let event = event("text");
@@ -585,11 +585,8 @@ async fn a_wrong_base_url_path_is_a_configuration_error() {
 
 #[tokio::test]
 async fn the_function_refuses_to_start_without_a_webhook_secret() {
-    let config = telegram_lambda_bot::config::Config::from_lookup(|name| {
-        (name == "TELEGRAM_BOT_TOKEN").then(|| telegram_stand_in::DEFAULT_TOKEN.to_owned())
-    })
-    .unwrap();
-    let error = telegram_lambda_bot::webhook::App::new(&config).unwrap_err();
+    let config = helpers::config(&[("TELEGRAM_BOT_TOKEN", telegram_stand_in::DEFAULT_TOKEN)]);
+    let error = telegram_lambda_bot::webhook::Webhook::new(&config).unwrap_err();
     assert!(
         error.to_string().contains("TELEGRAM_WEBHOOK_SECRET"),
         "{error}"

@@ -4,6 +4,7 @@
 
 use std::process::Stdio;
 use std::time::Duration;
+use testkit::{stderr, stdout};
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,13 +25,9 @@ async fn chatting_by_polling_answers_start_and_echoes() {
         .await
         .expect("the chat ends at the end of input")
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(
-        String::from_utf8_lossy(&output.stdout),
+        stdout(&output),
         "Hello, Ali! I echo what you write. Send /help to see what I can do.\nYou said: Hi!\n"
     );
 }

@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use telegram_lambda_bot::bot::{Bot, ALLOWED_UPDATES};
-use telegram_lambda_bot::client::{error_chain, BotApi};
-use telegram_lambda_bot::config::Config;
+use telegram_lambda_bot::client::{ApiError, BotApi};
+use telegram_lambda_bot::config::{Config, InitError};
 use telegram_lambda_bot::poll::{self, PollOptions};
+use telegram_lambda_bot::retry::Stop;
 use telegram_lambda_bot::telegram::SetWebhook;
 use telegram_stand_in::{Options, StandIn};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -37,10 +38,14 @@ pub struct ChatArgs {
 /// Why the chat could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
-    #[error("could not start the Telegram stand-in: {0}")]
+    #[error("could not start the Telegram stand-in")]
     StandIn(#[source] std::io::Error),
-    #[error("{0}")]
-    Setup(String),
+    #[error("could not set the bot up")]
+    Setup(#[from] InitError),
+    #[error("could not point the stand-in's webhook at the function")]
+    SetWebhook(#[source] ApiError),
+    #[error("could not make a webhook secret")]
+    Secret(#[source] getrandom::Error),
     #[error("cargo lambda watch: {0}")]
     Watch(String),
 }
@@ -51,7 +56,7 @@ pub async fn run(args: ChatArgs) -> Result<(), ChatError> {
     let stand_in = StandIn::start(Options::default())
         .await
         .map_err(ChatError::StandIn)?;
-    let secret = random_secret();
+    let secret = random_secret()?;
     let vars = [
         ("TELEGRAM_BOT_TOKEN", stand_in.token().to_owned()),
         ("TELEGRAM_API_BASE_URL", stand_in.base_url()),
@@ -66,8 +71,8 @@ pub async fn run(args: ChatArgs) -> Result<(), ChatError> {
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.clone())
     })
-    .map_err(|e| ChatError::Setup(e.to_string()))?;
-    let api = BotApi::new(&config).map_err(|e| ChatError::Setup(error_chain(&e)))?;
+    .map_err(InitError::from)?;
+    let api = BotApi::new(&config)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut watch_process = None;
@@ -80,7 +85,7 @@ pub async fn run(args: ChatArgs) -> Result<(), ChatError> {
             ..PollOptions::default()
         };
         poller = Some(tokio::spawn(async move {
-            poll::run(&api, &bot, &options, stop_rx).await
+            poll::run(&api, &bot, &options, Stop::on(stop_rx)).await
         }));
         eprintln!(
             "Chatting with @{} by long polling, through the Telegram stand-in.",
@@ -99,7 +104,7 @@ pub async fn run(args: ChatArgs) -> Result<(), ChatError> {
         };
         if let Err(error) = api.set_webhook(&set).await {
             stop_watch(watch_process.take()).await;
-            return Err(ChatError::Setup(error_chain(&error)));
+            return Err(ChatError::SetWebhook(error));
         }
         eprintln!(
             "Chatting with @{} through the Telegram stand-in, which delivers to the function under cargo lambda watch.",
@@ -166,10 +171,11 @@ struct WatchProcess {
     log: PathBuf,
 }
 
+/// The function's package: the workspace root, one level above this one.
 fn project_dir() -> PathBuf {
-    let built_in = Path::new(env!("CARGO_MANIFEST_DIR"));
-    if built_in.join("Cargo.toml").exists() {
-        built_in.to_owned()
+    let built_in = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if built_in.join("template.yaml").exists() {
+        built_in
     } else {
         PathBuf::from(".")
     }
@@ -178,9 +184,18 @@ fn project_dir() -> PathBuf {
 async fn start_watch(vars: &[(&str, String)]) -> Result<WatchProcess, ChatError> {
     ensure_cargo_lambda().await?;
     let dir = project_dir();
-    eprintln!("Building the function (cargo build --bin webhook)...");
+    eprintln!("Building the function (cargo build -p telegram-lambda-bot --bin webhook)...");
+    // Its own package only, as `sam build` builds it: no features of this
+    // tool's dependencies unified into the function.
     let built = tokio::process::Command::new("cargo")
-        .args(["build", "--quiet", "--bin", "webhook"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "telegram-lambda-bot",
+            "--bin",
+            "webhook",
+        ])
         .current_dir(&dir)
         .status()
         .await
@@ -294,13 +309,9 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-fn random_secret() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    (0..4)
-        .map(|_| {
-            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-            hasher.write_u64(0);
-            format!("{:016x}", hasher.finish())
-        })
-        .collect()
+/// A fresh webhook secret for this chat: 32 random bytes, hex-encoded.
+fn random_secret() -> Result<String, ChatError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(ChatError::Secret)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 use telegram_stand_in::{Options, StandIn};
+use testkit::stderr;
 
 const URL: &str = "https://abc123.execute-api.eu-west-1.amazonaws.com/webhook";
 
@@ -92,7 +93,7 @@ fn all_fakes() -> Fakes {
 }
 
 async fn deploy(fakes: &Fakes, stand_in: &StandIn, args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/deploy");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/deploy");
     let mut command = tokio::process::Command::new("bash");
     command
         .arg(script)
@@ -113,10 +114,6 @@ async fn deploy(fakes: &Fakes, stand_in: &StandIn, args: &[&str], envs: &[(&str,
         .await
         .expect("deploy finishes within 60 s")
         .unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

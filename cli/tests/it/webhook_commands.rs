@@ -4,6 +4,7 @@
 use serde_json::json;
 use std::process::Output;
 use telegram_stand_in::{Options, StandIn};
+use testkit::{stderr, stdout};
 
 async fn bot(stand_in: &StandIn, args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_bot"));
@@ -20,14 +21,6 @@ async fn bot(stand_in: &StandIn, args: &[&str], envs: &[(&str, &str)]) -> Output
         .await
         .expect("bot finishes within 20 s")
         .unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

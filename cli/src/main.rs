@@ -9,10 +9,12 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use telegram_lambda_bot::bot::{Bot, ALLOWED_UPDATES};
-use telegram_lambda_bot::client::{error_chain, ApiError, BotApi, Failure};
-use telegram_lambda_bot::config::{Config, WebhookSecret};
+use telegram_lambda_bot::client::{ApiError, BotApi};
+use telegram_lambda_bot::config::{Config, ConfigError, InitError, WebhookSecret};
+use telegram_lambda_bot::error::Chain;
 use telegram_lambda_bot::logging;
-use telegram_lambda_bot::poll::{self, Backoff, PollOptions, MAX_POLL_TIMEOUT_SECS};
+use telegram_lambda_bot::poll::{self, PollOptions, MAX_POLL_TIMEOUT_SECS};
+use telegram_lambda_bot::retry::{retry, Backoff, GaveUp, RetryPolicy, Stop};
 use telegram_lambda_bot::telegram::{SetWebhook, WebhookInfo};
 use tokio::sync::watch;
 
@@ -118,6 +120,31 @@ struct InfoArgs {
     fail_on_error_within: Option<u64>,
 }
 
+/// Why a command failed; shown as one line after `bot: `.
+#[derive(Debug, thiserror::Error)]
+enum CommandError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("--url must be an https:// URL, got {0}")]
+    NotHttps(String),
+    #[error("the webhook is {actual:?}, expected {expected:?}")]
+    UnexpectedUrl { actual: String, expected: String },
+    #[error("Telegram reported a delivery error {age} ago: {message}")]
+    RecentDeliveryError { age: String, message: String },
+    #[error("cannot print the answer as JSON")]
+    Json(#[from] serde_json::Error),
+}
+
+impl From<GaveUp> for CommandError {
+    fn from(gave_up: GaveUp) -> Self {
+        match gave_up {
+            GaveUp::Failed(error) | GaveUp::Stopped(error) => CommandError::Api(error),
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The chat's terminal is for the conversation: only problems are logged.
@@ -142,7 +169,7 @@ fn main() -> ExitCode {
             return match chat::run(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
-                    eprintln!("bot: {}", error_chain(&error));
+                    eprintln!("bot: {}", Chain(&error));
                     ExitCode::FAILURE
                 }
             };
@@ -159,12 +186,13 @@ fn main() -> ExitCode {
                 drop_pending_updates,
             }) => delete_webhook(&api, drop_pending_updates).await,
             Command::Me { username } => me(&api, username).await,
-            Command::Chat(_) => unreachable_chat(),
+            // Handled above, before configuration is read.
+            Command::Chat(_) => Ok(()),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                eprintln!("bot: {message}");
+            Err(error) => {
+                eprintln!("bot: {}", Chain(&error));
                 ExitCode::FAILURE
             }
         }
@@ -172,15 +200,14 @@ fn main() -> ExitCode {
 }
 
 async fn setup() -> Result<(Config, BotApi), ExitCode> {
-    let config = Config::load().await.map_err(|error| {
-        eprintln!("bot: {}", error_chain(&error));
+    let ready = match Config::load().await {
+        Ok(config) => BotApi::new(&config).map(|api| (config, api)),
+        Err(error) => Err(InitError::from(error)),
+    };
+    ready.map_err(|error| {
+        eprintln!("bot: {}", Chain(&error));
         ExitCode::FAILURE
-    })?;
-    let api = BotApi::new(&config).map_err(|error| {
-        eprintln!("bot: {}", error_chain(&error));
-        ExitCode::FAILURE
-    })?;
-    Ok((config, api))
+    })
 }
 
 /// An empty list asks Telegram for every kind it sends by default.
@@ -213,43 +240,23 @@ async fn run_poll(config: &Config, api: &BotApi, args: PollArgs) -> ExitCode {
         eprintln!("bot: stopped at once; unconfirmed updates come again on the next start");
         std::process::exit(130);
     });
-    match poll::run(api, &bot, &options, stop_rx).await {
+    match poll::run(api, &bot, &options, Stop::on(stop_rx)).await {
         Ok(summary) => {
             tracing::info!(handled = summary.handled, "stopped");
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("bot: {}", error_chain(&error));
+            eprintln!("bot: {}", Chain(&error));
             ExitCode::FAILURE
         }
     }
 }
 
-/// Calls once more after a 429 (setWebhook allows one call a second).
-async fn once_more_if_limited<T, F, Fut>(mut call: F) -> Result<T, ApiError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ApiError>>,
-{
-    match call().await {
-        Err(error) => match error.failure() {
-            Failure::Retryable {
-                retry_after: Some(wait),
-            } if wait <= Duration::from_secs(10) => {
-                tokio::time::sleep(wait).await;
-                call().await
-            }
-            _ => Err(error),
-        },
-        ok => ok,
-    }
-}
-
-async fn set_webhook(api: &BotApi, args: SetArgs) -> Result<(), String> {
+async fn set_webhook(api: &BotApi, args: SetArgs) -> Result<(), CommandError> {
     if !args.url.starts_with("https://") {
-        return Err(format!("--url must be an https:// URL, got {}", args.url));
+        return Err(CommandError::NotHttps(args.url));
     }
-    let secret = WebhookSecret::parse(&args.secret_token).map_err(|e| e.to_string())?;
+    let secret = WebhookSecret::parse(&args.secret_token)?;
     let request = SetWebhook {
         url: args.url.clone(),
         secret_token: Some(secret.expose().to_owned()),
@@ -257,20 +264,20 @@ async fn set_webhook(api: &BotApi, args: SetArgs) -> Result<(), String> {
         max_connections: Some(args.max_connections),
         drop_pending_updates: Some(args.drop_pending_updates),
     };
-    once_more_if_limited(|| api.set_webhook(&request))
-        .await
-        .map_err(|e| error_chain(&e))?;
+    // setWebhook allows one call a second: a person's retry would be next.
+    retry(
+        &RetryPolicy::once_more_if_limited(),
+        &mut Stop::never(),
+        "setWebhook",
+        || api.set_webhook(&request),
+    )
+    .await?;
     println!("Webhook set: {}", args.url);
     Ok(())
 }
 
-/// `chat` returned before configuration was read.
-fn unreachable_chat() -> Result<(), String> {
-    Err("internal: chat is handled before setup".to_owned())
-}
-
-async fn me(api: &BotApi, username_only: bool) -> Result<(), String> {
-    let me = api.get_me().await.map_err(|e| error_chain(&e))?;
+async fn me(api: &BotApi, username_only: bool) -> Result<(), CommandError> {
+    let me = api.get_me().await?;
     let username = me.username.unwrap_or_default();
     if username_only {
         println!("{username}");
@@ -280,44 +287,40 @@ async fn me(api: &BotApi, username_only: bool) -> Result<(), String> {
     Ok(())
 }
 
-async fn delete_webhook(api: &BotApi, drop_pending_updates: bool) -> Result<(), String> {
-    api.delete_webhook(drop_pending_updates)
-        .await
-        .map_err(|e| error_chain(&e))?;
+async fn delete_webhook(api: &BotApi, drop_pending_updates: bool) -> Result<(), CommandError> {
+    api.delete_webhook(drop_pending_updates).await?;
     println!("Webhook deleted; updates now wait for getUpdates (bot poll).");
     Ok(())
 }
 
-async fn webhook_info(api: &BotApi, args: InfoArgs) -> Result<(), String> {
-    let info = api.get_webhook_info().await.map_err(|e| error_chain(&e))?;
+async fn webhook_info(api: &BotApi, args: InfoArgs) -> Result<(), CommandError> {
+    let info = api.get_webhook_info().await?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&info).map_err(|e| e.to_string())?
-        );
+        println!("{}", serde_json::to_string_pretty(&info)?);
     } else {
         print!("{}", describe(&info, now));
     }
     if let Some(expected) = &args.expect_url {
         if &info.url != expected {
-            return Err(format!(
-                "the webhook is {:?}, expected {expected:?}",
-                info.url
-            ));
+            return Err(CommandError::UnexpectedUrl {
+                actual: info.url,
+                expected: expected.clone(),
+            });
         }
     }
     if let (Some(window), Some(date)) = (args.fail_on_error_within, info.last_error_date) {
         let age = now.saturating_sub(date);
-        if age < window as i64 {
-            return Err(format!(
-                "Telegram reported a delivery error {} ago: {}",
-                human_age(age),
-                info.last_error_message.as_deref().unwrap_or("(no message)")
-            ));
+        if age < i64::try_from(window).unwrap_or(i64::MAX) {
+            return Err(CommandError::RecentDeliveryError {
+                age: human_age(age),
+                message: info
+                    .last_error_message
+                    .unwrap_or_else(|| "(no message)".to_owned()),
+            });
         }
     }
     Ok(())

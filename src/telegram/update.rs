@@ -1,42 +1,13 @@
-//! Telegram Bot API types: the parts of an `Update` this bot reads and the
-//! requests it sends.
+//! What Telegram sends: an update and the parts of it this bot reads.
 //!
 //! Deserialisation is lenient on purpose: Telegram adds fields and update kinds
 //! with every Bot API version, and a bot that fails on them loses messages.
 //! Unknown fields are ignored, unknown update kinds keep their raw JSON.
 
+use super::{ChatId, MessageId, ThreadId, UpdateId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::fmt;
-
-macro_rules! id_newtype {
-    ($(#[$doc:meta] $name:ident),* $(,)?) => {$(
-        #[$doc]
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(pub i64);
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.fmt(f)
-            }
-        }
-    )*};
-}
-
-id_newtype! {
-    /// An update's sequence number; Telegram may deliver the same one twice.
-    UpdateId,
-    /// A chat's id; above 32 bits for supergroups and channels.
-    ChatId,
-    /// A user's id; above 32 bits for some users.
-    UserId,
-    /// A message's id, unique within its chat.
-    MessageId,
-    /// A forum topic's id (`message_thread_id`).
-    ThreadId,
-}
-
+use serde_with::skip_serializing_none;
 /// One incoming update: its id and what happened.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Update {
@@ -149,6 +120,7 @@ impl UpdateKind {
     }
 }
 
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct User {
     pub id: UserId,
@@ -156,9 +128,7 @@ pub struct User {
     pub is_bot: bool,
     #[serde(default)]
     pub first_name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language_code: Option<String>,
 }
 
@@ -186,36 +156,31 @@ impl ChatType {
     }
 }
 
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Chat {
     pub id: ChatId,
     #[serde(rename = "type")]
     pub kind: ChatType,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_forum: Option<bool>,
 }
 
 /// A message. Only the fields the bot reads are modelled; media and service
 /// messages are messages without `text`.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Message {
     pub message_id: MessageId,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_thread_id: Option<ThreadId>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<User>,
     #[serde(default)]
     pub date: i64,
     pub chat: Chat,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     /// True when the message was sent to a forum topic; only then does
     /// `message_thread_id` name a topic a reply can be sent to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_topic_message: Option<bool>,
 }
 
@@ -231,154 +196,15 @@ impl Message {
 }
 
 /// A button press on an inline keyboard.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct CallbackQuery {
     pub id: String,
     pub from: User,
     /// Absent for messages sent via inline mode; an inaccessible (too old)
     /// message has `date` 0 and still parses here.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<Message>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
-}
-
-/// Describes the message to reply to (`reply_parameters` of sendMessage).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReplyParameters {
-    pub message_id: MessageId,
-    /// Send the reply even if the message was deleted meanwhile.
-    #[serde(default)]
-    pub allow_sending_without_reply: bool,
-}
-
-/// The parameters of sendMessage that this project uses.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SendMessage {
-    pub chat_id: ChatId,
-    pub text: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message_thread_id: Option<ThreadId>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reply_parameters: Option<ReplyParameters>,
-}
-
-impl SendMessage {
-    /// A reply to `message`: same chat, same forum topic, quoting the message
-    /// when it still exists. The text is cut to Telegram's limit.
-    pub fn reply_to(message: &Message, text: impl Into<String>) -> Self {
-        SendMessage {
-            chat_id: message.chat.id,
-            text: truncate_to_limit(text.into()),
-            message_thread_id: message.topic(),
-            reply_parameters: Some(ReplyParameters {
-                message_id: message.message_id,
-                allow_sending_without_reply: true,
-            }),
-        }
-    }
-}
-
-/// Telegram's limit for a message text. The server counts code points after
-/// entity parsing; counting UTF-16 units instead is never more than that.
-pub const MAX_TEXT_UTF16: usize = 4096;
-
-/// Cuts `text` to at most [`MAX_TEXT_UTF16`] UTF-16 code units, on a character
-/// boundary, ending with an ellipsis when something was cut.
-pub fn truncate_to_limit(text: String) -> String {
-    if text.encode_utf16().count() <= MAX_TEXT_UTF16 {
-        return text;
-    }
-    const ELLIPSIS: char = '…';
-    let budget = MAX_TEXT_UTF16 - ELLIPSIS.len_utf16();
-    let mut used = 0;
-    let mut end = 0;
-    for (index, c) in text.char_indices() {
-        if used + c.len_utf16() > budget {
-            break;
-        }
-        used += c.len_utf16();
-        end = index + c.len_utf8();
-    }
-    let mut cut = text;
-    cut.truncate(end);
-    cut.push(ELLIPSIS);
-    cut
-}
-
-/// The bot's own account, as getMe returns it.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct Me {
-    pub id: UserId,
-    pub is_bot: bool,
-    pub first_name: String,
-    #[serde(default)]
-    pub username: Option<String>,
-}
-
-/// The parameters of setWebhook that this project uses. `Debug` hides the
-/// secret token.
-#[derive(Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct SetWebhook {
-    pub url: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_token: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allowed_updates: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_connections: Option<u8>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drop_pending_updates: Option<bool>,
-}
-
-impl fmt::Debug for SetWebhook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SetWebhook")
-            .field("url", &self.url)
-            .field(
-                "secret_token",
-                &self.secret_token.as_ref().map(|_| "[redacted]"),
-            )
-            .field("allowed_updates", &self.allowed_updates)
-            .field("max_connections", &self.max_connections)
-            .field("drop_pending_updates", &self.drop_pending_updates)
-            .finish()
-    }
-}
-
-/// What getWebhookInfo reports.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
-pub struct WebhookInfo {
-    #[serde(default)]
-    pub url: String,
-    #[serde(default)]
-    pub has_custom_certificate: bool,
-    #[serde(default)]
-    pub pending_update_count: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip_address: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error_date: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error_message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_connections: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allowed_updates: Option<Vec<String>>,
-}
-
-/// The parameters of getUpdates.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct GetUpdates {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offset: Option<UpdateId>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<u8>,
-    /// Seconds to wait for an update; the server clamps it to 50.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allowed_updates: Option<Vec<String>>,
 }
 
 #[cfg(test)]
@@ -438,32 +264,5 @@ mod tests {
             Update::from_slice(br#"{"update_id":1.5}"#),
             Err(UpdateError::NoUpdateId)
         );
-    }
-
-    #[test]
-    fn truncation_keeps_surrogate_pairs_whole() {
-        let text = "😀".repeat(3000); // 6000 UTF-16 units
-        let cut = truncate_to_limit(text);
-        assert!(cut.encode_utf16().count() <= MAX_TEXT_UTF16);
-        assert!(cut.ends_with('…'));
-        assert!(cut.trim_end_matches('…').chars().all(|c| c == '😀'));
-    }
-
-    #[test]
-    fn set_webhook_debug_hides_the_secret() {
-        let request = SetWebhook {
-            url: "https://example.com/webhook".into(),
-            secret_token: Some("hush-hush_42".into()),
-            ..SetWebhook::default()
-        };
-        let debug = format!("{request:?}");
-        assert!(!debug.contains("hush-hush_42"), "{debug}");
-        assert!(debug.contains("[redacted]"), "{debug}");
-    }
-
-    #[test]
-    fn text_within_the_limit_is_untouched() {
-        let text = "a".repeat(MAX_TEXT_UTF16);
-        assert_eq!(truncate_to_limit(text.clone()), text);
     }
 }

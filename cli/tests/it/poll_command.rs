@@ -1,0 +1,98 @@
+//! `bot poll` as a person runs it: the exit code and the one line it says
+//! on failure, and a clean stop on SIGTERM that confirms what it answered.
+
+use std::time::Duration;
+use telegram_stand_in::{Fault, Options, StandIn};
+use testkit::{stderr, texts, until};
+
+const USER: i64 = 1_000_001;
+
+/// The `bot` binary, configured for `stand_in` through the environment.
+fn bot_command(stand_in: &StandIn) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_bot"));
+    command
+        .env_clear()
+        .env("TELEGRAM_BOT_TOKEN", stand_in.token())
+        .env("TELEGRAM_API_BASE_URL", stand_in.base_url())
+        .env("LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poll_command_says_another_poller_runs_and_exits_non_zero() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    stand_in.inject(
+        "getUpdates",
+        Fault::Error {
+            status: 409,
+            description: "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running".into(),
+            retry_after: None,
+            migrate_to_chat_id: None,
+        },
+    );
+    let output = tokio::time::timeout(
+        Duration::from_secs(20),
+        bot_command(&stand_in)
+            .args(["poll", "--timeout", "1"])
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr(&output);
+    let ours: Vec<&str> = stderr.lines().filter(|l| l.starts_with("bot: ")).collect();
+    assert_eq!(ours.len(), 1, "{stderr}");
+    assert!(
+        ours[0].starts_with("bot: another instance is polling with this bot token"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poll_command_stops_cleanly_on_sigterm_and_confirms() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    stand_in.enqueue_text(USER, "from the command");
+    let mut child = bot_command(&stand_in)
+        .args(["poll", "--timeout", "5"])
+        .spawn()
+        .unwrap();
+    until("the reply", 10, || stand_in.sent_messages().len() == 1).await;
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        stand_in.pending_updates().is_empty(),
+        "confirmed before exit"
+    );
+    assert_eq!(
+        texts(&stand_in.sent_messages()),
+        ["You said: from the command"]
+    );
+}
+
+#[tokio::test]
+async fn the_poll_command_names_a_missing_variable() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bot"))
+        .env_clear()
+        .arg("poll")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output).trim(),
+        "bot: TELEGRAM_BOT_TOKEN (or TELEGRAM_BOT_TOKEN_PARAMETER) is not set"
+    );
+}

@@ -1,0 +1,33 @@
+//! What the bot can do in answer to an update. The bot returns actions; the
+//! shells carry them out in order, through the same Bot API client.
+
+use crate::telegram::{AnswerCallbackQuery, EditMessageText, SendMessage};
+
+/// One Bot API call the bot asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Send a message (sendMessage).
+    Send(SendMessage),
+    /// Change the text of a message the bot sent (editMessageText).
+    Edit(EditMessageText),
+    /// Stop a button's spinner, optionally with a notification
+    /// (answerCallbackQuery).
+    AnswerCallback(AnswerCallbackQuery),
+}
+
+impl Action {
+    /// The Bot API method that carries the action out.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Action::Send(_) => "sendMessage",
+            Action::Edit(_) => "editMessageText",
+            Action::AnswerCallback(_) => "answerCallbackQuery",
+        }
+    }
+}
+
+impl From<SendMessage> for Action {
+    fn from(message: SendMessage) -> Self {
+        Action::Send(message)
+    }
+}

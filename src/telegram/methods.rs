@@ -1,0 +1,191 @@
+//! What this bot asks of the Bot API: the parameters of each method it
+//! calls, and the results it reads.
+
+use super::{ChatId, Message, MessageId, ThreadId, UpdateId, UserId};
+use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
+use std::fmt;
+
+/// Describes the message to reply to (`reply_parameters` of sendMessage).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplyParameters {
+    pub message_id: MessageId,
+    /// Send the reply even if the message was deleted meanwhile.
+    #[serde(default)]
+    pub allow_sending_without_reply: bool,
+}
+
+/// The parameters of sendMessage that this project uses.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendMessage {
+    pub chat_id: ChatId,
+    pub text: String,
+    pub message_thread_id: Option<ThreadId>,
+    pub reply_parameters: Option<ReplyParameters>,
+}
+
+impl SendMessage {
+    /// A reply to `message`: same chat, same forum topic, quoting the message
+    /// when it still exists. The text is cut to Telegram's limit.
+    pub fn reply_to(message: &Message, text: impl Into<String>) -> Self {
+        SendMessage {
+            chat_id: message.chat.id,
+            text: truncate_to_limit(text.into()),
+            message_thread_id: message.topic(),
+            reply_parameters: Some(ReplyParameters {
+                message_id: message.message_id,
+                allow_sending_without_reply: true,
+            }),
+        }
+    }
+}
+
+/// Telegram's limit for a message text. The server counts code points after
+/// entity parsing; counting UTF-16 units instead is never more than that.
+pub const MAX_TEXT_UTF16: usize = 4096;
+
+/// Cuts `text` to at most [`MAX_TEXT_UTF16`] UTF-16 code units, on a character
+/// boundary, ending with an ellipsis when something was cut.
+pub fn truncate_to_limit(text: String) -> String {
+    if text.encode_utf16().count() <= MAX_TEXT_UTF16 {
+        return text;
+    }
+    const ELLIPSIS: char = '…';
+    let budget = MAX_TEXT_UTF16 - ELLIPSIS.len_utf16();
+    let mut used = 0;
+    let mut end = 0;
+    for (index, c) in text.char_indices() {
+        if used + c.len_utf16() > budget {
+            break;
+        }
+        used += c.len_utf16();
+        end = index + c.len_utf8();
+    }
+    let mut cut = text;
+    cut.truncate(end);
+    cut.push(ELLIPSIS);
+    cut
+}
+
+/// The parameters of editMessageText that this project uses: a new text for
+/// a message the bot sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EditMessageText {
+    pub chat_id: ChatId,
+    pub message_id: MessageId,
+    pub text: String,
+}
+
+/// The parameters of answerCallbackQuery: stops the button's spinner, with
+/// an optional notification or alert.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerCallbackQuery {
+    pub callback_query_id: String,
+    pub text: Option<String>,
+    pub show_alert: Option<bool>,
+}
+
+/// The parameters of deleteWebhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DeleteWebhook {
+    pub drop_pending_updates: bool,
+}
+
+/// The bot's own account, as getMe returns it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Me {
+    pub id: UserId,
+    pub is_bot: bool,
+    pub first_name: String,
+    #[serde(default)]
+    pub username: Option<String>,
+}
+
+/// The parameters of setWebhook that this project uses. `Debug` hides the
+/// secret token.
+#[skip_serializing_none]
+#[derive(Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SetWebhook {
+    pub url: String,
+    pub secret_token: Option<String>,
+    pub allowed_updates: Option<Vec<String>>,
+    pub max_connections: Option<u8>,
+    pub drop_pending_updates: Option<bool>,
+}
+
+impl fmt::Debug for SetWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SetWebhook")
+            .field("url", &self.url)
+            .field(
+                "secret_token",
+                &self.secret_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("allowed_updates", &self.allowed_updates)
+            .field("max_connections", &self.max_connections)
+            .field("drop_pending_updates", &self.drop_pending_updates)
+            .finish()
+    }
+}
+
+/// What getWebhookInfo reports.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+pub struct WebhookInfo {
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub has_custom_certificate: bool,
+    #[serde(default)]
+    pub pending_update_count: u64,
+    pub ip_address: Option<String>,
+    pub last_error_date: Option<i64>,
+    pub last_error_message: Option<String>,
+    pub max_connections: Option<u32>,
+    pub allowed_updates: Option<Vec<String>>,
+}
+
+/// The parameters of getUpdates.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct GetUpdates {
+    pub offset: Option<UpdateId>,
+    pub limit: Option<u8>,
+    /// Seconds to wait for an update; the server clamps it to 50.
+    pub timeout: Option<u32>,
+    pub allowed_updates: Option<Vec<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_surrogate_pairs_whole() {
+        let text = "😀".repeat(3000); // 6000 UTF-16 units
+        let cut = truncate_to_limit(text);
+        assert!(cut.encode_utf16().count() <= MAX_TEXT_UTF16);
+        assert!(cut.ends_with('…'));
+        assert!(cut.trim_end_matches('…').chars().all(|c| c == '😀'));
+    }
+
+    #[test]
+    fn set_webhook_debug_hides_the_secret() {
+        let request = SetWebhook {
+            url: "https://example.com/webhook".into(),
+            secret_token: Some("hush-hush_42".into()),
+            ..SetWebhook::default()
+        };
+        let debug = format!("{request:?}");
+        assert!(!debug.contains("hush-hush_42"), "{debug}");
+        assert!(debug.contains("[redacted]"), "{debug}");
+    }
+
+    #[test]
+    fn text_within_the_limit_is_untouched() {
+        let text = "a".repeat(MAX_TEXT_UTF16);
+        assert_eq!(truncate_to_limit(text.clone()), text);
+    }
+}
