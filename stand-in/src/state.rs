@@ -93,6 +93,17 @@ impl Fault {
         }
     }
 
+    /// Another getUpdates with the same token took over, as when a second
+    /// instance of a bot starts polling.
+    pub fn other_poller() -> Self {
+        Fault::Error {
+            status: 409,
+            description: "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running".to_owned(),
+            retry_after: None,
+            migrate_to_chat_id: None,
+        }
+    }
+
     /// The group was upgraded to the supergroup `new_chat_id`.
     pub fn migrated(new_chat_id: i64) -> Self {
         Fault::Error {

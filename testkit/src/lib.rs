@@ -163,12 +163,14 @@ impl Moto {
         Some(moto)
     }
 
+    #[cfg(feature = "aws")]
     /// An SDK configuration that talks to this moto only, with fake
     /// credentials (no profile files, no instance metadata).
     pub fn sdk_config(&self) -> aws_config::SdkConfig {
         sdk_config(&self.endpoint)
     }
 
+    #[cfg(feature = "aws")]
     /// Stores a SecureString parameter, as `aws ssm put-parameter` does.
     pub async fn put_secure_string(&self, name: &str, value: &str) {
         aws_sdk_ssm::Client::new(&self.sdk_config())
@@ -196,6 +198,7 @@ impl Moto {
 }
 
 /// An SDK configuration that talks to `endpoint` only, with fake credentials.
+#[cfg(feature = "aws")]
 pub fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     use aws_config::{BehaviorVersion, Region};
     use aws_sdk_ssm::config::{Credentials, SharedCredentialsProvider};

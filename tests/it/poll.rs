@@ -126,15 +126,7 @@ async fn a_webhook_is_deleted_before_polling() {
 #[tokio::test]
 async fn another_poller_is_reported_clearly_and_ends_the_run() {
     let stand_in = StandIn::start(Options::default()).await.unwrap();
-    stand_in.inject(
-        "getUpdates",
-        Fault::Error {
-            status: 409,
-            description: "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running".into(),
-            retry_after: None,
-            migrate_to_chat_id: None,
-        },
-    );
+    stand_in.inject("getUpdates", Fault::other_poller());
     let poller = start(&stand_in, options());
     let result = tokio::time::timeout(Duration::from_secs(10), poller.task)
         .await

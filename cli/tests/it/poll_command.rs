@@ -24,15 +24,7 @@ fn bot_command(stand_in: &StandIn) -> tokio::process::Command {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_poll_command_says_another_poller_runs_and_exits_non_zero() {
     let stand_in = StandIn::start(Options::default()).await.unwrap();
-    stand_in.inject(
-        "getUpdates",
-        Fault::Error {
-            status: 409,
-            description: "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running".into(),
-            retry_after: None,
-            migrate_to_chat_id: None,
-        },
-    );
+    stand_in.inject("getUpdates", Fault::other_poller());
     let output = tokio::time::timeout(
         Duration::from_secs(20),
         bot_command(&stand_in)

@@ -256,14 +256,4 @@ impl Receiver {
     }
 }
 
-/// Waits until `condition` holds, failing the test after `seconds`.
-pub async fn until(what: &str, seconds: u64, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+pub use testkit::until;
