@@ -12,8 +12,8 @@ use std::collections::{HashMap, VecDeque};
 /// How far an update got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
-    /// This many of its replies were sent before a retryable failure; a
-    /// redelivery sends only the rest.
+    /// This many of its actions were carried out before a failure a retry
+    /// can fix; a redelivery carries out only the rest.
     Sent(usize),
     /// Fully dealt with: answered, ignored, or failed permanently.
     Done,
@@ -51,14 +51,6 @@ impl RecentUpdates {
             }
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.progress.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.progress.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -75,6 +67,7 @@ mod tests {
         recent.record(UpdateId(3), Progress::Done);
         assert_eq!(recent.get(UpdateId(1)), None);
         assert_eq!(recent.get(UpdateId(2)), Some(Progress::Done));
-        assert_eq!(recent.len(), 2);
+        assert_eq!(recent.get(UpdateId(3)), Some(Progress::Done));
+        assert_eq!(recent.progress.len(), 2);
     }
 }
