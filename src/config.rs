@@ -25,12 +25,11 @@ pub enum ConfigError {
     Invalid { var: &'static str, reason: String },
     #[error("SSL_CERT_FILE {path}: {reason}")]
     CertFile { path: PathBuf, reason: String },
-    #[error("TELEGRAM_BOT_TOKEN_PARAMETER {name}: {source}")]
-    Parameter {
-        name: String,
-        #[source]
-        source: ParameterError,
-    },
+    // The cause is part of the message rather than a `source`, so that
+    // the runtime's init error (which shows only the message) names it,
+    // and a chain of causes does not show it twice.
+    #[error("TELEGRAM_BOT_TOKEN_PARAMETER {name}: {error}")]
+    Parameter { name: String, error: ParameterError },
 }
 
 /// Why the function or the command-line tool could not start: its
@@ -190,9 +189,9 @@ impl Config {
                         .await
                         .get_secure_string(&name)
                         .await
-                        .map_err(|source| ConfigError::Parameter {
+                        .map_err(|error| ConfigError::Parameter {
                             name: name.clone(),
-                            source,
+                            error,
                         })?;
                 BotToken::parse_from("TELEGRAM_BOT_TOKEN_PARAMETER", secret.expose_secret())?
             }

@@ -1,10 +1,11 @@
 //! The long-polling shell: asks Telegram for updates with getUpdates and runs
 //! the same bot and Bot API client as the webhook, on any machine.
 //!
-//! An update is confirmed (the offset moves past it) only once its replies
-//! were sent or failed for good, so a crash or a stop never loses one; a stop
-//! finishes the update in hand and confirms it before exiting, so a restart
-//! does not repeat one either.
+//! An update is confirmed (the offset moves past it) only once its actions
+//! were carried out or refused for good, so a crash or a stop never loses
+//! one. A stop lets the call in flight finish and confirms every update
+//! answered before exiting, so a restart does not repeat those; an update
+//! still waiting for a retry is left unconfirmed and comes again.
 
 use crate::bot::Bot;
 use crate::client::{ApiError, BotApi};
@@ -60,6 +61,8 @@ pub enum PollError {
         "the Bot API refused the token or URL; check TELEGRAM_BOT_TOKEN and TELEGRAM_API_BASE_URL"
     )]
     Configuration(#[source] ApiError),
+    #[error("getUpdates returned update_id {0}: no offset can confirm it")]
+    LastUpdateId(i64),
 }
 
 impl PollError {
@@ -142,14 +145,20 @@ pub async fn run(
                     confirm(api, offset, &mut summary).await;
                     return Err(PollError::Configuration(error));
                 }
-                // Retryable failures are retried until a stop: the update
-                // stays unconfirmed and comes again on the next start.
-                (Outcome::RetryableFailure { .. }, _) => break 'polling,
-                _ => {
-                    offset = Some(UpdateId(update.id.0 + 1));
-                    summary.handled += 1;
+                // The polling policy retries these until a stop is asked
+                // for: the update stays unconfirmed and comes again on the
+                // next start.
+                (Outcome::RetryableFailure { .. } | Outcome::ConfigurationFailure, _) => {
+                    break 'polling
                 }
+                _ => {}
             }
+            let Some(next) = update.id.0.checked_add(1) else {
+                confirm(api, offset, &mut summary).await;
+                return Err(PollError::LastUpdateId(update.id.0));
+            };
+            offset = Some(UpdateId(next));
+            summary.handled += 1;
             // Finish the update in hand, then stop: the rest of the batch
             // stays unconfirmed and comes again on the next start.
             if stop.requested() {

@@ -17,8 +17,9 @@ use tokio::time::Instant;
 /// A wait is taken only if at least this much time is left after it before
 /// the deadline, so that the call after it can still be made.
 pub const MIN_CALL_TIME: Duration = Duration::from_millis(500);
-/// The shortest wait: a server answering `retry_after` 0 is not hammered.
-const MIN_WAIT: Duration = Duration::from_millis(100);
+/// The shortest wait for a `retry_after`: a server answering 0 is not
+/// hammered.
+const MIN_RETRY_AFTER: Duration = Duration::from_millis(100);
 
 /// Capped exponential backoff with jitter, for failures that carry no
 /// `retry_after`.
@@ -63,8 +64,8 @@ pub struct RetryPolicy {
     /// The longest `retry_after` waited out; a longer one is given back.
     pub max_retry_after: Duration,
     /// When the caller must have its answer: no wait is taken that would
-    /// leave less than [`MIN_CALL_TIME`] before it, and no call is started
-    /// past it.
+    /// leave less than [`MIN_CALL_TIME`] before it. (The client, given the
+    /// same deadline, starts no call past it.)
     pub deadline: Option<Instant>,
 }
 
@@ -126,11 +127,10 @@ impl RetryPolicy {
         let wait = match error.failure() {
             Failure::Retryable {
                 retry_after: Some(wait),
-            } => (wait <= self.max_retry_after).then_some(wait.max(MIN_WAIT))?,
-            Failure::Retryable { retry_after: None } => self
-                .backoff?
-                .delay(attempts.saturating_sub(1))
-                .max(MIN_WAIT),
+            } => (wait <= self.max_retry_after).then_some(wait.max(MIN_RETRY_AFTER))?,
+            Failure::Retryable { retry_after: None } => {
+                self.backoff?.delay(attempts.saturating_sub(1))
+            }
             Failure::Permanent | Failure::Configuration => return None,
         };
         match self.deadline {
@@ -145,9 +145,10 @@ impl RetryPolicy {
     }
 }
 
-/// A request to stop, seen by waits: a stop ends a wait between calls, never
-/// a call in flight, so an update in hand is finished or left whole.
-#[derive(Debug, Clone, Default)]
+/// A request to stop, seen by waits: a stop ends a wait between calls and
+/// is never noticed during a call, so no call is cut off halfway (an action
+/// is either carried out or not tried again).
+#[derive(Debug, Clone)]
 pub struct Stop(Option<watch::Receiver<bool>>);
 
 impl Stop {
@@ -222,13 +223,28 @@ where
         let Some(wait) = policy.wait_after(attempts, &error) else {
             return Err(GaveUp::Failed(error));
         };
-        tracing::warn!(
-            method,
-            attempts,
-            error = %Chain(&error),
-            retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-            "Bot API call failed; retrying"
-        );
+        if stop.requested() {
+            return Err(GaveUp::Stopped(error));
+        }
+        let retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        // Waiting out Telegram's own rate limit is expected; anything else
+        // is a failure worth a warning.
+        if matches!(
+            error.failure(),
+            Failure::Retryable {
+                retry_after: Some(_)
+            }
+        ) {
+            tracing::info!(method, attempts, retry_in_ms, "rate limited; waiting");
+        } else {
+            tracing::warn!(
+                method,
+                attempts,
+                error = %Chain(&error),
+                retry_in_ms,
+                "Bot API call failed; retrying"
+            );
+        }
         if stop.sleep(wait).await {
             return Err(GaveUp::Stopped(error));
         }

@@ -135,6 +135,8 @@ enum CommandError {
     RecentDeliveryError { age: String, message: String },
     #[error("cannot print the answer as JSON")]
     Json(#[from] serde_json::Error),
+    #[error("internal: `chat` is run before the configuration is read")]
+    ChatAfterSetup,
 }
 
 impl From<GaveUp> for CommandError {
@@ -186,8 +188,7 @@ fn main() -> ExitCode {
                 drop_pending_updates,
             }) => delete_webhook(&api, drop_pending_updates).await,
             Command::Me { username } => me(&api, username).await,
-            // Handled above, before configuration is read.
-            Command::Chat(_) => Ok(()),
+            Command::Chat(_) => Err(CommandError::ChatAfterSetup),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -198,6 +198,30 @@ async fn a_permanent_refusal_is_logged_and_skipped() {
 }
 
 #[tokio::test]
+async fn an_update_id_no_offset_can_follow_stops_polling_instead_of_panicking() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let first = stand_in.enqueue_text(USER, "first");
+    stand_in.enqueue_update(json!({"update_id": i64::MAX, "message": {
+        "message_id": 1, "date": 1, "text": "last",
+        "chat": {"id": USER, "type": "private"}}}));
+    let (_stop, stop_rx) = watch::channel(false);
+    let api = api_for(&stand_in);
+    let result = tokio::time::timeout(
+        Duration::from_secs(10),
+        poll::run(&api, &Bot::default(), &options(), Stop::on(stop_rx)),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(result, Err(PollError::LastUpdateId(i64::MAX))),
+        "{result:?}"
+    );
+    assert_eq!(texts(&stand_in), ["You said: first", "You said: last"]);
+    // What came before is confirmed; the last one cannot be.
+    assert_eq!(offsets(&stand_in).last(), Some(&json!(first + 1)));
+}
+
+#[tokio::test]
 async fn a_wrong_token_stops_polling_with_a_configuration_error() {
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let other = StandIn::start(Options {
