@@ -169,9 +169,9 @@ def main():
             failures.append("function URL request with a wrong secret was not refused")
         else:
             print("ok   function URL request with a wrong secret: 401")
-        # The README's chat, in webhook mode: its own stand-in and watch.
+        # The README's chat with --watch: its own stand-in and watch.
         chat = subprocess.run(
-            [ROOT / "target/debug/bot", "chat", "--name", "Ali"], cwd=ROOT,
+            [ROOT / "target/debug/bot", "chat", "--watch", "--name", "Ali"], cwd=ROOT,
             input="/start\nHi!\n", capture_output=True, text=True, timeout=600,
             env=dict(os.environ, CARGO_LAMBDA_COMPILER="cargo"))
         expected_chat = ("Hello, Ali! I echo what you write. Send /help to see what I can do.\n"
@@ -180,7 +180,7 @@ def main():
             failures.append(f"bot chat: exit {chat.returncode}, stdout {chat.stdout!r}, "
                             f"stderr {chat.stderr[-2000:]!r}")
         else:
-            print("ok   bot chat (webhook through cargo lambda watch): greeting and echo")
+            print("ok   bot chat --watch (webhook through cargo lambda watch): greeting and echo")
         if failures:
             print("\n".join(failures), file=sys.stderr)
             print(f"--- watch log ---\n{watch_log.read_text()[-4000:]}", file=sys.stderr)

@@ -1,13 +1,22 @@
-//! `bot chat`: talk to the bot on a machine with no token and no AWS account.
+//! `bot chat`: talk to the bot on a machine with nothing but Rust: no token,
+//! no AWS account, no Python.
 //!
-//! Starts the Telegram stand-in in this process, and the real function under
-//! `cargo lambda watch` (the Lambda runtime and HTTP path included), sets the
-//! stand-in's webhook to it, then reads lines as a user's messages and prints
-//! the bot's replies as they arrive. With `--polling`, runs the long-polling
-//! loop against the stand-in instead. Without a terminal on stdin it reads to
-//! the end of input and exits, which is how scripts and tests drive it.
+//! Starts the Telegram stand-in in this process, builds the real function
+//! with cargo and runs it under a Lambda Runtime API served here
+//! ([`crate::function`]), sets the stand-in's webhook to it, then reads lines
+//! as a user's messages and prints the bot's replies as they arrive. With
+//! `--watch`, the function runs under `cargo lambda watch` instead (rebuilt
+//! on every change); with `--polling`, the long-polling loop runs in this
+//! process. Without a terminal on stdin it reads to the end of input and
+//! exits, which is how scripts and tests drive it.
+//!
+//! Ctrl-C or Ctrl-D quits at once from any state, and a second Ctrl-C ends
+//! the process on the spot: every wait here also waits for the interrupt,
+//! and stdin is read on a thread of its own that nothing waits for.
 
-use std::io::IsTerminal;
+use crate::function::{self, FunctionError, LocalFunction};
+use std::future::Future;
+use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -18,15 +27,17 @@ use telegram_lambda_bot::poll::{self, PollOptions};
 use telegram_lambda_bot::retry::Stop;
 use telegram_lambda_bot::telegram::SetWebhook;
 use telegram_stand_in::{Options, StandIn};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 #[derive(Debug, clap::Args)]
 pub struct ChatArgs {
-    /// Run the long-polling loop in this process instead of the function
-    /// under `cargo lambda watch`.
-    #[arg(long)]
+    /// Run the long-polling loop in this process instead of the function.
+    #[arg(long, conflicts_with = "watch")]
     polling: bool,
+    /// Run the function under `cargo lambda watch`, rebuilt on every change
+    /// (needs cargo-lambda).
+    #[arg(long)]
+    watch: bool,
     /// Your first name, as the bot sees it.
     #[arg(long, default_value = "Ali")]
     name: String,
@@ -46,13 +57,58 @@ pub enum ChatError {
     SetWebhook(#[source] ApiError),
     #[error("could not make a webhook secret")]
     Secret(#[source] getrandom::Error),
+    #[error(transparent)]
+    Function(#[from] FunctionError),
     #[error("cargo lambda watch: {0}")]
     Watch(String),
+    #[error(
+        "cargo-lambda is not installed, and --watch needs it: install it (`pip install cargo-lambda`, \
+         or see https://www.cargo-lambda.info/guide/installation.html), or leave out --watch"
+    )]
+    NoCargoLambda,
 }
 
 const USER_ID: i64 = 1_000_001;
 
+/// Ctrl-C, as every wait here sees it: the first ends the chat, the second
+/// ends the process at once.
+#[derive(Clone)]
+struct Interrupt(watch::Receiver<bool>);
+
+impl Interrupt {
+    fn listen() -> Self {
+        let (sender, receiver) = watch::channel(false);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            let _ = sender.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!();
+                std::process::exit(130);
+            }
+        });
+        Interrupt(receiver)
+    }
+
+    /// Runs `work` unless Ctrl-C comes first; `None` when it did.
+    async fn or_quit<T>(&mut self, work: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            value = work => Some(value),
+            _ = self.0.wait_for(|pressed| *pressed) => None,
+        }
+    }
+}
+
+/// What answers the stand-in's users.
+enum Backend {
+    Function(LocalFunction),
+    Watch(WatchProcess),
+    Polling(tokio::task::JoinHandle<()>),
+}
+
 pub async fn run(args: ChatArgs) -> Result<(), ChatError> {
+    let mut interrupt = Interrupt::listen();
     let stand_in = StandIn::start(Options::default())
         .await
         .map_err(ChatError::StandIn)?;
@@ -73,28 +129,23 @@ pub async fn run(args: ChatArgs) -> Result<(), ChatError> {
     })
     .map_err(InitError::from)?;
     let api = BotApi::new(&config)?;
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut watch_process = None;
-    let mut poller = None;
-    if args.polling {
-        let bot = Bot::new(config.bot_username.clone());
-        let api = api.clone();
-        let options = PollOptions {
-            timeout_secs: 10,
-            ..PollOptions::default()
-        };
-        poller = Some(tokio::spawn(async move {
-            poll::run(&api, &bot, &options, Stop::on(stop_rx)).await
-        }));
-        eprintln!(
-            "Chatting with @{} by long polling, through the Telegram stand-in.",
-            telegram_stand_in::DEFAULT_BOT_USERNAME
-        );
-    } else {
-        let process = start_watch(&vars).await?;
-        let url = format!("http://127.0.0.1:{}/lambda-url/webhook/", process.port);
-        watch_process = Some(process);
+    let (stop_polling, stop_rx) = watch::channel(false);
+    let Some(backend) = interrupt
+        .or_quit(start_backend(&args, &vars, &config, &api, stop_rx))
+        .await
+    else {
+        return Ok(());
+    };
+    let backend = backend?;
+    let webhook_url = match &backend {
+        Backend::Function(function) => Some(function.url().to_owned()),
+        Backend::Watch(process) => Some(format!(
+            "http://127.0.0.1:{}/lambda-url/webhook/",
+            process.port
+        )),
+        Backend::Polling(_) => None,
+    };
+    if let Some(url) = webhook_url {
         let set = SetWebhook {
             url,
             secret_token: Some(secret),
@@ -103,44 +154,105 @@ pub async fn run(args: ChatArgs) -> Result<(), ChatError> {
             drop_pending_updates: None,
         };
         if let Err(error) = api.set_webhook(&set).await {
-            stop_watch(watch_process.take()).await;
+            stop(backend, &stop_polling, false).await;
             return Err(ChatError::SetWebhook(error));
         }
-        eprintln!(
-            "Chatting with @{} through the Telegram stand-in, which delivers to the function under cargo lambda watch.",
-            telegram_stand_in::DEFAULT_BOT_USERNAME
-        );
     }
+    let through = match &backend {
+        Backend::Function(_) => "the function, run as Lambda runs it",
+        Backend::Watch(_) => "the function under cargo lambda watch",
+        Backend::Polling(_) => "long polling",
+    };
+    eprintln!(
+        "Chatting with @{} through the Telegram stand-in and {through}.",
+        telegram_stand_in::DEFAULT_BOT_USERNAME
+    );
     let interactive = std::io::stdin().is_terminal();
     if interactive {
         eprintln!("Type a message and press Enter; Ctrl-D or Ctrl-C to quit.");
     }
-    let result = converse(&stand_in, &args, interactive).await;
-    let _ = stop_tx.send(true);
-    if let Some(poller) = poller {
-        let _ = tokio::time::timeout(Duration::from_secs(15), poller).await;
-    }
-    stop_watch(watch_process).await;
-    result
+    let log = match &backend {
+        Backend::Function(function) => Some(function.log().to_owned()),
+        _ => None,
+    };
+    let unanswered = converse(
+        &stand_in,
+        &args,
+        interactive,
+        log.as_deref(),
+        &mut interrupt,
+    )
+    .await;
+    // The log is kept when something went unanswered: it says why.
+    stop(backend, &stop_polling, unanswered).await;
+    Ok(())
 }
 
-/// Reads messages until the end of input or Ctrl-C, printing each reply.
-async fn converse(stand_in: &StandIn, args: &ChatArgs, interactive: bool) -> Result<(), ChatError> {
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+async fn start_backend(
+    args: &ChatArgs,
+    vars: &[(&str, String)],
+    config: &Config,
+    api: &BotApi,
+    stop_rx: watch::Receiver<bool>,
+) -> Result<Backend, ChatError> {
+    if args.polling {
+        let bot = Bot::new(config.bot_username.clone());
+        let api = api.clone();
+        let options = PollOptions {
+            timeout_secs: 10,
+            ..PollOptions::default()
+        };
+        return Ok(Backend::Polling(tokio::spawn(async move {
+            let _ = poll::run(&api, &bot, &options, Stop::on(stop_rx)).await;
+        })));
+    }
+    if args.watch {
+        return Ok(Backend::Watch(start_watch(vars).await?));
+    }
+    if std::io::stdin().is_terminal() {
+        eprintln!("Building the function (cargo build -p telegram-lambda-bot --bin webhook)...");
+    }
+    let executable = function::build(&project_dir()).await?;
+    // The log lives outside the source tree, like every run's output.
+    let log = std::env::temp_dir().join(format!("bot-chat-function-{}.log", std::process::id()));
+    Ok(Backend::Function(
+        LocalFunction::start(&executable, vars, log).await?,
+    ))
+}
+
+async fn stop(backend: Backend, stop_polling: &watch::Sender<bool>, keep_log: bool) {
+    match backend {
+        Backend::Function(function) => function.stop(keep_log).await,
+        Backend::Watch(process) => stop_watch(process).await,
+        Backend::Polling(poller) => {
+            let _ = stop_polling.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(2), poller).await;
+        }
+    }
+}
+
+/// Reads messages until the end of input or Ctrl-C, printing each reply;
+/// true when a message got no answer in time.
+async fn converse(
+    stand_in: &StandIn,
+    args: &ChatArgs,
+    interactive: bool,
+    log: Option<&Path>,
+    interrupt: &mut Interrupt,
+) -> bool {
+    let mut lines = stdin_lines();
     let mut printed = 0;
+    let mut unanswered = false;
     loop {
         if interactive {
             eprint!("you> ");
         }
-        let line = tokio::select! {
-            line = lines.next_line() => line,
-            _ = tokio::signal::ctrl_c() => {
+        let Some(Some(line)) = interrupt.or_quit(lines.recv()).await else {
+            // Ctrl-C, or Ctrl-D / the end of input.
+            if interactive {
                 eprintln!();
-                return Ok(());
             }
-        };
-        let Ok(Some(line)) = line else {
-            return Ok(());
+            return unanswered;
         };
         let text = line.trim();
         if text.is_empty() {
@@ -148,21 +260,48 @@ async fn converse(stand_in: &StandIn, args: &ChatArgs, interactive: bool) -> Res
         }
         let update_id = stand_in.enqueue_text_from(USER_ID, &args.name, text);
         let wait = Duration::from_secs(args.wait);
-        let settled = tokio::select! {
-            settled = stand_in.wait_settled(update_id, wait) => settled,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+        let Some(settled) = interrupt
+            .or_quit(stand_in.wait_settled(update_id, wait))
+            .await
+        else {
+            eprintln!();
+            return unanswered;
         };
-        for reply in stand_in.replies_to(USER_ID).iter().skip(printed) {
+        let replies = stand_in.replies_to(USER_ID);
+        let new = replies.len().saturating_sub(printed);
+        for reply in replies.iter().skip(printed) {
             println!("{}", reply["text"].as_str().unwrap_or_default());
-            printed += 1;
         }
+        printed = replies.len();
         if !settled {
+            unanswered = true;
             eprintln!(
                 "(no answer within {} s; the stand-in keeps retrying)",
                 args.wait
             );
+            if let Some(log) = log {
+                eprintln!("(the function's log: {})", log.display());
+            }
+        } else if new == 0 {
+            eprintln!("(the bot answered nothing)");
         }
     }
+}
+
+/// Lines from stdin, read on a thread of its own: a blocked read there
+/// holds nothing up at exit (tokio's stdin would keep the runtime waiting
+/// for the next Enter).
+fn stdin_lines() -> mpsc::Receiver<String> {
+    let (sender, receiver) = mpsc::channel(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if sender.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
 }
 
 struct WatchProcess {
@@ -182,26 +321,15 @@ fn project_dir() -> PathBuf {
 }
 
 async fn start_watch(vars: &[(&str, String)]) -> Result<WatchProcess, ChatError> {
-    ensure_cargo_lambda().await?;
-    let dir = project_dir();
-    eprintln!("Building the function (cargo build -p telegram-lambda-bot --bin webhook)...");
-    // Its own package only, as `sam build` builds it: no features of this
-    // tool's dependencies unified into the function.
-    let built = tokio::process::Command::new("cargo")
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "telegram-lambda-bot",
-            "--bin",
-            "webhook",
-        ])
-        .current_dir(&dir)
+    let present = tokio::process::Command::new("cargo")
+        .args(["lambda", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
         .await
-        .map_err(|e| ChatError::Watch(format!("cannot run cargo: {e}")))?;
-    if !built.success() {
-        return Err(ChatError::Watch("the function does not build".to_owned()));
+        .is_ok_and(|s| s.success());
+    if !present {
+        return Err(ChatError::NoCargoLambda);
     }
     let port = free_port().map_err(|e| ChatError::Watch(e.to_string()))?;
     // The log lives outside the source tree: watch rebuilds on any change in it.
@@ -220,7 +348,7 @@ async fn start_watch(vars: &[(&str, String)]) -> Result<WatchProcess, ChatError>
             "--invoke-port",
         ])
         .arg(port.to_string())
-        .current_dir(&dir)
+        .current_dir(project_dir())
         .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
         .env("CARGO_LAMBDA_COMPILER", "cargo")
         .stdin(Stdio::null())
@@ -258,49 +386,20 @@ async fn start_watch(vars: &[(&str, String)]) -> Result<WatchProcess, ChatError>
 }
 
 /// TERM lets watch stop the function it started; KILL only if it lingers.
-async fn stop_watch(process: Option<WatchProcess>) {
-    let Some(mut process) = process else {
-        return;
-    };
+async fn stop_watch(mut process: WatchProcess) {
     if let Some(pid) = process.child.id() {
         let _ = tokio::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status()
             .await;
     }
-    if tokio::time::timeout(Duration::from_secs(10), process.child.wait())
+    if tokio::time::timeout(Duration::from_secs(5), process.child.wait())
         .await
         .is_err()
     {
         let _ = process.child.kill().await;
     }
     let _ = std::fs::remove_file(&process.log);
-}
-
-async fn ensure_cargo_lambda() -> Result<(), ChatError> {
-    let present = tokio::process::Command::new("cargo")
-        .args(["lambda", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await
-        .is_ok_and(|s| s.success());
-    if present {
-        return Ok(());
-    }
-    eprintln!("cargo-lambda is missing; installing it with: python3 -m pip install cargo-lambda");
-    let installed = tokio::process::Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "cargo-lambda"])
-        .status()
-        .await
-        .is_ok_and(|s| s.success());
-    if installed {
-        Ok(())
-    } else {
-        Err(ChatError::Watch(
-            "cargo-lambda is missing and pip could not install it; see https://www.cargo-lambda.info/guide/installation.html, or use --polling".to_owned(),
-        ))
-    }
 }
 
 fn free_port() -> std::io::Result<u16> {

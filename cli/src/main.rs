@@ -4,6 +4,7 @@
 //! Parameter Store parameter `TELEGRAM_BOT_TOKEN_PARAMETER` names.
 
 mod chat;
+mod function;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -39,9 +40,10 @@ enum Command {
     /// Set, show or delete the webhook Telegram delivers updates to.
     #[command(subcommand)]
     Webhook(WebhookCommand),
-    /// Chat with the bot in the terminal, with no token and no AWS account:
-    /// the Telegram stand-in delivers your messages to the function running
-    /// under `cargo lambda watch` (or, with --polling, to the polling loop).
+    /// Chat with the bot in the terminal, with nothing but Rust: the Telegram
+    /// stand-in delivers your messages to the real function, built with cargo
+    /// and run as Lambda runs it (with --watch, under `cargo lambda watch`;
+    /// with --polling, to the polling loop).
     Chat(chat::ChatArgs),
     /// Show the bot's own account (getMe): a check that the token works.
     Me {
@@ -165,7 +167,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         if let Command::Chat(args) = cli.command {
             // Needs no configuration: it brings its own Telegram.
             return match chat::run(args).await {
@@ -197,7 +199,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // Nothing left to finish: a thread still blocked (reading stdin, or
+    // resolving a name) must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
 }
 
 async fn setup() -> Result<(Config, BotApi), ExitCode> {

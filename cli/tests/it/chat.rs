@@ -1,11 +1,66 @@
 //! `bot chat`, driven the way a script drives it: lines on stdin, replies on
-//! stdout. The webhook mode (under cargo lambda watch) runs in
-//! scripts/e2e-watch.py, where cargo-lambda is installed.
+//! stdout. With `--watch` (under cargo lambda watch) it runs in
+//! scripts/e2e-watch.py, where cargo-lambda is installed; in a terminal, in
+//! terminal.rs.
 
-use std::process::Stdio;
+use crate::helpers::{build_function, rust_only_path, workspace_root};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 use testkit::{stderr, stdout};
 use tokio::io::AsyncWriteExt;
+
+/// `bot chat` with `args`, fed `input`, with only the Rust toolchain on PATH.
+async fn chat(args: &[&str], input: &[u8]) -> Output {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_bot"))
+        .arg("chat")
+        .args(args)
+        .current_dir(workspace_root())
+        .env("PATH", rust_only_path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).await.unwrap();
+    drop(stdin);
+    tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("the chat ends at the end of input")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chatting_with_the_function_answers_and_says_when_nothing_was_answered() {
+    tokio::task::spawn_blocking(build_function).await.unwrap();
+    let output = chat(&["--name", "Ali"], b"/start\nHi!\n/start@OtherBot\n").await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "Hello, Ali! I echo what you write. Send /help to see what I can do.\nYou said: Hi!\n"
+    );
+    let said = stderr(&output);
+    assert!(
+        said.contains("the function, run as Lambda runs it"),
+        "{said}"
+    );
+    assert_eq!(
+        said.matches("(the bot answered nothing)").count(),
+        1,
+        "{said}"
+    );
+}
+
+#[tokio::test]
+async fn watching_without_cargo_lambda_says_how_to_install_it_and_installs_nothing() {
+    let output = chat(&["--watch"], b"").await;
+    assert_eq!(output.status.code(), Some(1));
+    let said = stderr(&output);
+    assert!(said.contains("cargo-lambda is not installed"), "{said}");
+    assert!(said.contains("pip install cargo-lambda"), "{said}");
+    assert!(stdout(&output).is_empty());
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chatting_by_polling_answers_start_and_echoes() {

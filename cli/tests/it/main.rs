@@ -4,6 +4,9 @@
 
 mod chat;
 mod deploy;
+mod helpers;
 mod parameter_store;
 mod poll_command;
+mod terminal;
+mod test_script;
 mod webhook_commands;
