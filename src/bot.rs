@@ -64,7 +64,7 @@ impl Bot {
             return (message.chat.kind == ChatType::Private)
                 .then(|| SendMessage::reply_to(message, NOT_TEXT_HINT));
         };
-        let reply = match Command::parse(text) {
+        let reply = match Command::of(message) {
             Some(command) if !self.is_addressed_to_us(command.bot) => return None,
             Some(command) if command.name.eq_ignore_ascii_case("start") => greeting(message),
             Some(command) if command.name.eq_ignore_ascii_case("help") => help(),
@@ -113,6 +113,24 @@ pub struct Command<'a> {
 }
 
 impl<'a> Command<'a> {
+    /// The command `message` starts with, where Telegram's `bot_command`
+    /// entity at offset 0 says it ends: `/help,` is `/help`, and
+    /// `/start@OtherBot!` names the other bot. A message whose update has no
+    /// entities (one made by hand) is read with [`Command::parse`].
+    pub fn of(message: &'a Message) -> Option<Self> {
+        if message.entities.is_none() {
+            return Command::parse(message.text.as_deref()?);
+        }
+        let (command, rest) = message.entity_at("bot_command", 0)?;
+        let parsed = Command::parse(command)?;
+        Some(Command {
+            args: rest.trim_start(),
+            ..parsed
+        })
+    }
+
+    /// A command at the start of `text` by the Bot API's rules, up to the
+    /// first whitespace.
     pub fn parse(text: &'a str) -> Option<Self> {
         let rest = text.strip_prefix('/')?;
         let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
@@ -331,6 +349,48 @@ mod tests {
         }
     }
 
+    fn with_command(text: &str, length: usize) -> Update {
+        update(json!({
+            "message_id": 8, "date": 1,
+            "from": {"id": 42, "is_bot": false, "first_name": "Ali"},
+            "chat": {"id": -100_123, "type": "supergroup", "title": "G"},
+            "text": text,
+            "entities": [{"type": "bot_command", "offset": 0, "length": length}]
+        }))
+    }
+
+    #[test]
+    fn a_command_ends_where_telegrams_entity_ends() {
+        assert_eq!(
+            texts(&replies(&bot(), &with_command("/help, please", 5))),
+            [help()]
+        );
+        assert!(replies(&bot(), &with_command("/start@OtherBot!", 15)).is_empty());
+        assert_eq!(
+            texts(&replies(
+                &bot(),
+                &with_command("/start@EchoLambdaBot: hi", 20)
+            )),
+            ["Hello, Ali! I echo what you write. Send /help to see what I can do."]
+        );
+    }
+
+    #[test]
+    fn text_that_telegram_did_not_mark_as_a_command_is_echoed() {
+        // Entities, but none a bot_command at the start: "/" in the middle of
+        // a word, or a path.
+        let update = update(json!({
+            "message_id": 8, "date": 1,
+            "chat": {"id": 42, "type": "private"},
+            "text": "/start is what I typed",
+            "entities": [{"type": "bold", "offset": 0, "length": 6}]
+        }));
+        assert_eq!(
+            texts(&replies(&bot(), &update)),
+            ["You said: /start is what I typed"]
+        );
+    }
+
     #[test]
     fn without_a_username_commands_naming_a_bot_are_taken_as_ours() {
         assert_eq!(replies(&Bot::new(None), &group_text("/help@Any")).len(), 1);
@@ -340,13 +400,37 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
+        /// The entities Telegram sends with `text`: a `bot_command` where a
+        /// command starts it (`/`, name characters, optionally `@` and a
+        /// username), after a bold first character.
+        fn entities(text: &str) -> serde_json::Value {
+            let word = |s: &str| {
+                s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(s.len())
+            };
+            let mut entities = vec![json!({"type": "bold", "offset": 0, "length": 1})];
+            if let Some(rest) = text.strip_prefix('/') {
+                let mut end = word(rest);
+                if end > 0 {
+                    if let Some(bot) = rest[end..].strip_prefix('@') {
+                        let bot_end = word(bot);
+                        if bot_end > 0 {
+                            end += 1 + bot_end;
+                        }
+                    }
+                    entities.push(json!({"type": "bot_command", "offset": 0, "length": 1 + end}));
+                }
+            }
+            json!(entities)
+        }
+
         fn message(text: &str, chat_type: &str, thread: Option<i64>) -> Update {
             let mut message = json!({
                 "message_id": 77, "date": 1,
                 "from": {"id": 5, "is_bot": false, "first_name": "Ali"},
                 "chat": {"id": -1_001_234_567_890_i64, "type": chat_type},
                 "text": text,
-                "entities": [{"type": "bold", "offset": 0, "length": 1}]
+                "entities": entities(text)
             });
             if let Some(thread) = thread {
                 message["message_thread_id"] = json!(thread);

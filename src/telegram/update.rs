@@ -179,12 +179,53 @@ pub struct Message {
     pub date: i64,
     pub chat: Chat,
     pub text: Option<String>,
+    /// What Telegram marked in the text (commands, mentions, links...).
+    /// `None` when the update has no `entities`, or they are not the shape
+    /// Telegram sends: the message still parses.
+    #[serde(default, deserialize_with = "lenient_entities")]
+    pub entities: Option<Vec<MessageEntity>>,
     /// True when the message was sent to a forum topic; only then does
     /// `message_thread_id` name a topic a reply can be sent to.
     pub is_topic_message: Option<bool>,
 }
 
+/// A marked part of a message's text. Offsets and lengths count UTF-16
+/// code units, as Telegram counts them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct MessageEntity {
+    /// `bot_command`, `mention`, `url`, `bold`...
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub offset: i64,
+    pub length: i64,
+}
+
+fn lenient_entities<'de, D>(deserializer: D) -> Result<Option<Vec<MessageEntity>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let value = Value::deserialize(deserializer)?;
+    Ok(Vec::<MessageEntity>::deserialize(value).ok())
+}
+
 impl Message {
+    /// The text marked by the first entity of `kind` that starts at UTF-16
+    /// offset `offset`, and the text after it.
+    pub fn entity_at(&self, kind: &str, offset: i64) -> Option<(&str, &str)> {
+        let text = self.text.as_deref()?;
+        let entity = self
+            .entities
+            .as_ref()?
+            .iter()
+            .find(|e| e.kind == kind && e.offset == offset)?;
+        let start = utf16_to_byte(text, usize::try_from(entity.offset).ok()?)?;
+        let end = utf16_to_byte(
+            text,
+            usize::try_from(entity.offset.checked_add(entity.length)?).ok()?,
+        )?;
+        Some((text.get(start..end)?, text.get(end..)?))
+    }
+
     /// The forum topic a reply must go to, if any.
     pub fn topic(&self) -> Option<ThreadId> {
         if self.is_topic_message == Some(true) {
@@ -205,6 +246,22 @@ pub struct CallbackQuery {
     /// message has `date` 0 and still parses here.
     pub message: Option<Message>,
     pub data: Option<String>,
+}
+
+/// The byte index of UTF-16 position `units` in `text`; `None` past its
+/// end or inside a character.
+fn utf16_to_byte(text: &str, units: usize) -> Option<usize> {
+    let mut counted = 0;
+    for (index, c) in text.char_indices() {
+        if counted == units {
+            return Some(index);
+        }
+        if counted > units {
+            return None;
+        }
+        counted += c.len_utf16();
+    }
+    (counted == units).then_some(text.len())
 }
 
 #[cfg(test)]
@@ -239,6 +296,34 @@ mod tests {
         };
         assert_eq!(message.chat.kind, ChatType::Unknown);
         assert_eq!(message.chat.id, ChatId(-1_002_000_000_000));
+    }
+
+    #[test]
+    fn entities_are_read_in_utf16_units_and_bad_ones_are_ignored() {
+        let message = |entities: Value| {
+            let update = Update::from_value(json!({"update_id": 1, "message": {
+                "message_id": 1, "date": 1, "chat": {"id": 1, "type": "private"},
+                "text": "🦀/cmd@Bot! rest", "entities": entities
+            }}))
+            .unwrap();
+            let UpdateKind::Message(message) = update.kind else {
+                panic!("not a message: {update:?}");
+            };
+            message
+        };
+        let good = message(json!([{"type": "bot_command", "offset": 2, "length": 8}]));
+        assert_eq!(
+            good.entity_at("bot_command", 2),
+            Some(("/cmd@Bot", "! rest"))
+        );
+        assert_eq!(good.entity_at("bot_command", 0), None);
+        let inside_a_character =
+            message(json!([{"type": "bot_command", "offset": 1, "length": 3}]));
+        assert_eq!(inside_a_character.entity_at("bot_command", 1), None);
+        let past_the_end = message(json!([{"type": "bot_command", "offset": 2, "length": 99}]));
+        assert_eq!(past_the_end.entity_at("bot_command", 2), None);
+        assert_eq!(message(json!("not a list")).entities, None);
+        assert_eq!(message(json!([{"type": 5}])).entities, None);
     }
 
     #[test]

@@ -90,16 +90,18 @@ impl Handle {
         drop(state);
         let user = serde_json::json!({"id": user_id, "is_bot": false, "first_name": first_name});
         let chat = serde_json::json!({"id": user_id, "first_name": first_name, "type": "private"});
-        self.enqueue_update(serde_json::json!({
-            "update_id": update_id,
-            "message": {
-                "message_id": message_id,
-                "from": user,
-                "chat": chat,
-                "date": now(),
-                "text": text,
-            }
-        }));
+        let mut message = serde_json::json!({
+            "message_id": message_id,
+            "from": user,
+            "chat": chat,
+            "date": now(),
+            "text": text,
+        });
+        if let Some(length) = leading_command_length(text) {
+            message["entities"] =
+                serde_json::json!([{"type": "bot_command", "offset": 0, "length": length}]);
+        }
+        self.enqueue_update(serde_json::json!({"update_id": update_id, "message": message}));
         update_id
     }
 
@@ -176,5 +178,47 @@ impl Handle {
         state.calls.clear();
         state.calls_generation += 1;
         state.faults.clear();
+    }
+}
+
+/// The length (in UTF-16 units) of the bot command a text starts with, as
+/// Telegram marks it with a `bot_command` entity: `/`, then letters, digits
+/// and underscores, then optionally `@` and a username; it ends at the first
+/// other character, so `/help,` marks `/help`. (tdlib's parser of entities,
+/// MessageEntity.cpp `match_bot_commands`, in the part a leading command
+/// needs.)
+fn leading_command_length(text: &str) -> Option<usize> {
+    let word = |s: &str| {
+        s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(s.len())
+    };
+    let rest = text.strip_prefix('/')?;
+    let mut end = word(rest);
+    if end == 0 || end > 64 {
+        return None;
+    }
+    if let Some(bot) = rest[end..].strip_prefix('@') {
+        let bot_end = word(bot);
+        if bot_end > 0 {
+            end += 1 + bot_end;
+        }
+    }
+    // ASCII only: bytes and UTF-16 units are the same count.
+    Some(1 + end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::leading_command_length;
+
+    #[test]
+    fn a_leading_command_is_marked_up_to_its_last_name_character() {
+        assert_eq!(leading_command_length("/start"), Some(6));
+        assert_eq!(leading_command_length("/help, please"), Some(5));
+        assert_eq!(leading_command_length("/start@OtherBot!"), Some(15));
+        assert_eq!(leading_command_length("/start@ x"), Some(6));
+        assert_eq!(leading_command_length("/ start"), None);
+        assert_eq!(leading_command_length("/путь"), None);
+        assert_eq!(leading_command_length("hi /start"), None);
     }
 }

@@ -86,3 +86,21 @@ async fn chatting_by_polling_answers_start_and_echoes() {
         "Hello, Ali! I echo what you write. Send /help to see what I can do.\nYou said: Hi!\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_ends_where_telegram_marks_it_so_help_with_a_comma_is_help() {
+    // The stand-in marks commands with a bot_command entity, as Telegram
+    // does, and the bot reads the command from it.
+    let output = chat(&["--polling"], b"/help, please\n/start@OtherBot!\n").await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "I repeat any text you send me.\n\nCommands:\n/start - say hello\n/help - list the commands\n"
+    );
+    assert_eq!(
+        stderr(&output)
+            .matches("(the bot answered nothing)")
+            .count(),
+        1
+    );
+}
