@@ -149,6 +149,9 @@ pub(crate) struct Webhook {
 #[derive(Debug, Clone)]
 pub(crate) struct Attempts {
     pub(crate) failures: u32,
+    /// The update's backoff delay in Telegram seconds (WebhookActor's
+    /// `Update::delay_`): doubled by a failure without Retry-After.
+    pub(crate) delay_secs: f64,
     pub(crate) next_at: tokio::time::Instant,
     pub(crate) expires_at: tokio::time::Instant,
 }

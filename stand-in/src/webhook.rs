@@ -3,9 +3,10 @@
 //! secret header; any 2xx is success; anything else, a redirect, a dropped
 //! connection or no answer within 60 s is a failure, retried with backoff
 //! (at once, then 2, 4, ... 64 s, then 60-120 s at random), or after the
-//! answer's Retry-After. Updates of one chat go one at a time, in order;
-//! different chats go concurrently, up to max_connections. An update older
-//! than its lifetime is dropped.
+//! answer's Retry-After, which does not double the backoff. Updates of one
+//! chat go one at a time, in order; different chats go concurrently, up to
+//! max_connections. An update older than its lifetime is dropped, and so is
+//! one whose next attempt would come after it (WebhookActor::on_update_error).
 //!
 //! Time can be scaled (`Options::time_scale`) so tests wait milliseconds
 //! where Telegram waits seconds.
@@ -98,14 +99,24 @@ pub(crate) fn lifetime_secs(update: &Value, now_unix: i64) -> f64 {
     }
 }
 
-/// Telegram's wait before retry number `failures` (1-based), in seconds.
-pub(crate) fn backoff_secs(failures: u32) -> f64 {
-    match failures {
-        0 | 1 => 0.0,
-        n @ 2..=7 => f64::from(1u32 << (n - 1)),
-        // Spread over the minute so that many stuck webhooks do not retry
-        // in step.
-        _ => 60.0 + fastrand::u64(0..60_000) as f64 / 1000.0,
+/// The longest backoff, before its random spread (WEBHOOK_MAX_RESEND_TIMEOUT).
+const MAX_RESEND_SECS: f64 = 60.0;
+
+/// The wait before the next attempt after a failed one, and the update's
+/// delay afterwards, as WebhookActor::on_update_error computes them: a
+/// Retry-After is used as given and leaves the delay as it was; without
+/// one, the first failure is retried at once and each later one doubles the
+/// delay, up to a random 60-120 s (spread so that many stuck webhooks do not
+/// retry in step).
+pub(crate) fn next_wait(delay_secs: f64, failures: u32, retry_after: Option<u64>) -> (f64, f64) {
+    match retry_after {
+        Some(seconds) => (seconds as f64, delay_secs),
+        None if failures == 0 => (0.0, delay_secs),
+        None => {
+            let cap = MAX_RESEND_SECS + fastrand::u64(0..60_000) as f64 / 1000.0;
+            let delay = (delay_secs * 2.0).min(cap);
+            (delay, delay)
+        }
     }
 }
 
@@ -154,6 +165,7 @@ fn start_deliveries(shared: &Arc<Shared>, http: &reqwest::Client) -> Option<Inst
             id,
             Attempts {
                 failures: 0,
+                delay_secs: 1.0,
                 next_at: now,
                 expires_at: now + lifetime,
             },
@@ -333,15 +345,22 @@ fn finish(shared: &Shared, update: &Value, url: &str, result: Posted) {
             let lifetime = lifetime_secs(update, clock::now());
             let attempts = state.delivery.attempts.entry(id).or_insert(Attempts {
                 failures: 0,
+                delay_secs: 1.0,
                 next_at: now,
                 expires_at: now + shared.scaled(lifetime),
             });
-            attempts.failures += 1;
-            let wait = match retry_after {
-                Some(seconds) => seconds as f64,
-                None => backoff_secs(attempts.failures),
-            };
-            attempts.next_at = now + shared.scaled(wait);
+            let (wait, delay_secs) = next_wait(attempts.delay_secs, attempts.failures, retry_after);
+            let next_at = now + shared.scaled(wait);
+            // WebhookActor::on_update_error drops an update at once when its
+            // next attempt would come after its lifetime.
+            if next_at > attempts.expires_at {
+                state.delivery.attempts.remove(&id);
+                state.pending.retain(|u| update_id(u) != id);
+            } else {
+                attempts.delay_secs = delay_secs;
+                attempts.failures += 1;
+                attempts.next_at = next_at;
+            }
             state.delivery.last_failure = Some(now);
             state.delivery_log.push((id, message.clone()));
             if current {
@@ -363,14 +382,33 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The waits after `retry_afters.len()` failures in a row.
+    fn waits(retry_afters: &[Option<u64>]) -> Vec<f64> {
+        let mut delay = 1.0;
+        let mut waits = Vec::new();
+        for (failures, retry_after) in retry_afters.iter().enumerate() {
+            let (wait, next_delay) = next_wait(delay, failures as u32, *retry_after);
+            delay = next_delay;
+            waits.push(wait);
+        }
+        waits
+    }
+
     #[test]
     fn backoff_follows_telegrams_schedule() {
-        let waits: Vec<f64> = (1..=7).map(backoff_secs).collect();
-        assert_eq!(waits, [0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]);
-        for failures in 8..20 {
-            let wait = backoff_secs(failures);
-            assert!((60.0..120.0).contains(&wait), "{wait}");
+        let waits = waits(&[None; 20]);
+        assert_eq!(waits[..7], [0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]);
+        for wait in &waits[7..] {
+            assert!((60.0..120.0).contains(wait), "{wait}");
         }
+    }
+
+    #[test]
+    fn a_retry_after_is_waited_as_given_and_does_not_double_the_delay() {
+        assert_eq!(
+            waits(&[None, None, Some(30), Some(5), None, None]),
+            [0.0, 2.0, 30.0, 5.0, 4.0, 8.0]
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! and what getWebhookInfo says meanwhile. Telegram time is scaled so that
 //! its seconds take milliseconds.
 
-use crate::helpers::{scaled_stand_in, set_webhook, until, Receiver, Verdict, SECRET};
+use crate::helpers::{scaled_stand_in, set_webhook, stand_in, until, Receiver, Verdict, SECRET};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -219,15 +219,50 @@ async fn an_update_past_its_lifetime_is_dropped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_update_waiting_behind_a_stuck_one_expires_too() {
+async fn an_update_waiting_behind_a_stuck_one_waits_until_that_one_is_dropped() {
     let stand_in = scaled_stand_in().await;
     let receiver = Receiver::start(&stand_in, |_| Verdict::status(500)).await;
     set_webhook(&stand_in, receiver.url(), &["callback_query"]).await;
-    // One user's queries share a queue: the second waits behind the first.
+    // One user's queries share a queue: the second waits behind the first,
+    // which is dropped once its next attempt would outlive it
+    // (WebhookActor::on_update_error), a little before its 150 s (1.5 s
+    // here) are up; then the second is tried, within its own lifetime.
     stand_in.enqueue_update(callback_query(11));
     stand_in.enqueue_update(callback_query(12));
-    assert!(stand_in.wait_settled(12, Duration::from_secs(10)).await);
     assert!(stand_in.wait_settled(11, Duration::from_secs(10)).await);
-    assert!(stand_in.deliveries().iter().all(|(id, _)| *id == 11));
+    assert!(stand_in.wait_settled(12, Duration::from_secs(10)).await);
+    let order: Vec<i64> = stand_in.deliveries().iter().map(|(id, _)| *id).collect();
+    let first_of_12 = order.iter().position(|id| *id == 12).unwrap_or(order.len());
+    assert!(order[..first_of_12].iter().all(|id| *id == 11), "{order:?}");
+    assert!(order[first_of_12..].iter().all(|id| *id == 12), "{order:?}");
+    assert!(
+        first_of_12 >= 3,
+        "11 was retried with backoff first: {order:?}"
+    );
     assert!(stand_in.delivered().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_whose_next_attempt_would_come_after_its_lifetime_is_dropped_at_once() {
+    // WebhookActor::on_update_error: a callback query lives 150 s, and a
+    // Retry-After of an hour would put its next attempt past that, so it is
+    // dropped now rather than when the 150 s are up. Real time here.
+    let stand_in = stand_in().await;
+    let receiver = Receiver::start(&stand_in, |_| Verdict::status(503).retry_after(3600)).await;
+    set_webhook(&stand_in, receiver.url(), &["callback_query"]).await;
+    stand_in.enqueue_update(json!({"update_id": 7, "callback_query": {
+        "id": "4382", "chat_instance": "-1",
+        "from": {"id": 42, "is_bot": false, "first_name": "Ali"}, "data": "+1"
+    }}));
+    until("the update dropped", 5, || {
+        stand_in.pending_updates().is_empty()
+    })
+    .await;
+    assert_eq!(
+        stand_in.deliveries(),
+        [(
+            7,
+            "Wrong response from the webhook: 503 Service Unavailable".to_owned()
+        )]
+    );
 }
