@@ -3,8 +3,9 @@
 //! updates and follow their delivery.
 
 use crate::clock::now;
+use crate::kinds;
 use crate::shared::Shared;
-use crate::state::{self, Call, DeliveryError, Fault};
+use crate::state::{self, Call, DeliveryError, Fault, QueueKey, Queued};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,11 +66,31 @@ impl Handle {
         self.0.state().block(chat_id);
     }
 
-    /// Queues an update for getUpdates (and learns from it).
+    /// Queues an update for getUpdates or the webhook (and learns from it),
+    /// as Telegram creates one: unless its kind is not among the allowed
+    /// updates set last, in which case it is not queued at all
+    /// (Client::add_update_impl). Its lifetime starts now.
     pub fn enqueue_update(&self, update: Value) {
+        let queued_at = tokio::time::Instant::now();
+        let lifetime = self.0.scaled(kinds::lifetime_secs(&update, now()));
+        let id = state::update_id(&update);
+        let queue = match kinds::webhook_queue_id(&update) {
+            Some(queue) => QueueKey::Shared(queue),
+            None => QueueKey::Own(id),
+        };
         let mut state = self.0.state();
+        // The server learns about chats and messages before it decides.
         state.observe_update(&update);
-        state.pending.push_back(update);
+        if !kinds::is_allowed(state.allowed_updates, &update) {
+            return;
+        }
+        state.pending.push_back(Queued {
+            update,
+            id,
+            queue,
+            queued_at,
+            expires_at: queued_at + lifetime,
+        });
         drop(state);
         self.0.updates_arrived.notify_waiters();
     }
@@ -112,12 +133,7 @@ impl Handle {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let changed = self.0.updates_arrived.notified();
-            let pending = self
-                .0
-                .state()
-                .pending
-                .iter()
-                .any(|u| state::update_id(u) == update_id);
+            let pending = self.0.state().pending.iter().any(|u| u.id == update_id);
             if !pending {
                 return true;
             }
@@ -156,7 +172,12 @@ impl Handle {
 
     /// Updates queued and not yet confirmed by a getUpdates offset.
     pub fn pending_updates(&self) -> Vec<Value> {
-        self.0.state().pending.iter().cloned().collect()
+        self.0
+            .state()
+            .pending
+            .iter()
+            .map(|u| u.update.clone())
+            .collect()
     }
 
     /// Records a failed webhook delivery `seconds_ago`, as getWebhookInfo

@@ -12,7 +12,8 @@
 //! The modules, from the outside in: `server` runs a [`StandIn`]; `routes`
 //! sends each request to a control endpoint (`control`) or a Bot API method
 //! (`messages`, `updates`, reading parameters with `params`); `answers`
-//! shapes what goes back; `webhook` delivers queued updates. All of them
+//! shapes what goes back; `kinds` holds what Telegram decides per update
+//! kind; `webhook` delivers queued updates. All of them
 //! share `shared` and `state`; [`Handle`] is what tests and controls use.
 //! This file only declares and re-exports: no module imports from it.
 
@@ -20,6 +21,7 @@ mod answers;
 mod clock;
 mod control;
 mod handle;
+mod kinds;
 mod messages;
 mod options;
 mod params;

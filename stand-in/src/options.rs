@@ -10,8 +10,10 @@ pub const DEFAULT_BOT_USERNAME: &str = "EchoLambdaBot";
 pub struct Options {
     pub token: String,
     pub bot_username: String,
-    /// Real seconds per Telegram second in webhook delivery (timeouts,
-    /// backoff, lifetimes): 0.01 makes a 64 s backoff take 0.64 s.
+    /// Real seconds per Telegram second: in webhook delivery (timeouts,
+    /// backoff, lifetimes, connections), in getUpdates (long-poll timeouts,
+    /// the rules for repeated calls and conflicts) and in setWebhook's limit
+    /// of one a second. 0.01 makes a 64 s backoff take 0.64 s.
     pub time_scale: f64,
 }
 

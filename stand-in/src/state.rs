@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::Instant;
+use tokio::time::Instant;
 
 /// One Bot API call as received.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -140,9 +140,32 @@ pub(crate) struct Webhook {
     pub(crate) url: String,
     pub(crate) secret_token: Option<String>,
     pub(crate) max_connections: u32,
-    pub(crate) allowed_updates: Option<Vec<String>>,
-    /// Kept after delivery recovers; only setWebhook and deleteWebhook clear it.
+    /// Kept after delivery recovers, and by an identical setWebhook; only a
+    /// changed webhook and deleteWebhook clear it.
     pub(crate) last_error: Option<DeliveryError>,
+}
+
+/// Which webhook queue an update waits in: updates of one queue go one at a
+/// time, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum QueueKey {
+    /// The server's `webhook_queue_id` (`kinds::webhook_queue_id`).
+    Shared(i64),
+    /// A queue of the update's own, by its id (the server's
+    /// `unique_queue_id_`, for an update queued with id 0).
+    Own(i64),
+}
+
+/// An update waiting to be delivered or confirmed.
+#[derive(Debug, Clone)]
+pub(crate) struct Queued {
+    pub(crate) update: Value,
+    pub(crate) id: i64,
+    pub(crate) queue: QueueKey,
+    pub(crate) queued_at: Instant,
+    /// When its lifetime ends: set when it is created, as the server's
+    /// `add_update` gives it an expiry date.
+    pub(crate) expires_at: Instant,
 }
 
 /// Per-update delivery bookkeeping.
@@ -152,22 +175,59 @@ pub(crate) struct Attempts {
     /// The update's backoff delay in Telegram seconds (WebhookActor's
     /// `Update::delay_`): doubled by a failure without Retry-After.
     pub(crate) delay_secs: f64,
-    pub(crate) next_at: tokio::time::Instant,
-    pub(crate) expires_at: tokio::time::Instant,
+    pub(crate) next_at: Instant,
 }
 
-/// What the delivery loop keeps besides the queue itself.
+/// What the delivery loop keeps besides the queue itself: one webhook's
+/// WebhookActor state.
 #[derive(Debug, Default)]
 pub(crate) struct DeliveryState {
     pub(crate) attempts: HashMap<i64, Attempts>,
     pub(crate) in_flight: HashSet<i64>,
-    pub(crate) last_success: Option<tokio::time::Instant>,
-    pub(crate) last_failure: Option<tokio::time::Instant>,
+    /// None until the webhook's first success (WebhookActor::start_up puts
+    /// `last_success_time_` an hour back).
+    pub(crate) last_success: Option<Instant>,
+    /// A connection was made since the webhook was set (`was_checked_`).
+    pub(crate) was_checked: bool,
+    /// Open connections carrying no update, each with when it went idle.
+    pub(crate) idle: Vec<Instant>,
+    /// Bumped for every new webhook: a delivery started for an older one
+    /// neither returns its connection nor counts as this one's success.
+    pub(crate) generation: u64,
+}
+
+impl DeliveryState {
+    /// A new webhook starts afresh, as a new WebhookActor does; updates in
+    /// flight stay marked so that they are not sent twice at once.
+    pub(crate) fn restart(&mut self) {
+        let in_flight = std::mem::take(&mut self.in_flight);
+        *self = DeliveryState {
+            in_flight,
+            generation: self.generation + 1,
+            ..DeliveryState::default()
+        };
+    }
 }
 
 /// An update's `update_id`; 0 when it has none.
 pub(crate) fn update_id(update: &Value) -> i64 {
     update.get("update_id").and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// getUpdates bookkeeping, as the server's Client keeps it.
+#[derive(Debug, Default)]
+pub(crate) struct Polls {
+    /// The ticket of the one call waiting for updates (`long_poll_query_`).
+    pub(crate) waiting: Option<u64>,
+    pub(crate) next_ticket: u64,
+    /// Waiting calls ended by another call, with the conflict to answer.
+    pub(crate) ended: HashMap<u64, &'static str>,
+    /// The offset of the last call and when it came
+    /// (`previous_get_updates_offset_`, `previous_get_updates_start_time_`).
+    pub(crate) previous: Option<(i64, Instant)>,
+    /// Before this, a conflict is answered only after a wait
+    /// (`next_get_updates_conflict_time_`).
+    pub(crate) next_conflict_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -181,14 +241,14 @@ pub(crate) struct State {
     pub(crate) chats: HashMap<i64, ChatInfo>,
     pub(crate) next_message_id: i64,
     pub(crate) webhook: Option<Webhook>,
-    pub(crate) last_set_webhook: Option<Instant>,
-    pub(crate) pending: VecDeque<Value>,
+    /// Before this, a setWebhook with a URL is refused.
+    pub(crate) next_set_webhook_at: Option<Instant>,
+    pub(crate) pending: VecDeque<Queued>,
     pub(crate) next_update_id: i64,
-    /// Counts getUpdates calls; a waiting call that sees it change was
-    /// superseded by another poller.
-    pub(crate) poll_generation: u64,
-    /// What getUpdates or setWebhook asked for last; Telegram keeps it.
-    pub(crate) allowed_updates: Option<Vec<String>>,
+    pub(crate) polls: Polls,
+    /// The update kinds created, as a `kinds` mask: what getUpdates or
+    /// setWebhook asked for last; one setting for both, as in the server.
+    pub(crate) allowed_updates: u32,
     pub(crate) delivery: DeliveryState,
     /// Update ids delivered to the webhook, in order.
     pub(crate) delivered: Vec<i64>,
@@ -206,11 +266,11 @@ impl State {
             chats: HashMap::new(),
             next_message_id: 1_000_000,
             webhook: None,
-            last_set_webhook: None,
+            next_set_webhook_at: None,
             pending: VecDeque::new(),
             next_update_id: 100_000_000,
-            poll_generation: 0,
-            allowed_updates: None,
+            polls: Polls::default(),
+            allowed_updates: crate::kinds::DEFAULT_ALLOWED,
             delivery: Default::default(),
             delivered: Vec::new(),
             delivery_log: Vec::new(),

@@ -3,13 +3,16 @@
 //! never both at once.
 
 use crate::answers::{ok_with_description, MethodResult, Refusal};
+use crate::kinds;
 use crate::params::{allowed_update_kinds, boolean, integer};
 use crate::shared::Shared;
-use crate::state::{update_id, Webhook};
+use crate::state::{State, Webhook};
 use serde_json::{json, Map, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
-const MAX_LONG_POLL: Duration = Duration::from_secs(50);
+/// The longest getUpdates timeout (LONG_POLL_MAX_TIMEOUT).
+const MAX_LONG_POLL_SECS: i64 = 50;
 
 /// The port of an http(s) URL, explicit or implied by its scheme.
 fn url_port(url: &str) -> Option<u16> {
@@ -45,24 +48,79 @@ fn deleted(had_webhook: bool) -> Value {
     )
 }
 
-pub(crate) fn set_webhook(shared: &Shared, params: &Map<String, Value>) -> MethodResult {
-    let mut state = shared.state();
-    // Telegram allows one setWebhook a second per bot, even an identical one.
-    let now = Instant::now();
-    if state
-        .last_set_webhook
-        .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
-    {
-        return Err(Refusal::too_many_requests(1));
+/// Telegram's answer to getUpdates while a webhook is set.
+const WEBHOOK_ACTIVE: &str = "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first";
+/// What a waiting getUpdates is answered when another one takes over.
+const OTHER_GET_UPDATES: &str =
+    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running";
+/// What a waiting getUpdates is answered when a webhook is set.
+const SET_WEBHOOK: &str = "Conflict: terminated by setWebhook request";
+
+/// Ends the getUpdates call waiting for updates, if any, with `message`
+/// (Client::abort_long_poll).
+fn abort_long_poll(state: &mut State, message: &'static str) {
+    if let Some(ticket) = state.polls.waiting.take() {
+        state.polls.ended.insert(ticket, message);
     }
-    state.last_set_webhook = Some(now);
+}
+
+/// How long to wait before answering a conflict, as
+/// Client::fail_query_conflict: at once, but not twice within 3 s; a later
+/// one is answered 3 s late, so that two instances of a bot polling with one
+/// token do not fight in a tight loop.
+fn conflict_wait(shared: &Shared, state: &mut State) -> Duration {
+    let now = Instant::now();
+    if state.polls.next_conflict_at.is_none_or(|next| now >= next) {
+        state.polls.next_conflict_at = Some(now + shared.scaled(3.0));
+        Duration::ZERO
+    } else {
+        shared.scaled(3.0)
+    }
+}
+
+async fn conflict(wait: Duration, message: &str) -> Refusal {
+    tokio::time::sleep(wait).await;
+    Refusal::new(409, message)
+}
+
+/// setWebhook, and deleteWebhook as `url` "" (both are
+/// Client::process_set_webhook_query).
+pub(crate) fn set_webhook(shared: &Shared, params: &Map<String, Value>) -> MethodResult {
     let url = params
         .get("url")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
+    change_webhook(shared, url, params)
+}
+
+pub(crate) fn delete_webhook(shared: &Shared, params: &Map<String, Value>) -> MethodResult {
+    change_webhook(shared, String::new(), params)
+}
+
+/// As Client::process_set_webhook_query, do_set_webhook and
+/// finish_set_webhook.
+fn change_webhook(shared: &Shared, url: String, params: &Map<String, Value>) -> MethodResult {
+    let mut state = shared.state();
+    // One setWebhook with a URL a second per bot, even an identical one;
+    // removing the webhook is not limited.
+    let now = Instant::now();
+    if !url.is_empty() {
+        if state.next_set_webhook_at.is_some_and(|next| now < next) {
+            return Err(Refusal::too_many_requests(1));
+        }
+        state.next_set_webhook_at = Some(now + shared.scaled(1.0));
+    }
+    let drop_pending = boolean(params.get("drop_pending_updates"));
     if url.is_empty() {
-        return Ok(deleted(state.webhook.take().is_some()));
+        if drop_pending {
+            state.pending.clear();
+        }
+        let had_webhook = state.webhook.take().is_some();
+        if had_webhook {
+            state.delivery.restart();
+        }
+        return Ok(deleted(had_webhook));
     }
     let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
         .iter()
@@ -96,152 +154,202 @@ pub(crate) fn set_webhook(shared: &Shared, params: &Map<String, Value>) -> Metho
             ));
         }
     }
+    let secret_token = secret_token.filter(|s| !s.is_empty());
     let max_connections = integer(params.get("max_connections"))
         .unwrap_or(40)
         .clamp(1, 100) as u32;
-    // Left out, the list set before stays; an empty list is kept as given
-    // (getWebhookInfo shows it) and delivers every kind.
+    // Left out, the kinds set before stay (update_allowed_update_types).
     let allowed_updates = match params.get("allowed_updates") {
-        None | Some(Value::Null) => state
-            .webhook
-            .as_ref()
-            .and_then(|w| w.allowed_updates.clone()),
-        Some(value) => Some(allowed_update_kinds(value)?),
+        None | Some(Value::Null) => None,
+        Some(value) => Some(kinds::allowed_mask(&allowed_update_kinds(value)?)),
     };
-    if boolean(params.get("drop_pending_updates")) {
+    // The same URL, secret and connections, and nothing to drop: the
+    // webhook is left as it is, with its last error and its delivery state;
+    // only the allowed updates may change. allowed_updates is not part of
+    // the comparison.
+    let same = !drop_pending
+        && state.webhook.as_ref().is_some_and(|w| {
+            w.url == url && w.secret_token == secret_token && w.max_connections == max_connections
+        });
+    if let Some(mask) = allowed_updates {
+        state.allowed_updates = mask;
+    }
+    if same {
+        return Ok(ok_with_description(json!(true), "Webhook is already set"));
+    }
+    abort_long_poll(&mut state, SET_WEBHOOK);
+    if drop_pending {
         state.pending.clear();
     }
-    let webhook = Webhook {
+    state.webhook = Some(Webhook {
         url,
-        secret_token: secret_token.filter(|s| !s.is_empty()),
+        secret_token,
         max_connections,
-        allowed_updates,
         last_error: None,
-    };
-    let same = state.webhook.as_ref().is_some_and(|w| {
-        w.url == webhook.url
-            && w.secret_token == webhook.secret_token
-            && w.max_connections == webhook.max_connections
-            && w.allowed_updates == webhook.allowed_updates
     });
-    state.webhook = Some(webhook);
-    // A new webhook is tried at once, whatever the old one's backoff.
-    state.delivery.attempts.clear();
-    state.delivery.last_failure = None;
-    Ok(ok_with_description(
-        json!(true),
-        if same {
-            "Webhook is already set"
-        } else {
-            "Webhook was set"
-        },
-    ))
+    // A new webhook is a new WebhookActor: tried at once, whatever the old
+    // one's backoff, and with one connection until its first success.
+    state.delivery.restart();
+    Ok(ok_with_description(json!(true), "Webhook was set"))
 }
 
-pub(crate) fn delete_webhook(shared: &Shared, params: &Map<String, Value>) -> MethodResult {
-    let mut state = shared.state();
-    if boolean(params.get("drop_pending_updates")) {
-        state.pending.clear();
-    }
-    Ok(deleted(state.webhook.take().is_some()))
-}
-
+/// As Client::JsonWebhookInfo.
 pub(crate) fn get_webhook_info(shared: &Shared) -> Value {
     let state = shared.state();
-    let pending = state.pending.len();
-    match &state.webhook {
-        None => {
-            json!({"url": "", "has_custom_certificate": false, "pending_update_count": pending})
-        }
-        Some(webhook) => {
-            let mut info = json!({
-                "url": webhook.url,
-                "has_custom_certificate": false,
-                "pending_update_count": pending,
-                "max_connections": webhook.max_connections,
-                "ip_address": "127.0.0.1",
-            });
-            if let Some(allowed) = &webhook.allowed_updates {
-                info["allowed_updates"] = json!(allowed);
-            }
-            if let Some(error) = &webhook.last_error {
-                info["last_error_date"] = json!(error.date);
-                info["last_error_message"] = json!(error.message);
-            }
-            info
+    let mut info = json!({
+        "url": "",
+        "has_custom_certificate": false,
+        "pending_update_count": state.pending.len(),
+    });
+    if let Some(webhook) = &state.webhook {
+        info["url"] = json!(webhook.url);
+        info["max_connections"] = json!(webhook.max_connections);
+        info["ip_address"] = json!("127.0.0.1");
+        if let Some(error) = &webhook.last_error {
+            info["last_error_date"] = json!(error.date);
+            info["last_error_message"] = json!(error.message);
         }
     }
+    // One setting for getUpdates and the webhook, shown unless it is the
+    // default, with or without a webhook.
+    if state.allowed_updates != kinds::DEFAULT_ALLOWED {
+        info["allowed_updates"] = json!(kinds::allowed_names(state.allowed_updates));
+    }
+    info
+}
+
+/// Whether a getUpdates call waits, and so ends the call waiting before it
+/// (Client::do_get_updates): only one with a timeout that found nothing. A
+/// call with timeout 0, or one that returns updates at once, leaves a
+/// waiting call alone.
+fn waits(timeout_secs: i64, found: usize) -> bool {
+    timeout_secs != 0 && found == 0
+}
+
+/// Confirms the updates below `offset` and returns up to `limit` of those
+/// left: with a negative offset, the last -`offset` updates, forgetting the
+/// ones before them (Client::do_get_updates).
+fn take_updates(state: &mut State, offset: i64, limit: usize) -> Vec<Value> {
+    if offset > 0 {
+        state.pending.retain(|u| u.id >= offset);
+    } else if offset < 0 {
+        let keep = usize::try_from(offset.unsigned_abs()).unwrap_or(usize::MAX);
+        let forget = state.pending.len().saturating_sub(keep);
+        state.pending.drain(..forget);
+    }
+    state
+        .pending
+        .iter()
+        .take(limit)
+        .map(|u| u.update.clone())
+        .collect()
+}
+
+/// Where a getUpdates call stands after its first look at the queue.
+enum Started {
+    /// A webhook is set: a conflict, answered after this wait.
+    WebhookActive(Duration),
+    Answered(Vec<Value>),
+    /// Waiting for updates as the one long poll, with the limit it got.
+    Waiting {
+        ticket: u64,
+        deadline: Instant,
+        limit: usize,
+    },
+}
+
+/// As Client::process_get_updates_query and do_get_updates, up to the wait.
+fn start_get_updates(
+    shared: &Shared,
+    state: &mut State,
+    params: &Map<String, Value>,
+    offset: i64,
+) -> Result<Started, Refusal> {
+    if state.webhook.is_some() {
+        return Ok(Started::WebhookActive(conflict_wait(shared, state)));
+    }
+    let mut limit = integer(params.get("limit")).unwrap_or(100).clamp(1, 100) as usize;
+    let mut timeout_secs = integer(params.get("timeout"))
+        .unwrap_or(0)
+        .clamp(0, MAX_LONG_POLL_SECS);
+    // Unlike setWebhook, an explicit null is refused here.
+    if let Some(value) = params.get("allowed_updates") {
+        state.allowed_updates = kinds::allowed_mask(&allowed_update_kinds(value)?);
+    }
+    // A call repeating the last one's offset within 3 s waits at least 3 s,
+    // and within 0.5 s gets at most one update: a bot calling in a tight
+    // loop is slowed down.
+    let now = Instant::now();
+    if let Some((previous_offset, previous_at)) = state.polls.previous {
+        if previous_offset == offset {
+            if timeout_secs < 3 && now < previous_at + shared.scaled(3.0) {
+                timeout_secs = 3;
+            }
+            if now < previous_at + shared.scaled(0.5) {
+                limit = 1;
+            }
+        }
+    }
+    state.polls.previous = Some((offset, now));
+    let found = take_updates(state, offset, limit);
+    if !waits(timeout_secs, found.len()) {
+        return Ok(Started::Answered(found));
+    }
+    abort_long_poll(state, OTHER_GET_UPDATES);
+    let ticket = state.polls.next_ticket;
+    state.polls.next_ticket += 1;
+    state.polls.waiting = Some(ticket);
+    Ok(Started::Waiting {
+        ticket,
+        deadline: now + shared.scaled(timeout_secs as f64),
+        limit,
+    })
 }
 
 pub(crate) async fn get_updates(shared: &Shared, params: &Map<String, Value>) -> MethodResult {
     let offset = integer(params.get("offset")).unwrap_or(0);
-    let limit = integer(params.get("limit")).unwrap_or(100).clamp(1, 100) as usize;
-    let timeout = Duration::from_secs(integer(params.get("timeout")).unwrap_or(0).max(0) as u64)
-        .min(MAX_LONG_POLL);
-    let deadline = tokio::time::Instant::now() + timeout;
-    let generation = {
-        let mut state = shared.state();
-        if state.webhook.is_some() {
-            return Err(Refusal::new(
-                409,
-                "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
-            ));
-        }
-        // Unlike setWebhook, an explicit null is refused here, and an empty
-        // list goes back to every kind.
-        if let Some(value) = params.get("allowed_updates") {
-            let kinds = allowed_update_kinds(value)?;
-            state.allowed_updates = (!kinds.is_empty()).then_some(kinds);
-        }
-        state.poll_generation += 1;
-        state.poll_generation
+    let started = start_get_updates(shared, &mut shared.state(), params, offset)?;
+    let (ticket, deadline, limit) = match started {
+        Started::WebhookActive(wait) => return Err(conflict(wait, WEBHOOK_ACTIVE).await),
+        Started::Answered(found) => return Ok(Value::Array(found)),
+        Started::Waiting {
+            ticket,
+            deadline,
+            limit,
+        } => (ticket, deadline, limit),
     };
-    // A newer getUpdates ends any poll still waiting, as Telegram does.
+    // Wake the call this one took over from, to answer its conflict.
     shared.updates_arrived.notify_waiters();
+    // What was below a negative offset is forgotten already; the wait looks
+    // at what comes next.
+    let offset = offset.max(0);
     loop {
         // Register interest before looking, so an update queued in between
         // still wakes this poll.
         let arrived = shared.updates_arrived.notified();
-        {
+        let ended = {
             let mut state = shared.state();
-            if state.poll_generation != generation {
-                return Err(Refusal::new(
-                    409,
-                    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
-                ));
-            }
-            if offset > 0 {
-                state.pending.retain(|u| update_id(u) >= offset);
-            }
-            // Kinds the bot did not ask for are dropped, not delivered.
-            if let Some(allowed) = state.allowed_updates.clone() {
-                state.pending.retain(|u| {
-                    u.as_object()
-                        .is_some_and(|o| o.keys().any(|k| allowed.contains(k)))
-                });
-            }
-            let skip = if offset < 0 {
-                state
-                    .pending
-                    .len()
-                    .saturating_sub(offset.unsigned_abs() as usize)
+            if state.polls.waiting == Some(ticket) {
+                let found = take_updates(&mut state, offset, limit);
+                if !found.is_empty() || Instant::now() >= deadline {
+                    state.polls.waiting = None;
+                    return Ok(Value::Array(found));
+                }
+                None
             } else {
-                0
-            };
-            let batch: Vec<Value> = state
-                .pending
-                .iter()
-                .skip(skip)
-                .take(limit)
-                .cloned()
-                .collect();
-            if !batch.is_empty() || tokio::time::Instant::now() >= deadline {
-                return Ok(Value::Array(batch));
+                let message = state
+                    .polls
+                    .ended
+                    .remove(&ticket)
+                    .unwrap_or(OTHER_GET_UPDATES);
+                Some((conflict_wait(shared, &mut state), message))
             }
+        };
+        if let Some((wait, message)) = ended {
+            return Err(conflict(wait, message).await);
         }
-        if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-            return Ok(json!([]));
-        }
+        // At the deadline, look once more and answer what there is.
+        let _ = tokio::time::timeout_at(deadline, arrived).await;
     }
 }
 
@@ -258,5 +366,12 @@ mod tests {
         assert_eq!(url_port("https://[2001:db8::1]:9000/x"), Some(9000));
         assert_eq!(url_port("http://example.com"), Some(80));
         assert_eq!(url_port("https://example.com:x/"), None);
+    }
+
+    #[test]
+    fn only_a_call_that_waits_ends_a_waiting_one() {
+        assert!(waits(10, 0));
+        assert!(!waits(0, 0), "timeout 0 answers at once");
+        assert!(!waits(10, 2), "updates are answered at once");
     }
 }

@@ -4,100 +4,32 @@
 //! connection or no answer within 60 s is a failure, retried with backoff
 //! (at once, then 2, 4, ... 64 s, then 60-120 s at random), or after the
 //! answer's Retry-After, which does not double the backoff. Updates of one
-//! chat go one at a time, in order; different chats go concurrently, up to
-//! max_connections. An update older than its lifetime is dropped, and so is
-//! one whose next attempt would come after it (WebhookActor::on_update_error).
+//! queue (`kinds::webhook_queue_id`: a chat's messages, a user's callback
+//! queries, ...) go one at a time, in order; different queues go
+//! concurrently, one per connection. A new webhook has one connection until
+//! its first success, then up to max_connections, and is back to one when no
+//! delivery succeeded for 10 s. An update older than its lifetime is
+//! dropped, and so is one whose next attempt would come after it
+//! (WebhookActor::on_update_error).
 //!
 //! Time can be scaled (`Options::time_scale`) so tests wait milliseconds
 //! where Telegram waits seconds.
 
 use crate::clock;
 use crate::shared::Shared;
-use crate::state::{update_id, Attempts, DeliveryError, State};
+use crate::state::{Attempts, DeliveryError, QueueKey, Queued, State};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::time::Instant;
 
-/// Telegram gives up on a webhook answer after this long.
+/// Telegram gives up on a webhook answer after this long, and closes a
+/// connection idle for as long (the HttpOutboundConnection's timeout).
 const READ_TIMEOUT_SECS: f64 = 60.0;
 /// Retry-After is honoured up to an hour.
 const MAX_RETRY_AFTER_SECS: u64 = 3600;
-/// Lifetimes, in Telegram seconds.
-const MESSAGE_LIFETIME_SECS: f64 = 86_400.0;
-const CALLBACK_QUERY_LIFETIME_SECS: f64 = 150.0;
-const INLINE_QUERY_LIFETIME_SECS: f64 = 30.0;
-/// With no success for this long, Telegram falls back to one connection.
+/// With no success for this long, a webhook is back to one connection.
 const SLOW_START_SECS: f64 = 10.0;
-
-/// Which queue an update waits in: a chat's for messages, a user's for
-/// callback and inline queries, its own otherwise.
-pub(crate) fn queue_key(update: &Value) -> String {
-    let Some(object) = update.as_object() else {
-        return "none".to_owned();
-    };
-    for (kind, payload) in object {
-        let chat = |p: &Value| {
-            p.get("chat")
-                .and_then(|c| c.get("id"))
-                .and_then(Value::as_i64)
-        };
-        let user = |p: &Value| {
-            p.get("from")
-                .and_then(|c| c.get("id"))
-                .and_then(Value::as_i64)
-        };
-        let key = match kind.as_str() {
-            "message"
-            | "edited_message"
-            | "channel_post"
-            | "edited_channel_post"
-            | "business_message"
-            | "edited_business_message" => chat(payload).map(|c| format!("chat:{c}")),
-            "callback_query"
-            | "inline_query"
-            | "chosen_inline_result"
-            | "shipping_query"
-            | "pre_checkout_query" => user(payload).map(|u| format!("user:{u}")),
-            "my_chat_member" | "chat_member" | "chat_join_request" | "message_reaction" => {
-                chat(payload).map(|c| format!("chat:{c}"))
-            }
-            _ => None,
-        };
-        if let Some(key) = key {
-            return key;
-        }
-    }
-    format!("update:{}", update_id(update))
-}
-
-fn kind(update: &Value) -> &str {
-    update
-        .as_object()
-        .and_then(|o| o.keys().find(|k| *k != "update_id"))
-        .map(String::as_str)
-        .unwrap_or("")
-}
-
-/// How long an update may wait, in Telegram seconds from now.
-pub(crate) fn lifetime_secs(update: &Value, now_unix: i64) -> f64 {
-    match kind(update) {
-        "callback_query" => CALLBACK_QUERY_LIFETIME_SECS,
-        "inline_query" => INLINE_QUERY_LIFETIME_SECS,
-        kind => {
-            let date = update
-                .get(kind)
-                .and_then(|m| m.get("date"))
-                .and_then(Value::as_i64)
-                .filter(|d| *d > 0);
-            match date {
-                Some(date) => (MESSAGE_LIFETIME_SECS - (now_unix - date).max(0) as f64).max(0.0),
-                None => MESSAGE_LIFETIME_SECS,
-            }
-        }
-    }
-}
 
 /// The longest backoff, before its random spread (WEBHOOK_MAX_RESEND_TIMEOUT).
 const MAX_RESEND_SECS: f64 = 60.0;
@@ -145,131 +77,161 @@ pub(crate) async fn run(shared: Arc<Shared>, http: reqwest::Client) {
     }
 }
 
+/// How many connections the webhook wants open, as
+/// WebhookActor::create_new_connections: one per queue with loaded updates,
+/// up to max_connections; only one before the first connection
+/// (`was_checked_`) and while no delivery succeeded for 10 s
+/// (`last_success_time_`), at least one otherwise.
+fn wanted_connections(
+    shared: &Shared,
+    state: &State,
+    queues: usize,
+    max: usize,
+    now: Instant,
+) -> usize {
+    let mut wanted = queues.min(max);
+    if !state.delivery.was_checked {
+        wanted = 1;
+    }
+    let active = state
+        .delivery
+        .last_success
+        .is_some_and(|at| now <= at + shared.scaled(SLOW_START_SECS));
+    if active {
+        wanted.max(1)
+    } else {
+        wanted.min(1)
+    }
+}
+
 /// Starts every delivery that may start now; returns when to look again.
 fn start_deliveries(shared: &Arc<Shared>, http: &reqwest::Client) -> Option<Instant> {
     let mut state = shared.state();
     let webhook = state.webhook.clone()?;
     let now = Instant::now();
-    // An update's lifetime runs from when it is queued, whether or not it
-    // was tried yet (one waiting behind a stuck head expires too).
-    let now_unix = clock::now();
-    let fresh: Vec<(i64, Duration)> = state
+    drop_expired(&mut state, now);
+    let idle_timeout = shared.scaled(READ_TIMEOUT_SECS);
+    state
+        .delivery
+        .idle
+        .retain(|since| now.duration_since(*since) < idle_timeout);
+    let max_connections = webhook.max_connections.max(1) as usize;
+    // The server loads at most twice max_connections updates at a time, in
+    // order (WebhookActor::load_updates); later ones wait to be loaded even
+    // when their queue is free.
+    let loaded = state.pending.len().min(2 * max_connections);
+    // Each loaded queue's head: its first loaded update.
+    let mut seen = HashSet::new();
+    let heads: Vec<&Queued> = state
         .pending
         .iter()
-        .map(|u| (update_id(u), u))
-        .filter(|(id, _)| !state.delivery.attempts.contains_key(id))
-        .map(|(id, u)| (id, shared.scaled(lifetime_secs(u, now_unix))))
+        .take(loaded)
+        .filter(|u| seen.insert(u.queue))
         .collect();
-    for (id, lifetime) in fresh {
-        state.delivery.attempts.insert(
-            id,
-            Attempts {
-                failures: 0,
-                delay_secs: 1.0,
-                next_at: now,
-                expires_at: now + lifetime,
-            },
-        );
+    let wanted = wanted_connections(shared, &state, heads.len(), max_connections, now);
+    // A head is ready at its next attempt; the earliest goes first, then the
+    // lowest queue (WebhookActor::send_update takes `queues_` in order).
+    let mut ready: Vec<(Instant, QueueKey, Queued)> = heads
+        .into_iter()
+        .filter(|u| !state.delivery.in_flight.contains(&u.id))
+        .map(|u| {
+            let at = state
+                .delivery
+                .attempts
+                .get(&u.id)
+                .map_or(u.queued_at, |a| a.next_at);
+            (at, u.queue, u.clone())
+        })
+        .collect();
+    ready.sort_by_key(|(at, queue, _)| (*at, *queue));
+    let delivery = &mut state.delivery;
+    let open = delivery.idle.len() + delivery.in_flight.len();
+    // Connections are made only up to the number wanted; ones already open
+    // stay in use until they close.
+    for _ in open..wanted {
+        delivery.idle.push(now);
+        delivery.was_checked = true;
     }
-    drop_expired(&mut state, now);
-    let slow = state.delivery.last_failure.is_some()
-        && state
-            .delivery
-            .last_success
-            .is_none_or(|s| now.duration_since(s) > shared.scaled(SLOW_START_SECS));
-    let connections = if slow {
-        1
-    } else {
-        webhook.max_connections.max(1) as usize
-    };
-    let mut seen_queues = HashSet::new();
-    let mut blocked_queues = 0;
-    let mut next_look: Option<Instant> = None;
+    let mut next_look = None;
     let mut to_start = Vec::new();
-    let allowed = webhook.allowed_updates.clone().filter(|a| !a.is_empty());
-    let in_flight = state.delivery.in_flight.len();
-    for update in state.pending.iter() {
-        if let Some(allowed) = &allowed {
-            if !allowed.iter().any(|k| k == kind(update)) {
-                continue;
-            }
-        }
-        let key = queue_key(update);
-        // Only the head of a queue may be in flight.
-        if !seen_queues.insert(key) {
-            continue;
-        }
-        let id = update_id(update);
-        if state.delivery.in_flight.contains(&id) {
-            continue;
-        }
-        let (failures, next_at) = state
-            .delivery
-            .attempts
-            .get(&id)
-            .map_or((0, now), |a| (a.failures, a.next_at));
-        if failures > 0 {
-            blocked_queues += 1;
-        } else if blocked_queues >= 2 * connections {
-            // Telegram stops taking on new chats while this many are stuck.
-            continue;
-        }
-        if next_at > now {
-            next_look = Some(next_look.map_or(next_at, |n| n.min(next_at)));
-            continue;
-        }
-        if in_flight + to_start.len() >= connections {
+    for (at, _, update) in ready {
+        if at > now {
+            next_look = Some(at);
             break;
         }
-        to_start.push(update.clone());
+        if delivery.idle.pop().is_none() {
+            break;
+        }
+        delivery.in_flight.insert(update.id);
+        to_start.push(update);
     }
-    // Updates filtered out by allowed_updates are dropped, not kept.
-    if let Some(allowed) = &allowed {
-        state
-            .pending
-            .retain(|u| allowed.iter().any(|k| k == kind(u)));
-        let queued: HashSet<i64> = state.pending.iter().map(update_id).collect();
-        state.delivery.attempts.retain(|id, _| queued.contains(id));
-    }
+    let generation = delivery.generation;
     for update in to_start {
-        let id = update_id(&update);
-        state.delivery.in_flight.insert(id);
         let shared = shared.clone();
         let http = http.clone();
         let url = webhook.url.clone();
         let secret = webhook.secret_token.clone();
         tokio::spawn(async move {
-            let result = post(&shared, &http, &url, secret.as_deref(), &update).await;
-            finish(&shared, &update, &url, result);
+            let result = post(&shared, &http, &url, secret.as_deref(), &update.update).await;
+            finish(&shared, &update, generation, result);
         });
     }
     next_look
 }
 
+/// Drops updates past their lifetime that are not being delivered.
 fn drop_expired(state: &mut State, now: Instant) {
-    let expired: Vec<i64> = state
-        .delivery
-        .attempts
-        .iter()
-        .filter(|(id, a)| a.expires_at <= now && !state.delivery.in_flight.contains(id))
-        .map(|(id, _)| *id)
-        .collect();
-    if expired.is_empty() {
-        return;
-    }
-    state.pending.retain(|u| !expired.contains(&update_id(u)));
-    for id in expired {
-        state.delivery.attempts.remove(&id);
+    let delivery = &mut state.delivery;
+    state.pending.retain(|u| {
+        let keep = u.expires_at > now || delivery.in_flight.contains(&u.id);
+        if !keep {
+            delivery.attempts.remove(&u.id);
+        }
+        keep
+    });
+}
+
+/// Why a POST failed, in getWebhookInfo's words, and the Retry-After it
+/// asked for.
+pub(crate) struct Failure {
+    message: String,
+    retry_after: Option<u64>,
+}
+
+/// How one POST went, and whether its connection stays open for the next.
+pub(crate) struct Posted {
+    failure: Option<Failure>,
+    keep_alive: bool,
+}
+
+impl Posted {
+    fn failed(message: &str) -> Self {
+        // No answer: the connection is gone.
+        Posted {
+            failure: Some(Failure {
+                message: message.to_owned(),
+                retry_after: None,
+            }),
+            keep_alive: false,
+        }
     }
 }
 
-/// How one POST went.
-pub(crate) enum Posted {
-    Success,
-    Failure {
-        message: String,
-        retry_after: Option<u64>,
-    },
+/// Whether an answer leaves its connection open: HTTP/1.1 unless it says
+/// `Connection: close`, HTTP/1.0 only when it says `keep-alive`
+/// (WebhookActor::handle closes a connection whose answer is not
+/// keep-alive).
+fn keeps_alive(response: &reqwest::Response) -> bool {
+    let connection = response
+        .headers()
+        .get(reqwest::header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    match response.version() {
+        reqwest::Version::HTTP_09 | reqwest::Version::HTTP_10 => connection.contains("keep-alive"),
+        _ => !connection.contains("close"),
+    }
 }
 
 async fn post(
@@ -288,82 +250,70 @@ async fn post(
         request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
     }
     match request.send().await {
-        Ok(response) if response.status().is_success() => Posted::Success,
         Ok(response) => {
+            let keep_alive = keeps_alive(&response);
             let status = response.status();
+            if status.is_success() {
+                return Posted {
+                    failure: None,
+                    keep_alive,
+                };
+            }
             let retry_after = retry_after_secs(
                 response
                     .headers()
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok()),
             );
-            Posted::Failure {
-                message: format!(
-                    "Wrong response from the webhook: {} {}",
-                    status.as_u16(),
-                    status.canonical_reason().unwrap_or("")
-                )
-                .trim_end()
-                .to_owned(),
-                retry_after,
+            let message = format!(
+                "Wrong response from the webhook: {} {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            );
+            Posted {
+                failure: Some(Failure {
+                    message: message.trim_end().to_owned(),
+                    retry_after,
+                }),
+                keep_alive,
             }
         }
-        Err(error) if error.is_timeout() => Posted::Failure {
-            message: "Read timeout expired".to_owned(),
-            retry_after: None,
-        },
-        Err(error) if error.is_connect() => Posted::Failure {
-            message: "Connection refused".to_owned(),
-            retry_after: None,
-        },
-        Err(_) => Posted::Failure {
-            message: "Connection reset by peer".to_owned(),
-            retry_after: None,
-        },
+        Err(error) if error.is_timeout() => Posted::failed("Read timeout expired"),
+        Err(error) if error.is_connect() => Posted::failed("Connection refused"),
+        Err(_) => Posted::failed("Connection reset by peer"),
     }
 }
 
-fn finish(shared: &Shared, update: &Value, url: &str, result: Posted) {
-    let id = update_id(update);
+/// Records how delivering `update` went (WebhookActor::handle, on_update_ok,
+/// on_update_error), for the webhook of `generation`.
+fn finish(shared: &Shared, update: &Queued, generation: u64, posted: Posted) {
+    let id = update.id;
     let now = Instant::now();
     let mut state = shared.state();
     state.delivery.in_flight.remove(&id);
-    // A webhook changed meanwhile: the result is about the old one.
-    let current = state.webhook.as_ref().is_some_and(|w| w.url == url);
-    match result {
-        Posted::Success => {
-            state.pending.retain(|u| update_id(u) != id);
+    // A webhook set meanwhile has connections, backoff and errors of its
+    // own; the answer still tells whether the update arrived.
+    let current = state.delivery.generation == generation;
+    if current && posted.keep_alive {
+        state.delivery.idle.push(now);
+    }
+    match posted.failure {
+        None => {
+            state.pending.retain(|u| u.id != id);
             state.delivery.attempts.remove(&id);
-            state.delivery.last_success = Some(now);
+            if current {
+                state.delivery.last_success = Some(now);
+            }
             state.delivered.push(id);
             state.delivery_log.push((id, "ok".to_owned()));
         }
-        Posted::Failure {
+        Some(Failure {
             message,
             retry_after,
-        } => {
-            let lifetime = lifetime_secs(update, clock::now());
-            let attempts = state.delivery.attempts.entry(id).or_insert(Attempts {
-                failures: 0,
-                delay_secs: 1.0,
-                next_at: now,
-                expires_at: now + shared.scaled(lifetime),
-            });
-            let (wait, delay_secs) = next_wait(attempts.delay_secs, attempts.failures, retry_after);
-            let next_at = now + shared.scaled(wait);
-            // WebhookActor::on_update_error drops an update at once when its
-            // next attempt would come after its lifetime.
-            if next_at > attempts.expires_at {
-                state.delivery.attempts.remove(&id);
-                state.pending.retain(|u| update_id(u) != id);
-            } else {
-                attempts.delay_secs = delay_secs;
-                attempts.failures += 1;
-                attempts.next_at = next_at;
-            }
-            state.delivery.last_failure = Some(now);
+        }) => {
             state.delivery_log.push((id, message.clone()));
             if current {
+                fail(shared, &mut state, update, now, retry_after);
                 if let Some(webhook) = state.webhook.as_mut() {
                     webhook.last_error = Some(DeliveryError {
                         date: clock::now(),
@@ -377,10 +327,39 @@ fn finish(shared: &Shared, update: &Value, url: &str, result: Posted) {
     shared.updates_arrived.notify_waiters();
 }
 
+/// Schedules the next attempt after a failed one, or drops the update when
+/// that attempt would come after its lifetime (WebhookActor::on_update_error).
+fn fail(
+    shared: &Shared,
+    state: &mut State,
+    update: &Queued,
+    now: Instant,
+    retry_after: Option<u64>,
+) {
+    let attempts = state
+        .delivery
+        .attempts
+        .entry(update.id)
+        .or_insert(Attempts {
+            failures: 0,
+            delay_secs: 1.0,
+            next_at: now,
+        });
+    let (wait, delay_secs) = next_wait(attempts.delay_secs, attempts.failures, retry_after);
+    let next_at = now + shared.scaled(wait);
+    if next_at > update.expires_at {
+        state.delivery.attempts.remove(&update.id);
+        state.pending.retain(|u| u.id != update.id);
+    } else {
+        attempts.delay_secs = delay_secs;
+        attempts.failures += 1;
+        attempts.next_at = next_at;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     /// The waits after `retry_afters.len()` failures in a row.
     fn waits(retry_afters: &[Option<u64>]) -> Vec<f64> {
@@ -422,28 +401,5 @@ mod tests {
             None
         );
         assert_eq!(retry_after_secs(None), None);
-    }
-
-    #[test]
-    fn queues_are_per_chat_for_messages_and_per_user_for_queries() {
-        let message = json!({"update_id": 1, "message": {"chat": {"id": 7}, "from": {"id": 9}}});
-        let edit = json!({"update_id": 2, "edited_message": {"chat": {"id": 7}}});
-        let query = json!({"update_id": 3, "callback_query": {"from": {"id": 9}, "message": {"chat": {"id": 7}}}});
-        let poll = json!({"update_id": 4, "poll": {"id": "x"}});
-        assert_eq!(queue_key(&message), "chat:7");
-        assert_eq!(queue_key(&edit), "chat:7");
-        assert_eq!(queue_key(&query), "user:9");
-        assert_eq!(queue_key(&poll), "update:4");
-    }
-
-    #[test]
-    fn lifetimes_follow_the_update_kind() {
-        let now = 1_800_000_000;
-        let fresh = json!({"update_id": 1, "message": {"date": now}});
-        let old = json!({"update_id": 1, "message": {"date": now - 86_000}});
-        let query = json!({"update_id": 1, "callback_query": {"id": "1"}});
-        assert_eq!(lifetime_secs(&fresh, now), 86_400.0);
-        assert_eq!(lifetime_secs(&old, now), 400.0);
-        assert_eq!(lifetime_secs(&query, now), 150.0);
     }
 }

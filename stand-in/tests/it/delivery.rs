@@ -3,11 +3,14 @@
 //! and what getWebhookInfo says meanwhile. Telegram time is scaled so that
 //! its seconds take milliseconds.
 
-use crate::helpers::{scaled_stand_in, set_webhook, stand_in, until, Receiver, Verdict, SECRET};
+use crate::helpers::{
+    scaled_stand_in, set_webhook, stand_in, until, Api, Receiver, Verdict, SCALE, SECRET,
+};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use telegram_stand_in::StandIn;
 
 const WRONG_502: &str = "Wrong response from the webhook: 502 Bad Gateway";
 const WRONG_500: &str = "Wrong response from the webhook: 500 Internal Server Error";
@@ -265,4 +268,221 @@ async fn an_update_whose_next_attempt_would_come_after_its_lifetime_is_dropped_a
             "Wrong response from the webhook: 503 Service Unavailable".to_owned()
         )]
     );
+}
+
+/// Sets a webhook to `url` with [`SECRET`], every kind the tests send, and
+/// `max_connections`.
+async fn set_webhook_with(stand_in: &StandIn, url: &str, max_connections: u32) -> Api {
+    let api = Api::new(stand_in);
+    api.ok(
+        "setWebhook",
+        json!({"url": url, "secret_token": SECRET, "max_connections": max_connections,
+               "allowed_updates": ["message", "callback_query", "inline_query",
+                                   "message_reaction", "my_chat_member"]}),
+    )
+    .await;
+    api
+}
+
+async fn all_settled(stand_in: &StandIn, ids: &[i64]) {
+    for id in ids {
+        assert!(stand_in.wait_settled(*id, Duration::from_secs(10)).await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_wait_in_the_queue_of_their_kind_not_behind_a_failing_message() {
+    // Client.cpp's add_* functions: a chat's reactions and the bot's
+    // membership, and a user's callback queries, have queues of their own,
+    // apart from the chat's messages and the user's inline queries.
+    let stand_in = scaled_stand_in().await;
+    let receiver = Receiver::start(&stand_in, |update| {
+        if update.get("message").is_some() || update.get("inline_query").is_some() {
+            Verdict::status(500)
+        } else {
+            Verdict::ok()
+        }
+    })
+    .await;
+    set_webhook_with(&stand_in, receiver.url(), 40).await;
+    let user = json!({"id": 42, "is_bot": false, "first_name": "Ali"});
+    let chat = json!({"id": 42, "type": "private", "first_name": "Ali"});
+    let now = telegram_now();
+    let stuck = stand_in.enqueue_text_from(42, "Ali", "stuck");
+    stand_in.enqueue_update(json!({"update_id": 2001, "message_reaction": {
+        "chat": chat, "message_id": 1, "user": user, "date": now,
+        "old_reaction": [], "new_reaction": [{"type": "emoji", "emoji": "👍"}]}}));
+    stand_in.enqueue_update(json!({"update_id": 2002, "my_chat_member": {
+        "chat": chat, "from": user, "date": now,
+        "old_chat_member": {"status": "member", "user": {"id": 1, "is_bot": true, "first_name": "Bot"}},
+        "new_chat_member": {"status": "kicked", "user": {"id": 1, "is_bot": true, "first_name": "Bot"},
+                            "until_date": 0}}}));
+    stand_in.enqueue_update(json!({"update_id": 2003, "inline_query": {
+        "id": "1", "from": user, "query": "", "offset": ""}}));
+    stand_in.enqueue_update(json!({"update_id": 2004, "callback_query": {
+        "id": "2", "from": user, "chat_instance": "-1", "data": "x"}}));
+    all_settled(&stand_in, &[2001, 2002, 2004]).await;
+    let pending: Vec<i64> = stand_in
+        .pending_updates()
+        .iter()
+        .map(|u| u["update_id"].as_i64().unwrap())
+        .collect();
+    // Delivered while the message and the inline query still fail.
+    assert_eq!(pending, [stuck, 2003]);
+    until("the inline query failing", 10, || {
+        stand_in.deliveries().iter().any(|(id, _)| *id == 2003)
+    })
+    .await;
+    assert!(!stand_in.delivered().contains(&stuck));
+}
+
+fn telegram_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_webhook_uses_one_connection_until_its_first_success_then_up_to_max_connections() {
+    // WebhookActor::create_new_connections: one connection while
+    // last_success_time_ is more than 10 s back (an hour back at start).
+    let stand_in = scaled_stand_in().await;
+    let answer_after = Duration::from_millis(150);
+    let receiver = Receiver::start(&stand_in, move |_| Verdict::ok().after(answer_after)).await;
+    let mut ids: Vec<i64> = (0..4)
+        .map(|chat| stand_in.enqueue_text_from(3000 + chat, "A", "hi"))
+        .collect();
+    set_webhook_with(&stand_in, receiver.url(), 3).await;
+    until("the first delivery", 10, || !receiver.received().is_empty()).await;
+    // Another chat's update while the first is being answered: still the
+    // one connection.
+    ids.push(stand_in.enqueue_text_from(3004, "A", "hi"));
+    all_settled(&stand_in, &ids).await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 5);
+    assert_eq!(received[0].concurrent, 1);
+    // The second came only once the first was answered.
+    assert!(
+        received[1].at.duration_since(received[0].at) >= answer_after,
+        "{:?}",
+        received[1].at.duration_since(received[0].at)
+    );
+    let most = received.iter().map(|r| r.concurrent).max().unwrap();
+    assert_eq!(most, 3, "then one per queue, up to max_connections");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_without_a_success_for_ten_seconds_is_back_to_one_connection() {
+    let stand_in = scaled_stand_in().await;
+    let failing = Arc::new(AtomicBool::new(false));
+    let receiver = {
+        let failing = failing.clone();
+        Receiver::start(&stand_in, move |_| {
+            if failing.load(Ordering::SeqCst) {
+                // Each failure closes its connection, so new ones are made.
+                Verdict::status(500)
+                    .closing()
+                    .after(Duration::from_millis(30))
+            } else {
+                Verdict::ok().after(Duration::from_millis(50))
+            }
+        })
+        .await
+    };
+    set_webhook_with(&stand_in, receiver.url(), 4).await;
+    let ids: Vec<i64> = (0..4)
+        .map(|chat| stand_in.enqueue_text_from(4000 + chat, "A", "ok"))
+        .collect();
+    all_settled(&stand_in, &ids).await;
+    assert!(receiver.received().iter().any(|r| r.concurrent > 1));
+    failing.store(true, Ordering::SeqCst);
+    let failing_since = Instant::now();
+    for chat in 0..4 {
+        stand_in.enqueue_text_from(5000 + chat, "B", "fails");
+    }
+    // 60 Telegram seconds of failures and retries.
+    tokio::time::sleep(Duration::from_secs_f64(60.0 * SCALE)).await;
+    let received = receiver.received();
+    // Within 10 s of the last success the connections are still made.
+    let early = received
+        .iter()
+        .filter(|r| r.at < failing_since + Duration::from_secs_f64(5.0 * SCALE));
+    assert!(early.map(|r| r.concurrent).max().unwrap_or(0) > 1);
+    // After 10 s without one, one at a time (a margin for the last
+    // success's answer).
+    let late: Vec<usize> = received
+        .iter()
+        .filter(|r| r.at > failing_since + Duration::from_secs_f64(15.0 * SCALE))
+        .map(|r| r.concurrent)
+        .collect();
+    assert!(late.len() >= 3, "{late:?}");
+    assert!(late.iter().all(|c| *c == 1), "{late:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_update_is_delivered_after_allowed_updates_leave_out_its_kind() {
+    // Client::add_update_impl filters when an update is created, not when
+    // it is delivered.
+    let stand_in = scaled_stand_in().await;
+    let receiver = Receiver::start(&stand_in, |_| Verdict::ok()).await;
+    let id = stand_in.enqueue_text_from(42, "Ali", "queued first");
+    set_webhook(&stand_in, receiver.url(), &["callback_query"]).await;
+    assert!(stand_in.wait_settled(id, Duration::from_secs(10)).await);
+    assert_eq!(stand_in.delivered(), [id]);
+    assert_eq!(receiver.accepted_texts(42), ["queued first"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identical_set_webhook_keeps_the_last_error() {
+    // Client::process_set_webhook_query: the same URL, secret and
+    // max_connections leave the webhook as it is ("Webhook is already
+    // set"), whatever allowed_updates says; a changed one starts afresh.
+    let stand_in = scaled_stand_in().await;
+    let failing = Arc::new(AtomicBool::new(true));
+    let receiver = {
+        let failing = failing.clone();
+        Receiver::start(&stand_in, move |_| match failing.load(Ordering::SeqCst) {
+            true => Verdict::status(502),
+            false => Verdict::ok(),
+        })
+        .await
+    };
+    let api = set_webhook(&stand_in, receiver.url(), &["message"]).await;
+    let id = stand_in.enqueue_text_from(42, "Ali", "Hi!");
+    until("a failed attempt", 10, || !stand_in.deliveries().is_empty()).await;
+    let before = api.ok("getWebhookInfo", json!({})).await;
+    assert_eq!(before["last_error_message"], WRONG_502);
+    // setWebhook's one a second is 10 ms here.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let same = api
+        .call(
+            "setWebhook",
+            json!({"url": receiver.url(), "secret_token": SECRET,
+                   "allowed_updates": ["message", "callback_query"]}),
+        )
+        .await;
+    assert_eq!(same.result(), &json!(true));
+    assert_eq!(same.body["description"], "Webhook is already set");
+    let after = api.ok("getWebhookInfo", json!({})).await;
+    assert_eq!(after["last_error_date"], before["last_error_date"]);
+    assert_eq!(after["last_error_message"], WRONG_502);
+    assert_eq!(
+        after["allowed_updates"],
+        json!(["message", "callback_query"])
+    );
+
+    failing.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let changed = api
+        .call(
+            "setWebhook",
+            json!({"url": receiver.url(), "secret_token": SECRET, "max_connections": 5}),
+        )
+        .await;
+    assert_eq!(changed.body["description"], "Webhook was set");
+    assert!(stand_in.wait_settled(id, Duration::from_secs(10)).await);
+    let fresh = api.ok("getWebhookInfo", json!({})).await;
+    assert!(fresh.get("last_error_message").is_none(), "{fresh}");
+    assert!(fresh.get("last_error_date").is_none(), "{fresh}");
 }

@@ -6,8 +6,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use serde_json::{json, Value};
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use telegram_stand_in::{Options, StandIn};
 
 /// The webhook secret the delivery tests set.
@@ -22,8 +23,13 @@ pub async fn stand_in() -> StandIn {
 
 /// A stand-in whose Telegram time runs at [`SCALE`].
 pub async fn scaled_stand_in() -> StandIn {
+    stand_in_at(SCALE).await
+}
+
+/// A stand-in whose Telegram time runs at `scale`.
+pub async fn stand_in_at(scale: f64) -> StandIn {
     StandIn::start(Options {
-        time_scale: SCALE,
+        time_scale: scale,
         ..Options::default()
     })
     .await
@@ -128,6 +134,8 @@ pub struct Verdict {
     /// Sent to the update's chat with sendMessage before answering, as a
     /// bot that replies would.
     pub reply: Option<String>,
+    /// Answer with `Connection: close`, so the connection is not reused.
+    pub close: bool,
 }
 
 impl Verdict {
@@ -137,6 +145,7 @@ impl Verdict {
             retry_after: None,
             delay: Duration::ZERO,
             reply: None,
+            close: false,
         }
     }
 
@@ -155,6 +164,13 @@ impl Verdict {
         Verdict { delay, ..self }
     }
 
+    pub fn closing(self) -> Verdict {
+        Verdict {
+            close: true,
+            ..self
+        }
+    }
+
     pub fn replying(self, text: &str) -> Verdict {
         Verdict {
             reply: Some(text.to_owned()),
@@ -169,6 +185,11 @@ pub struct Received {
     pub update: Value,
     pub secret: Option<String>,
     pub status: u16,
+    /// When it arrived.
+    pub at: Instant,
+    /// How many deliveries were being answered when it arrived, itself
+    /// included.
+    pub concurrent: usize,
 }
 
 /// A webhook on loopback standing in for the bot: each update it receives
@@ -192,12 +213,17 @@ impl Receiver {
         let decide: Decide = Arc::new(decide);
         let api = Api::new(stand_in);
         let log = received.clone();
+        let answering = Arc::new(AtomicUsize::new(0));
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (decide, api, log) = (decide.clone(), api.clone(), log.clone());
+                let (decide, api, log, answering) =
+                    (decide.clone(), api.clone(), log.clone(), answering.clone());
                 let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                    let (decide, api, log) = (decide.clone(), api.clone(), log.clone());
+                    let (decide, api, log, answering) =
+                        (decide.clone(), api.clone(), log.clone(), answering.clone());
                     async move {
+                        let at = Instant::now();
+                        let concurrent = answering.fetch_add(1, Ordering::SeqCst) + 1;
                         let secret = request
                             .headers()
                             .get("x-telegram-bot-api-secret-token")
@@ -209,6 +235,8 @@ impl Receiver {
                             update: update.clone(),
                             secret,
                             status: verdict.status,
+                            at,
+                            concurrent,
                         });
                         tokio::time::sleep(verdict.delay).await;
                         if let Some(text) = &verdict.reply {
@@ -222,6 +250,13 @@ impl Receiver {
                         if let Some(seconds) = verdict.retry_after {
                             response.headers_mut().insert("retry-after", seconds.into());
                         }
+                        if verdict.close {
+                            response.headers_mut().insert(
+                                "connection",
+                                hyper::header::HeaderValue::from_static("close"),
+                            );
+                        }
+                        answering.fetch_sub(1, Ordering::SeqCst);
                         Ok::<_, Infallible>(response)
                     }
                 });
