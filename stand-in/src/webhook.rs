@@ -376,7 +376,10 @@ mod tests {
     #[test]
     fn backoff_follows_telegrams_schedule() {
         let waits = waits(&[None; 20]);
-        assert_eq!(waits[..7], [0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]);
+        assert_eq!(waits[..6], [0.0, 2.0, 4.0, 8.0, 16.0, 32.0]);
+        // 64 s, unless the random cap drawn for it is lower
+        // (WebhookActor::on_update_error takes the smaller).
+        assert!((60.0..=64.0).contains(&waits[6]), "{}", waits[6]);
         for wait in &waits[7..] {
             assert!((60.0..120.0).contains(wait), "{wait}");
         }
