@@ -4,7 +4,8 @@
 use crate::telegram::{AnswerCallbackQuery, EditMessageText, SendMessage};
 
 /// One Bot API call the bot asks for.
-#[derive(Debug, Clone, PartialEq)]
+/// Serialised into the outbox of an update while it is being answered.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Action {
     /// Send a message (sendMessage).
     Send(SendMessage),

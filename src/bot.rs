@@ -12,17 +12,25 @@ use serde::{Deserialize, Serialize};
 
 /// The commands the bot knows, as listed by `/help`.
 pub const COMMANDS: &[(&str, &str)] = &[("start", "say hello"), ("help", "list the commands")];
+/// The commands that need memory (a store), listed only when it has one.
+pub const MEMORY_COMMANDS: &[(&str, &str)] =
+    &[("count", "how many messages this chat sent since /start")];
 
 /// The update kinds this bot answers. setWebhook and getUpdates ask Telegram
 /// for these only: fewer deliveries, fewer invocations, lower cost. Add a kind
 /// here when `Bot::handle` learns to answer it.
 pub const ALLOWED_UPDATES: &[&str] = &["message"];
 
-/// What the bot remembers about one chat between updates. The echo bot needs
-/// nothing, so it is empty; add fields (with `#[serde(default)]`, so state
-/// saved by an older version still loads) when the bot needs memory.
+/// What the bot remembers about one chat between updates, kept by the store
+/// (see the README's section on memory). Give new fields
+/// `#[serde(default)]`, so that state saved by an older version still loads.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct State {}
+pub struct State {
+    /// Messages the chat sent since its last /start (or since the bot first
+    /// saw it), that one included.
+    #[serde(default)]
+    pub messages: u64,
+}
 
 /// The bot. Holds what its answers depend on besides the update.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +38,9 @@ pub struct Bot {
     /// The bot's username without `@`, to tell `/cmd@ThisBot` from
     /// `/cmd@OtherBot`. Without it, a command naming any bot is taken as ours.
     username: Option<String>,
+    /// Whether a store keeps [`State`] between updates; without one every
+    /// update starts from the default, and `/count` is not offered.
+    memory: bool,
 }
 
 impl Bot {
@@ -37,16 +48,34 @@ impl Bot {
         let username = username
             .map(|u| u.trim().trim_start_matches('@').to_owned())
             .filter(|u| !u.is_empty());
-        Bot { username }
+        Bot {
+            username,
+            memory: false,
+        }
+    }
+
+    /// Says whether a store keeps the chat's state between updates.
+    pub fn with_memory(mut self, memory: bool) -> Self {
+        self.memory = memory;
+        self
+    }
+
+    /// The commands to list in `/help` and the command menu.
+    pub fn commands(&self) -> Vec<(&'static str, &'static str)> {
+        let mut commands = COMMANDS.to_vec();
+        if self.memory {
+            commands.extend_from_slice(MEMORY_COMMANDS);
+        }
+        commands
     }
 
     /// The bot's answer to `update` from a chat whose state is `state`: the
     /// actions to carry out, in order (none when the update needs no
     /// answer), and the chat's state afterwards.
-    pub fn handle(&self, update: &Update, state: State) -> (Vec<Action>, State) {
+    pub fn handle(&self, update: &Update, mut state: State) -> (Vec<Action>, State) {
         let actions = match &update.kind {
             UpdateKind::Message(message) => self
-                .on_message(message)
+                .on_message(message, &mut state)
                 .into_iter()
                 .map(Action::Send)
                 .collect(),
@@ -57,7 +86,8 @@ impl Bot {
         (actions, state)
     }
 
-    fn on_message(&self, message: &Message) -> Option<SendMessage> {
+    fn on_message(&self, message: &Message, state: &mut State) -> Option<SendMessage> {
+        state.messages = state.messages.saturating_add(1);
         let Some(text) = message.text.as_deref() else {
             // Photos, stickers, voice notes...: a hint in private chats only,
             // since in groups the bot would answer every picture.
@@ -66,8 +96,14 @@ impl Bot {
         };
         let reply = match Command::of(message) {
             Some(command) if !self.is_addressed_to_us(command.bot) => return None,
-            Some(command) if command.name.eq_ignore_ascii_case("start") => greeting(message),
-            Some(command) if command.name.eq_ignore_ascii_case("help") => help(),
+            Some(command) if command.name.eq_ignore_ascii_case("start") => {
+                state.messages = 0;
+                greeting(message)
+            }
+            Some(command) if command.name.eq_ignore_ascii_case("help") => self.help(),
+            Some(command) if self.memory && command.name.eq_ignore_ascii_case("count") => {
+                count(state.messages)
+            }
             _ => format!("You said: {text}"),
         };
         Some(SendMessage::reply_to(message, reply))
@@ -92,12 +128,21 @@ fn greeting(message: &Message) -> String {
     }
 }
 
-fn help() -> String {
-    let mut text = String::from("I repeat any text you send me.\n\nCommands:");
-    for (name, description) in COMMANDS {
-        text.push_str(&format!("\n/{name} - {description}"));
+impl Bot {
+    fn help(&self) -> String {
+        let mut text = String::from("I repeat any text you send me.\n\nCommands:");
+        for (name, description) in self.commands() {
+            text.push_str(&format!("\n/{name} - {description}"));
+        }
+        text
     }
-    text
+}
+
+fn count(messages: u64) -> String {
+    match messages {
+        1 => "This chat has sent 1 message since /start.".to_owned(),
+        n => format!("This chat has sent {n} messages since /start."),
+    }
 }
 
 /// A bot command at the start of a message: `/name`, `/name args` or
@@ -184,11 +229,9 @@ mod tests {
         Bot::new(Some("@EchoLambdaBot".to_owned()))
     }
 
-    /// The messages `bot` sends for `update`; the echo bot only sends, and
-    /// leaves the chat's state as it was.
+    /// The messages `bot` sends for `update`; the echo bot only sends.
     fn replies(bot: &Bot, update: &Update) -> Vec<SendMessage> {
-        let (actions, state) = bot.handle(update, State::default());
-        assert_eq!(state, State::default());
+        let (actions, _state) = bot.handle(update, State::default());
         actions
             .into_iter()
             .map(|action| match action {
@@ -235,6 +278,52 @@ mod tests {
                 }),
             }]
         );
+    }
+
+    /// The texts of the replies to `texts`, sent one after the other, each
+    /// on the state the one before left.
+    fn conversation(bot: &Bot, texts: &[&str]) -> Vec<String> {
+        let mut state = State::default();
+        let mut said = Vec::new();
+        for text in texts {
+            let (actions, next) = bot.handle(&private_text(text), state);
+            state = next;
+            for action in actions {
+                if let Action::Send(message) = action {
+                    said.push(message.text);
+                }
+            }
+        }
+        said
+    }
+
+    #[test]
+    fn count_says_how_many_messages_the_chat_sent_since_start() {
+        let bot = bot().with_memory(true);
+        let said = conversation(&bot, &["hi", "/start", "one", "two", "/count"]);
+        assert_eq!(said[4], "This chat has sent 3 messages since /start.");
+        let said = conversation(&bot, &["/start", "/count"]);
+        assert_eq!(said[1], "This chat has sent 1 message since /start.");
+    }
+
+    #[test]
+    fn count_is_offered_only_with_memory() {
+        let with = conversation(&bot().with_memory(true), &["/help"]);
+        assert!(with[0].contains("/count - "), "{with:?}");
+        let without = conversation(&bot(), &["/help", "/count"]);
+        assert!(!without[0].contains("/count"), "{without:?}");
+        assert_eq!(
+            without[1], "You said: /count",
+            "an unknown command is echoed"
+        );
+    }
+
+    #[test]
+    fn the_echo_is_the_same_with_memory_and_without() {
+        let texts = ["hello", "/start", "/nope", "again"];
+        let with = conversation(&bot().with_memory(true), &texts);
+        let without = conversation(&bot(), &texts);
+        assert_eq!(with, without);
     }
 
     #[test]
@@ -363,7 +452,7 @@ mod tests {
     fn a_command_ends_where_telegrams_entity_ends() {
         assert_eq!(
             texts(&replies(&bot(), &with_command("/help, please", 5))),
-            [help()]
+            [bot().help()]
         );
         assert!(replies(&bot(), &with_command("/start@OtherBot!", 15)).is_empty());
         assert_eq!(

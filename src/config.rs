@@ -3,6 +3,7 @@
 //! certificates. [`InitError`] is every reason the process cannot start.
 
 use crate::ssm::{ParameterError, ParameterStore, Ssm};
+use crate::store::StoreConfig;
 use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
 use std::future::Future;
@@ -41,6 +42,8 @@ pub enum InitError {
     Config(#[from] ConfigError),
     #[error("could not build the HTTP client")]
     HttpClient(#[source] reqwest::Error),
+    #[error("could not open the store file {0}")]
+    StoreFile(#[from] crate::store::file::OpenError),
 }
 
 /// Named when no token source is configured.
@@ -155,6 +158,12 @@ pub struct Config {
     /// bundle `SSL_CERT_FILE` names (for an HTTPS stand-in or a proxy).
     pub extra_root_certificates: Vec<reqwest::Certificate>,
     pub http_timeout: Duration,
+    /// Where the bot's memory lives: `BOT_STORE_TABLE` (DynamoDB) or
+    /// `BOT_STORE_FILE`; neither is no memory.
+    pub store: StoreConfig,
+    /// How long a quiet chat's record is kept (`BOT_STATE_TTL_DAYS`, 0 or
+    /// unset for ever).
+    pub keep_chats: Option<Duration>,
 }
 
 impl Config {
@@ -234,7 +243,37 @@ impl Config {
                     reason: format!("expected seconds between 0 and 300, got {v:?}"),
                 })?,
         };
+        let store = match (get("BOT_STORE_TABLE"), get("BOT_STORE_FILE")) {
+            (None, None) => StoreConfig::Off,
+            (Some(table), None) => StoreConfig::DynamoDb {
+                table: table.trim().to_owned(),
+            },
+            (None, Some(path)) => StoreConfig::File {
+                path: PathBuf::from(path.trim()),
+            },
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    var: "BOT_STORE_FILE",
+                    reason: "set BOT_STORE_TABLE or BOT_STORE_FILE, not both".to_owned(),
+                })
+            }
+        };
+        let keep_chats = match get("BOT_STATE_TTL_DAYS") {
+            None => None,
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(0) => None,
+                Ok(days) if days <= 36_500 => Some(Duration::from_secs(u64::from(days) * 86_400)),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: "BOT_STATE_TTL_DAYS",
+                        reason: format!("expected whole days, 0 to 36500, got {v:?}"),
+                    })
+                }
+            },
+        };
         Ok(Config {
+            store,
+            keep_chats,
             token,
             api_base_url,
             bot_username: get("TELEGRAM_BOT_USERNAME")
@@ -420,6 +459,40 @@ mod tests {
         assert!(WebhookSecret::parse(&longest)
             .unwrap()
             .matches(longest.as_bytes()));
+    }
+
+    #[test]
+    fn the_store_is_chosen_by_its_variable() {
+        let with = |vars: &[(&str, &str)]| {
+            let mut all = vec![("TELEGRAM_BOT_TOKEN", TOKEN)];
+            all.extend_from_slice(vars);
+            Config::from_lookup(lookup(&all))
+        };
+        assert_eq!(with(&[]).unwrap().store, StoreConfig::Off);
+        assert_eq!(
+            with(&[("BOT_STORE_TABLE", "bot-memory")]).unwrap().store,
+            StoreConfig::DynamoDb {
+                table: "bot-memory".into()
+            }
+        );
+        assert_eq!(
+            with(&[("BOT_STORE_FILE", "/tmp/x.redb"), ("BOT_STORE_TABLE", " ")])
+                .unwrap()
+                .store,
+            StoreConfig::File {
+                path: "/tmp/x.redb".into()
+            }
+        );
+        assert!(with(&[("BOT_STORE_FILE", "a"), ("BOT_STORE_TABLE", "b")]).is_err());
+        assert_eq!(
+            with(&[("BOT_STATE_TTL_DAYS", "30")]).unwrap().keep_chats,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(
+            with(&[("BOT_STATE_TTL_DAYS", "0")]).unwrap().keep_chats,
+            None
+        );
+        assert!(with(&[("BOT_STATE_TTL_DAYS", "-1")]).is_err());
     }
 
     #[test]

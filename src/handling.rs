@@ -6,7 +6,9 @@ use crate::action::Action;
 use crate::bot::{Bot, State};
 use crate::client::{ApiError, BotApi, Failure};
 use crate::error::Chain;
+use crate::memory::{millis, now_millis, Decision, Memory, Ticket, LEASE_MARGIN};
 use crate::retry::{retry, GaveUp, RetryPolicy, Stop};
+use crate::store::StoreError;
 use crate::telegram::{SendMessage, Update};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -14,8 +16,13 @@ use tokio::time::Instant;
 /// How the handling of one update ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Seen and finished by this process before.
+    /// Answered before: by this process, or, with a store, by any.
     Duplicate,
+    /// Another run is answering it at this moment; a later delivery will
+    /// find it done.
+    InProgress {
+        retry_after: Duration,
+    },
     /// Nothing to answer.
     Ignored,
     Answered,
@@ -33,6 +40,7 @@ impl Outcome {
     pub fn as_str(&self) -> &'static str {
         match self {
             Outcome::Duplicate => "duplicate",
+            Outcome::InProgress { .. } => "in_progress",
             Outcome::Ignored => "ignored",
             Outcome::Answered => "answered",
             Outcome::PermanentFailure => "permanent_failure",
@@ -45,9 +53,20 @@ impl Outcome {
     pub fn is_final(&self) -> bool {
         !matches!(
             self,
-            Outcome::RetryableFailure { .. } | Outcome::ConfigurationFailure
+            Outcome::RetryableFailure { .. }
+                | Outcome::ConfigurationFailure
+                | Outcome::InProgress { .. }
         )
     }
+}
+
+/// What stopped an update: a Bot API call, or the store.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlingError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// What became of one update.
@@ -55,27 +74,175 @@ impl Outcome {
 pub struct Handled {
     pub outcome: Outcome,
     /// The failure that decided the outcome, if any.
-    pub error: Option<ApiError>,
+    pub error: Option<HandlingError>,
     /// How many of the bot's actions are behind it (carried out, or refused
     /// for good); a later attempt at the same update resumes after them.
     pub done: usize,
 }
 
-/// Answers `update`: runs the bot, then carries out its actions from number
-/// `resume_from` on, each retried as `policy` says. An action refused for
-/// good does not stop the ones after it; one that may succeed later does, so
-/// that the actions keep their order. Logs the update's one line.
-pub async fn handle_update(
+/// What answers an update: the Bot API client, the bot, and its memory when
+/// a store is configured. The webhook and the polling loop each hold one.
+#[derive(Debug, Clone, Copy)]
+pub struct Responder<'a> {
+    pub api: &'a BotApi,
+    pub bot: &'a Bot,
+    pub memory: Option<&'a Memory>,
+}
+
+impl Responder<'_> {
+    /// Answers `update` and logs its one line. Without memory, the bot runs
+    /// on the default state and the actions from number `resume_from` on
+    /// are carried out; with memory, the store decides (see
+    /// [`crate::memory`]) and `resume_from` is not needed.
+    pub async fn answer(
+        &self,
+        update: &Update,
+        resume_from: usize,
+        policy: &RetryPolicy,
+        stop: &mut Stop,
+    ) -> Handled {
+        let started = Instant::now();
+        let handled = match self.memory {
+            None => {
+                let (actions, _state) = self.bot.handle(update, State::default());
+                carry_out(self.api, &actions, resume_from, policy, stop, None).await
+            }
+            Some(memory) => self.answer_once(memory, update, policy, stop).await,
+        };
+        log_update(
+            update,
+            handled.outcome,
+            started,
+            handled.error.as_ref().map(|e| e as &dyn std::error::Error),
+        );
+        handled
+    }
+
+    async fn answer_once(
+        &self,
+        memory: &Memory,
+        update: &Update,
+        policy: &RetryPolicy,
+        stop: &mut Stop,
+    ) -> Handled {
+        let now = now_millis();
+        let lease_until = lease_until(policy.deadline, now);
+        let decided = before(
+            policy.deadline,
+            memory.decide(self.bot, update, lease_until, now),
+        )
+        .await;
+        let (decision, ticket) = match decided {
+            Ok(decided) => decided,
+            Err(error) => return store_failure(error),
+        };
+        let (actions, from) = match decision {
+            Decision::Duplicate => return finished(Outcome::Duplicate),
+            Decision::InProgress { retry_after } => {
+                return finished(Outcome::InProgress { retry_after })
+            }
+            Decision::Nothing => return finished(Outcome::Ignored),
+            Decision::Send { actions, from } => (actions, from),
+        };
+        let progress = Progress {
+            memory,
+            ticket: &ticket,
+            lease_until,
+            deadline: policy.deadline.map(|d| d + RECORD_GRACE),
+        };
+        let handled = carry_out(self.api, &actions, from, policy, stop, Some(&progress)).await;
+        // Recording what was sent matters more than the answer's margin: a
+        // reply not recorded goes out again after the lease.
+        let record_by = policy.deadline.map(|d| d + RECORD_GRACE);
+        let recorded = if handled.outcome.is_final() {
+            before(record_by, memory.finish(&ticket)).await
+        } else {
+            // Let the next delivery take over at once, from where this one
+            // stopped.
+            before(record_by, memory.progress(&ticket, handled.done, 0)).await
+        };
+        if let Err(error) = recorded {
+            // Telegram has the replies: an error status now would only bring
+            // the update again. Until the lease ends a repeat is told to
+            // wait; after it, actions not recorded as sent go out again.
+            tracing::warn!(
+                update_id = update.id.0,
+                error = %Chain(&error),
+                "the update's progress could not be recorded"
+            );
+        }
+        handled
+    }
+}
+
+/// Time past the deadline a run may take to record what it sent: part of
+/// the margin the webhook keeps to answer.
+const RECORD_GRACE: Duration = Duration::from_millis(250);
+
+/// Where a run records its progress between actions.
+struct Progress<'a> {
+    memory: &'a Memory,
+    ticket: &'a Ticket,
+    lease_until: i64,
+    deadline: Option<Instant>,
+}
+
+fn finished(outcome: Outcome) -> Handled {
+    Handled {
+        outcome,
+        error: None,
+        done: 0,
+    }
+}
+
+/// The store failed before anything was sent: a later delivery can do it
+/// all.
+fn store_failure(error: StoreError) -> Handled {
+    let outcome = match &error {
+        error if error.is_configuration() => Outcome::ConfigurationFailure,
+        StoreError::Corrupt(_) => Outcome::PermanentFailure,
+        _ => Outcome::RetryableFailure { retry_after: None },
+    };
+    Handled {
+        outcome,
+        error: Some(HandlingError::Store(error)),
+        done: 0,
+    }
+}
+
+/// How long a run owns its update: until its deadline plus a margin, or a
+/// minute when it has none.
+fn lease_until(deadline: Option<Instant>, now: i64) -> i64 {
+    let left = deadline
+        .map(|d| d.saturating_duration_since(Instant::now()))
+        .unwrap_or(Duration::from_secs(60));
+    now.saturating_add(millis(left + LEASE_MARGIN))
+}
+
+/// A store call that gives up at the deadline.
+async fn before<T>(
+    deadline: Option<Instant>,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, call)
+            .await
+            .unwrap_or(Err(StoreError::Timeout)),
+        None => call.await,
+    }
+}
+
+/// Carries out `actions` from number `from` on, each retried as `policy`
+/// says. An action refused for good does not stop the ones after it; one
+/// that may succeed later does, so that the actions keep their order.
+async fn carry_out(
     api: &BotApi,
-    bot: &Bot,
-    update: &Update,
-    resume_from: usize,
+    actions: &[Action],
+    from: usize,
     policy: &RetryPolicy,
     stop: &mut Stop,
+    progress: Option<&Progress<'_>>,
 ) -> Handled {
-    let started = Instant::now();
-    // The chat's state is not kept yet: every update starts from the default.
-    let (actions, _state) = bot.handle(update, State::default());
     let mut handled = Handled {
         outcome: if actions.is_empty() {
             Outcome::Ignored
@@ -83,40 +250,47 @@ pub async fn handle_update(
             Outcome::Answered
         },
         error: None,
-        done: resume_from.min(actions.len()),
+        done: from.min(actions.len()),
     };
-    for action in actions.iter().skip(resume_from) {
+    for action in actions.iter().skip(from) {
         let carried_out = retry(policy, stop, action.method(), || {
             perform(api, action, policy.deadline)
         })
         .await;
-        match carried_out {
-            Ok(()) => {}
+        let error = match carried_out {
+            Ok(()) => None,
             Err(GaveUp::Stopped(error)) => {
-                handled.outcome = Outcome::RetryableFailure { retry_after: None };
-                handled.error = Some(error);
+                Some((Outcome::RetryableFailure { retry_after: None }, error))
+            }
+            Err(GaveUp::Failed(error)) => Some(match error.failure() {
+                Failure::Permanent => (Outcome::PermanentFailure, error),
+                Failure::Retryable { retry_after } => {
+                    (Outcome::RetryableFailure { retry_after }, error)
+                }
+                Failure::Configuration => (Outcome::ConfigurationFailure, error),
+            }),
+        };
+        if let Some((outcome, error)) = error {
+            handled.outcome = outcome;
+            handled.error = Some(HandlingError::Api(error));
+            if !outcome.is_final() {
                 break;
             }
-            Err(GaveUp::Failed(error)) => match error.failure() {
-                Failure::Permanent => {
-                    handled.outcome = Outcome::PermanentFailure;
-                    handled.error = Some(error);
-                }
-                Failure::Retryable { retry_after } => {
-                    handled.outcome = Outcome::RetryableFailure { retry_after };
-                    handled.error = Some(error);
-                    break;
-                }
-                Failure::Configuration => {
-                    handled.outcome = Outcome::ConfigurationFailure;
-                    handled.error = Some(error);
-                    break;
-                }
-            },
         }
         handled.done += 1;
+        if let Some(progress) = progress.filter(|_| handled.done < actions.len()) {
+            let recorded = before(
+                progress.deadline,
+                progress
+                    .memory
+                    .progress(progress.ticket, handled.done, progress.lease_until),
+            )
+            .await;
+            if let Err(error) = recorded {
+                tracing::warn!(error = %Chain(&error), "an action's progress could not be recorded");
+            }
+        }
     }
-    log_update(update, handled.outcome, started, handled.error.as_ref());
     handled
 }
 
@@ -147,7 +321,12 @@ async fn perform(api: &BotApi, action: &Action, deadline: Option<Instant>) -> Re
 
 /// The one line logged per update, the same in both delivery modes, with the
 /// error that decided the outcome, if any. Never the message text.
-pub fn log_update(update: &Update, outcome: Outcome, started: Instant, error: Option<&ApiError>) {
+pub fn log_update(
+    update: &Update,
+    outcome: Outcome,
+    started: Instant,
+    error: Option<&dyn std::error::Error>,
+) {
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let error = error.map(|e| Chain(e).to_string());
     let chat_type = update.chat().map(|c| c.kind.as_str()).unwrap_or("none");

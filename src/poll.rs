@@ -10,8 +10,10 @@
 use crate::bot::Bot;
 use crate::client::{ApiError, BotApi};
 use crate::error::Chain;
-use crate::handling::{handle_update, Outcome};
+use crate::handling::{HandlingError, Outcome, Responder};
+use crate::memory::Memory;
 use crate::retry::{retry, Backoff, GaveUp, RetryPolicy, Stop};
+use crate::store::StoreError;
 use crate::telegram::{GetUpdates, UpdateId};
 
 /// Telegram's longest long poll.
@@ -30,6 +32,10 @@ pub struct PollOptions {
     pub drop_pending_updates: bool,
     /// Waits between retries of a failed call.
     pub backoff: Backoff,
+    /// The bot's memory (the file store); without it an update answered
+    /// but not yet confirmed to Telegram when the process dies is answered
+    /// again after a restart.
+    pub memory: Option<Memory>,
 }
 
 impl Default for PollOptions {
@@ -45,6 +51,7 @@ impl Default for PollOptions {
             ),
             drop_pending_updates: false,
             backoff: Backoff::default(),
+            memory: None,
         }
     }
 }
@@ -63,6 +70,8 @@ pub enum PollError {
     Configuration(#[source] ApiError),
     #[error("getUpdates returned update_id {0}: no offset can confirm it")]
     LastUpdateId(i64),
+    #[error("the store refused a request")]
+    Store(#[source] StoreError),
 }
 
 impl PollError {
@@ -99,6 +108,12 @@ pub async fn run(
     mut stop: Stop,
 ) -> Result<Summary, PollError> {
     let mut summary = Summary::default();
+    let bot = &bot.clone().with_memory(options.memory.is_some());
+    let responder = Responder {
+        api,
+        bot,
+        memory: options.memory.as_ref(),
+    };
     let policy = RetryPolicy::polling(options.backoff);
     let deleted = retry(&policy, &mut stop, "deleteWebhook", || {
         api.delete_webhook(options.drop_pending_updates)
@@ -139,11 +154,15 @@ pub async fn run(
             if offset.is_some_and(|o| update.id < o) {
                 continue; // confirmed already; a server that repeats it is wrong
             }
-            let handled = handle_update(api, bot, &update, 0, &policy, &mut stop).await;
+            let handled = responder.answer(&update, 0, &policy, &mut stop).await;
             match (handled.outcome, handled.error) {
-                (Outcome::ConfigurationFailure, Some(error)) => {
+                (Outcome::ConfigurationFailure, Some(HandlingError::Api(error))) => {
                     confirm(api, offset, &mut summary).await;
                     return Err(PollError::Configuration(error));
+                }
+                (Outcome::ConfigurationFailure, Some(HandlingError::Store(error))) => {
+                    confirm(api, offset, &mut summary).await;
+                    return Err(PollError::Store(error));
                 }
                 // The polling policy retries these until a stop is asked
                 // for: the update stays unconfirmed and comes again on the

@@ -12,7 +12,8 @@
 use crate::bot::Bot;
 use crate::client::BotApi;
 use crate::config::{Config, ConfigError, InitError, WebhookSecret};
-use crate::handling::{handle_update, log_update, Outcome};
+use crate::handling::{log_update, Outcome, Responder};
+use crate::memory::Memory;
 use crate::recent::{Progress, RecentUpdates};
 use crate::retry::{RetryPolicy, Stop};
 use crate::telegram::Update;
@@ -49,6 +50,7 @@ pub struct Webhook {
     bot: Bot,
     api: BotApi,
     secret: WebhookSecret,
+    memory: Option<Memory>,
     recent: Mutex<RecentUpdates>,
 }
 
@@ -64,8 +66,17 @@ impl Webhook {
             bot: Bot::new(config.bot_username.clone()),
             api: BotApi::new(config)?,
             secret,
+            memory: None,
             recent: Mutex::new(RecentUpdates::new(RECENT_UPDATES)),
         })
+    }
+
+    /// Gives the bot memory: the chat's state, and exactly-once answers
+    /// across instances. The bot lists its commands that need it.
+    pub fn with_memory(mut self, memory: Option<Memory>) -> Self {
+        self.bot = self.bot.with_memory(memory.is_some());
+        self.memory = memory;
+        self
     }
 }
 
@@ -111,9 +122,12 @@ impl Verdict {
                 | Outcome::Answered
                 | Outcome::PermanentFailure,
             ) => 200,
-            Verdict::Update(Outcome::RetryableFailure {
-                retry_after: Some(_),
-            }) => 503,
+            Verdict::Update(
+                Outcome::RetryableFailure {
+                    retry_after: Some(_),
+                }
+                | Outcome::InProgress { .. },
+            ) => 503,
             Verdict::Update(Outcome::RetryableFailure { retry_after: None }) => 502,
             Verdict::Update(Outcome::ConfigurationFailure) => 500,
         }
@@ -129,9 +143,12 @@ impl Verdict {
             Verdict::MethodNotAllowed => {
                 headers.insert("allow", HeaderValue::from_static("POST"));
             }
-            Verdict::Update(Outcome::RetryableFailure {
-                retry_after: Some(wait),
-            }) => {
+            Verdict::Update(
+                Outcome::RetryableFailure {
+                    retry_after: Some(wait),
+                }
+                | Outcome::InProgress { retry_after: wait },
+            ) => {
                 let seconds = wait_in_whole_seconds(*wait);
                 headers.insert("retry-after", HeaderValue::from(seconds));
             }
@@ -350,23 +367,24 @@ impl Webhook {
                 log_update(update, Outcome::Duplicate, Instant::now(), None);
                 return Outcome::Duplicate;
             }
-            Some(Progress::Sent(count)) => count,
-            None => 0,
+            // With a store, the store knows how far it got.
+            Some(Progress::Sent(count)) if self.memory.is_none() => count,
+            _ => 0,
         };
         let policy = RetryPolicy::webhook(deadline);
-        let handled = handle_update(
-            &self.api,
-            &self.bot,
-            update,
-            resume_from,
-            &policy,
-            &mut Stop::never(),
-        )
-        .await;
-        let progress = if handled.outcome.is_final() {
-            Progress::Done
-        } else {
-            Progress::Sent(handled.done)
+        let responder = Responder {
+            api: &self.api,
+            bot: &self.bot,
+            memory: self.memory.as_ref(),
+        };
+        let handled = responder
+            .answer(update, resume_from, &policy, &mut Stop::never())
+            .await;
+        let progress = match handled.outcome {
+            // Done by another run: this process has not seen it finish.
+            Outcome::InProgress { .. } => return handled.outcome,
+            outcome if outcome.is_final() => Progress::Done,
+            _ => Progress::Sent(handled.done),
         };
         lock(&self.recent).record(update.id, progress);
         handled.outcome

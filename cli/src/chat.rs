@@ -23,6 +23,7 @@ use std::time::Duration;
 use telegram_lambda_bot::bot::{Bot, ALLOWED_UPDATES};
 use telegram_lambda_bot::client::{ApiError, BotApi};
 use telegram_lambda_bot::config::{Config, InitError};
+use telegram_lambda_bot::memory::Memory;
 use telegram_lambda_bot::poll::{self, PollOptions};
 use telegram_lambda_bot::retry::Stop;
 use telegram_lambda_bot::telegram::SetWebhook;
@@ -113,7 +114,13 @@ pub async fn run(args: ChatArgs) -> Result<(), ChatError> {
         .await
         .map_err(ChatError::StandIn)?;
     let secret = random_secret()?;
-    let vars = [
+    // Memory for this chat only: the stand-in's update ids start afresh with
+    // every chat, so a file kept from an earlier one would take new updates
+    // for answered ones. (cargo lambda watch restarts the function while the
+    // old one may still hold the file: --watch runs without memory.)
+    let store = (!args.watch)
+        .then(|| std::env::temp_dir().join(format!("bot-chat-store-{}.redb", std::process::id())));
+    let mut vars = vec![
         ("TELEGRAM_BOT_TOKEN", stand_in.token().to_owned()),
         ("TELEGRAM_API_BASE_URL", stand_in.base_url()),
         (
@@ -122,6 +129,9 @@ pub async fn run(args: ChatArgs) -> Result<(), ChatError> {
         ),
         ("TELEGRAM_WEBHOOK_SECRET", secret.clone()),
     ];
+    if let Some(store) = &store {
+        vars.push(("BOT_STORE_FILE", store.display().to_string()));
+    }
     let config = Config::from_lookup(|name| {
         vars.iter()
             .find(|(k, _)| *k == name)
@@ -185,6 +195,9 @@ pub async fn run(args: ChatArgs) -> Result<(), ChatError> {
     .await;
     // The log is kept when something went unanswered: it says why.
     stop(backend, &stop_polling, unanswered).await;
+    if let Some(store) = store {
+        let _ = std::fs::remove_file(store);
+    }
     Ok(())
 }
 
@@ -200,6 +213,7 @@ async fn start_backend(
         let api = api.clone();
         let options = PollOptions {
             timeout_secs: 10,
+            memory: Memory::from_config(config).await?,
             ..PollOptions::default()
         };
         return Ok(Backend::Polling(tokio::spawn(async move {

@@ -7,6 +7,7 @@ mod chat;
 mod function;
 
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use telegram_lambda_bot::bot::{Bot, ALLOWED_UPDATES};
@@ -14,8 +15,10 @@ use telegram_lambda_bot::client::{ApiError, BotApi};
 use telegram_lambda_bot::config::{Config, ConfigError, InitError, WebhookSecret};
 use telegram_lambda_bot::error::Chain;
 use telegram_lambda_bot::logging;
+use telegram_lambda_bot::memory::Memory;
 use telegram_lambda_bot::poll::{self, PollOptions, MAX_POLL_TIMEOUT_SECS};
 use telegram_lambda_bot::retry::{retry, Backoff, GaveUp, RetryPolicy, Stop};
+use telegram_lambda_bot::store::StoreConfig;
 use telegram_lambda_bot::telegram::{SetWebhook, WebhookInfo};
 use tokio::sync::watch;
 
@@ -71,7 +74,20 @@ struct PollArgs {
     /// Longest wait between retries after a failure, in seconds.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     max_backoff: u64,
+    /// The file that keeps the chats' state and which updates were answered,
+    /// so that a restart answers none twice. BOT_STORE_FILE or
+    /// BOT_STORE_TABLE, when set, are used instead of the default.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_store")]
+    store: Option<PathBuf>,
+    /// Keep no memory: every update starts from the default state, and
+    /// updates answered but not yet confirmed when the process dies are
+    /// answered again.
+    #[arg(long)]
+    no_store: bool,
 }
+
+/// Where `bot poll` keeps its memory unless told otherwise.
+const DEFAULT_STORE_FILE: &str = ".bot/store.redb";
 
 #[derive(Debug, Subcommand)]
 enum WebhookCommand {
@@ -228,7 +244,31 @@ fn allowed(kinds: Vec<String>) -> Vec<String> {
 
 async fn run_poll(config: &Config, api: &BotApi, args: PollArgs) -> ExitCode {
     let bot = Bot::new(config.bot_username.clone());
+    let mut config = config.clone();
+    config.store = match (args.no_store, args.store, &config.store) {
+        (true, _, _) => StoreConfig::Off,
+        (false, Some(path), _) => StoreConfig::File { path },
+        (false, None, StoreConfig::Off) => StoreConfig::File {
+            path: PathBuf::from(DEFAULT_STORE_FILE),
+        },
+        (false, None, from_environment) => from_environment.clone(),
+    };
+    let memory = match Memory::from_config(&config).await {
+        Ok(memory) => memory,
+        Err(error) => {
+            eprintln!("bot: {}", Chain(&error));
+            return ExitCode::FAILURE;
+        }
+    };
+    match &config.store {
+        StoreConfig::File { path } => {
+            tracing::info!(store = %path.display(), "remembering chats in a file")
+        }
+        StoreConfig::DynamoDb { table } => tracing::info!(table, "remembering chats in DynamoDB"),
+        StoreConfig::Off => tracing::info!("no store: chats are not remembered"),
+    }
     let options = PollOptions {
+        memory,
         timeout_secs: args.timeout,
         limit: args.limit,
         allowed_updates: Some(allowed(args.allowed_updates)),

@@ -92,6 +92,7 @@ pub(crate) async fn route(
         .get_mut(&method_key)
         .and_then(|queue| queue.pop_front());
     let mut truncate = false;
+    let mut answer_after = None;
     match fault {
         Some(Fault::Error {
             status,
@@ -118,6 +119,7 @@ pub(crate) async fn route(
         Some(Fault::Delay { millis }) => {
             tokio::time::sleep(Duration::from_millis(millis)).await;
         }
+        Some(Fault::SlowAnswer { millis }) => answer_after = Some(millis),
         None => {}
     }
     let result = call_method(shared, &method_key, &params).await;
@@ -127,6 +129,9 @@ pub(crate) async fn route(
     }
     let (status, response) = method_response(result);
     finish(shared, call, status, status == 200);
+    if let Some(millis) = answer_after {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+    }
     if truncate {
         return Err(Cut::MidAnswer(response));
     }

@@ -42,6 +42,9 @@ pub enum Fault {
     /// Wait this long, then carry out the call and answer normally; a client
     /// that gave up meanwhile has still caused the effect.
     Delay { millis: u64 },
+    /// Carry out the call at once, then wait this long before answering: a
+    /// client that dies meanwhile has caused the effect without learning it.
+    SlowAnswer { millis: u64 },
     /// Close the connection without answering, and do nothing.
     Drop,
     /// Carry out the call, then answer 200 with a body cut short: the

@@ -7,7 +7,10 @@
 use crate::helpers::{event, spawn_with, Setup, TestWebhook};
 use serde_json::{json, Value};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+use telegram_lambda_bot::memory::{Leases, Memory};
+use telegram_lambda_bot::store::dynamodb::DynamoDbStore;
 use telegram_stand_in::{Fault, Options};
 
 /// What a case does before the event is delivered.
@@ -353,12 +356,13 @@ pub struct Secrets {
 }
 
 async fn run(case: &Case) -> (TestWebhook, crate::helpers::Response) {
-    run_with(case, None).await
+    run_with(case, None, None).await
 }
 
 async fn run_with(
     case: &Case,
     secrets: Option<&Secrets>,
+    memory: Option<Memory>,
 ) -> (TestWebhook, crate::helpers::Response) {
     let closed_port = || {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -378,6 +382,7 @@ async fn run_with(
         setup.secret = Some(secrets.webhook_secret.to_owned());
     }
     setup.stand_in = Some(options);
+    setup.memory = memory;
     let test = spawn_with(setup).await;
     let mut event = event("text");
     if let Some(secrets) = secrets {
@@ -414,7 +419,7 @@ async fn run_with(
 pub async fn output_of_every_case(secrets: &Secrets) -> String {
     let mut output = String::new();
     for case in matrix() {
-        let (test, answer) = run_with(&case, Some(secrets)).await;
+        let (test, answer) = run_with(&case, Some(secrets), None).await;
         output.push_str(&test.logs.text());
         output.push_str(&format!("{answer:?}\n{:?}\n", test.webhook));
     }
@@ -425,6 +430,27 @@ pub async fn output_of_every_case(secrets: &Secrets) -> String {
 async fn fault_matrix_every_case_gets_its_status_and_log_line() {
     for case in matrix() {
         let (test, answer) = run(&case).await;
+        check(&case, &test, &answer);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_matrix_holds_with_the_store_on() {
+    let Some(moto) = testkit::Moto::start().await else {
+        return;
+    };
+    for (index, case) in matrix().into_iter().enumerate() {
+        let table = format!("matrix-{index}");
+        moto.create_table(&table).await;
+        let store = DynamoDbStore::new(&moto.sdk_config(), table);
+        let memory = Memory::new(Arc::new(store), Leases::Shared);
+        let (test, answer) = run_with(&case, None, Some(memory)).await;
+        check(&case, &test, &answer);
+    }
+}
+
+fn check(case: &Case, test: &TestWebhook, answer: &crate::helpers::Response) {
+    {
         assert_eq!(answer.status, case.status, "{}: {answer:?}", case.what);
         assert_eq!(
             answer.retry_after.as_deref(),

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use telegram_lambda_bot::client::BotApi;
 use telegram_lambda_bot::config::{Config, ConfigError};
+use telegram_lambda_bot::memory::Memory;
 use telegram_lambda_bot::webhook::{function_handler, Webhook};
 use telegram_stand_in::{Options, StandIn};
 pub use testkit::Logs;
@@ -74,6 +75,8 @@ pub struct Setup {
     pub stand_in: Option<Options>,
     /// The webhook secret; `SECRET`, the one in events/, by default.
     pub secret: Option<String>,
+    /// The bot's memory; none by default.
+    pub memory: Option<Memory>,
 }
 
 pub async fn spawn() -> TestWebhook {
@@ -97,7 +100,9 @@ pub async fn spawn_with(setup: Setup) -> TestWebhook {
     if let Some(timeout) = &setup.http_timeout_secs {
         vars.push(("TELEGRAM_HTTP_TIMEOUT_SECS", timeout));
     }
-    let webhook = Webhook::new(&config(&vars)).unwrap();
+    let webhook = Webhook::new(&config(&vars))
+        .unwrap()
+        .with_memory(setup.memory);
     TestWebhook {
         stand_in,
         webhook,
@@ -275,4 +280,12 @@ pub fn webhook_for(stand_in: &StandIn) -> Webhook {
         ("TELEGRAM_BOT_USERNAME", BOT_USERNAME),
     ]))
     .unwrap()
+}
+
+/// The sample text event with `update` as its body.
+pub fn event_with(update: &Value) -> Value {
+    let mut event = event("text");
+    event["body"] = Value::String(update.to_string());
+    event["isBase64Encoded"] = Value::Bool(false);
+    event
 }

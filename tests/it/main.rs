@@ -8,6 +8,7 @@ mod client;
 mod delivery;
 mod faults;
 mod helpers;
+mod memory;
 mod poll;
 mod secrets;
 mod ssm;

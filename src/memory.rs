@@ -1,0 +1,545 @@
+//! The bot's memory on a [`Store`]: the chat's state between updates, and
+//! exactly-once answers across instances and restarts.
+//!
+//! An update is decided before anything is sent: the bot runs on the
+//! chat's state as read, and one conditional write stores the new state
+//! together with the actions still to send (the update's outbox), on the
+//! version that was read. Losing that write means another update of the
+//! chat changed it meanwhile: the bot runs again on what the write returned
+//! (a few times at most). Then the actions go out, and the update is marked
+//! done. A redelivery finds the update done (and is only acknowledged), or
+//! finds its outbox and sends what is left without running the bot again,
+//! or finds the outbox owned by a run that is still going (its lease) and
+//! leaves it alone.
+//!
+//! For an update with one reply that is three store round trips: read,
+//! commit, finish.
+
+use crate::action::Action;
+use crate::bot::{Bot, State};
+use crate::config::{Config, InitError};
+use crate::store::dynamodb::DynamoDbStore;
+use crate::store::file::FileStore;
+use crate::store::{ChatRecord, Commit, Pending, Store, StoreConfig, StoreError};
+use crate::telegram::{Update, UpdateKind};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Runs of the bot for one update before giving up on a chat whose record
+/// keeps changing under it.
+const MAX_RUNS: u32 = 5;
+/// Done ids kept per chat. Telegram delivers a chat's messages one at a
+/// time, each after the one before was acknowledged, so a repeat is always
+/// of one of the chat's last few updates; callback queries of several
+/// users run beside them, hence more than one.
+pub const KEEP_DONE: usize = 32;
+/// How long Telegram keeps delivering an update (a day), plus a margin for
+/// clocks: an outbox older than this is dropped.
+pub const OUTBOX_LIFETIME: Duration = Duration::from_secs(25 * 3600);
+/// A lease outlives the invocation that took it by this much, so a run
+/// that is still going is never taken over, and one that died blocks its
+/// update no longer than its timeout plus this.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// The longest Retry-After given for an update another run is answering.
+const MAX_IN_PROGRESS_WAIT: Duration = Duration::from_secs(5);
+
+/// Who else may be answering the same update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leases {
+    /// Other instances share the store (Lambda): a live lease is respected.
+    Shared,
+    /// This process alone uses the store (the file store's lock says so):
+    /// a lease found is from a run that died, and is taken over at once.
+    Exclusive,
+}
+
+/// The memory: a store and how to use it.
+#[derive(Clone)]
+pub struct Memory {
+    store: Arc<dyn Store>,
+    leases: Leases,
+    /// How long a quiet chat's record is kept; `None` for ever.
+    keep_chats: Option<Duration>,
+}
+
+impl fmt::Debug for Memory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Memory")
+            .field("store", &self.store)
+            .field("leases", &self.leases)
+            .field("keep_chats", &self.keep_chats)
+            .finish()
+    }
+}
+
+/// What to do with an update, as decided against the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Answered before, by some run: only acknowledge it.
+    Duplicate,
+    /// Another run is answering it right now; ask again after this long.
+    InProgress { retry_after: Duration },
+    /// The bot has nothing to send; its new state, if any, is stored.
+    Nothing,
+    /// Carry out `actions` from number `from` on.
+    Send { actions: Vec<Action>, from: usize },
+}
+
+/// The update a decision was for, to record its progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    key: String,
+    update: i64,
+}
+
+impl Memory {
+    pub fn new(store: Arc<dyn Store>, leases: Leases) -> Self {
+        Memory {
+            store,
+            leases,
+            keep_chats: None,
+        }
+    }
+
+    /// Lets a chat's record go (through the table's TTL) after this long
+    /// without a change.
+    pub fn keep_chats_for(mut self, keep: Option<Duration>) -> Self {
+        self.keep_chats = keep;
+        self
+    }
+
+    /// The memory the configuration asks for, or `None` without a store.
+    /// Opens the store file, or builds the DynamoDB client (no request is
+    /// made).
+    pub async fn from_config(config: &Config) -> Result<Option<Self>, InitError> {
+        let memory = match &config.store {
+            StoreConfig::Off => return Ok(None),
+            StoreConfig::DynamoDb { table } => {
+                let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .http_client(crate::ssm::http_client())
+                    .load()
+                    .await;
+                Memory::new(
+                    Arc::new(DynamoDbStore::new(&sdk, table.clone())),
+                    Leases::Shared,
+                )
+            }
+            StoreConfig::File { path } => {
+                Memory::new(Arc::new(FileStore::open(path)?), Leases::Exclusive)
+            }
+        };
+        Ok(Some(memory.keep_chats_for(config.keep_chats)))
+    }
+
+    pub fn store_kind(&self) -> &'static str {
+        self.store.kind()
+    }
+
+    /// Decides `update`: reads its chat's record, and either recognises it,
+    /// or runs `bot` and commits the outcome. `lease_until` (Unix ms) is how
+    /// long this run owns the update; `now` is the current Unix ms.
+    pub async fn decide(
+        &self,
+        bot: &Bot,
+        update: &Update,
+        lease_until: i64,
+        now: i64,
+    ) -> Result<(Decision, Ticket), StoreError> {
+        let ticket = Ticket {
+            key: key_of(update),
+            update: update.id.0,
+        };
+        let mut record = self.store.load(&ticket.key).await?.unwrap_or_default();
+        for _ in 0..MAX_RUNS {
+            if record.done.contains(&ticket.update) {
+                return Ok((Decision::Duplicate, ticket));
+            }
+            if let Some(pending) = record
+                .pending
+                .get(&ticket.update)
+                .filter(|p| p.expires > now)
+            {
+                if self.leases == Leases::Shared && pending.lease_until > now {
+                    let left = Duration::from_millis(
+                        u64::try_from(pending.lease_until - now).unwrap_or(u64::MAX),
+                    );
+                    let retry_after = left.clamp(Duration::from_secs(1), MAX_IN_PROGRESS_WAIT);
+                    return Ok((Decision::InProgress { retry_after }, ticket));
+                }
+                let actions: Vec<Action> = serde_json::from_str(&pending.actions)
+                    .map_err(|e| StoreError::Corrupt(format!("an outbox: {e}")))?;
+                let from = usize::try_from(pending.sent).unwrap_or(usize::MAX);
+                match self
+                    .store
+                    .take_over(&ticket.key, ticket.update, pending.lease_until, lease_until)
+                    .await
+                {
+                    Ok(()) => return Ok((Decision::Send { actions, from }, ticket)),
+                    Err(StoreError::Conflict(now_stored)) => {
+                        record = self.fresh(&ticket.key, now_stored).await?;
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            let state = read_state(&record);
+            let (actions, new_state) = bot.handle(update, state.clone());
+            let changed = new_state != state;
+            if actions.is_empty() && !changed {
+                // Nothing to remember: a repeat decides the same again.
+                return Ok((Decision::Nothing, ticket));
+            }
+            let commit = self.commit_for(
+                &record,
+                &ticket,
+                &actions,
+                changed.then_some(&new_state),
+                lease_until,
+                now,
+            )?;
+            match self.store.commit(&ticket.key, &commit).await {
+                Ok(()) if actions.is_empty() => return Ok((Decision::Nothing, ticket)),
+                Ok(()) => return Ok((Decision::Send { actions, from: 0 }, ticket)),
+                Err(StoreError::Conflict(now_stored)) => {
+                    record = self.fresh(&ticket.key, now_stored).await?;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(StoreError::Contended(MAX_RUNS))
+    }
+
+    /// Records that `sent` actions are behind the update, and sets its lease
+    /// (0 lets the next delivery take over at once).
+    pub async fn progress(
+        &self,
+        ticket: &Ticket,
+        sent: usize,
+        lease_until: i64,
+    ) -> Result<(), StoreError> {
+        let sent = u32::try_from(sent).unwrap_or(u32::MAX);
+        self.store
+            .progress(&ticket.key, ticket.update, sent, lease_until)
+            .await
+    }
+
+    /// Marks the update done: no delivery of it is answered again.
+    pub async fn finish(&self, ticket: &Ticket) -> Result<(), StoreError> {
+        self.store.finish(&ticket.key, ticket.update).await
+    }
+
+    /// The record after a lost write: the one the store returned, or read
+    /// again when it could not return one.
+    async fn fresh(
+        &self,
+        key: &str,
+        returned: Option<Box<ChatRecord>>,
+    ) -> Result<ChatRecord, StoreError> {
+        match returned {
+            Some(record) => Ok(*record),
+            None => Ok(self.store.load(key).await?.unwrap_or_default()),
+        }
+    }
+
+    fn commit_for(
+        &self,
+        record: &ChatRecord,
+        ticket: &Ticket,
+        actions: &[Action],
+        new_state: Option<&State>,
+        lease_until: i64,
+        now: i64,
+    ) -> Result<Commit, StoreError> {
+        let encode_error =
+            |e: serde_json::Error| StoreError::Corrupt(format!("cannot encode: {e}"));
+        let state = new_state
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(encode_error)?;
+        let pending = if actions.is_empty() {
+            None
+        } else {
+            Some(Pending {
+                actions: serde_json::to_string(actions).map_err(encode_error)?,
+                sent: 0,
+                lease_until,
+                expires: now.saturating_add(millis(OUTBOX_LIFETIME)),
+            })
+        };
+        let forget_pending = record
+            .pending
+            .iter()
+            .filter(|(_, p)| p.expires <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        // The oldest ids beyond what is kept, making room for this one.
+        let excess = (record.done.len() + 1).saturating_sub(KEEP_DONE);
+        let forget_done = record.done.iter().take(excess).copied().collect();
+        let now_secs = now / 1000;
+        Ok(Commit {
+            expected_version: record.version,
+            state,
+            update: ticket.update,
+            pending,
+            forget_pending,
+            forget_done,
+            record_expires_at: self.keep_chats.map(|keep| {
+                now_secs.saturating_add(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX))
+            }),
+        })
+    }
+}
+
+/// The chat's state as stored. A state the bot can no longer read (its type
+/// changed incompatibly) starts over from the default, with a warning.
+fn read_state(record: &ChatRecord) -> State {
+    let Some(json) = &record.state else {
+        return State::default();
+    };
+    serde_json::from_str(json).unwrap_or_else(|error| {
+        tracing::warn!(error = %error, "the chat's stored state no longer fits State; starting from the default");
+        State::default()
+    })
+}
+
+/// The record an update belongs to: its chat's, or, for updates outside
+/// any chat, its user's.
+pub fn key_of(update: &Update) -> String {
+    if let Some(chat) = update.chat() {
+        return format!("chat#{}", chat.id.0);
+    }
+    let user = match &update.kind {
+        UpdateKind::CallbackQuery(query) => Some(query.from.id.0),
+        UpdateKind::Other { raw, .. } => raw
+            .get("from")
+            .or_else(|| raw.get("user"))
+            .and_then(|user| user.get("id"))
+            .and_then(serde_json::Value::as_i64),
+        _ => None,
+    };
+    match user {
+        Some(user) => format!("user#{user}"),
+        None => "other".to_owned(),
+    }
+}
+
+/// The current time in Unix milliseconds.
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+pub fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::file::FileStore;
+    use crate::store::StoreFuture;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A store that counts its round trips.
+    #[derive(Debug)]
+    struct Counting {
+        inner: FileStore,
+        calls: AtomicUsize,
+    }
+
+    impl Counting {
+        fn take(&self) -> usize {
+            self.calls.swap(0, Ordering::SeqCst)
+        }
+        fn count(&self) {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Store for Counting {
+        fn kind(&self) -> &'static str {
+            "counting"
+        }
+        fn load<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<ChatRecord>> {
+            self.count();
+            self.inner.load(key)
+        }
+        fn commit<'a>(&'a self, key: &'a str, commit: &'a Commit) -> StoreFuture<'a, ()> {
+            self.count();
+            self.inner.commit(key, commit)
+        }
+        fn take_over<'a>(
+            &'a self,
+            key: &'a str,
+            update: i64,
+            seen: i64,
+            lease: i64,
+        ) -> StoreFuture<'a, ()> {
+            self.count();
+            self.inner.take_over(key, update, seen, lease)
+        }
+        fn progress<'a>(
+            &'a self,
+            key: &'a str,
+            update: i64,
+            sent: u32,
+            lease: i64,
+        ) -> StoreFuture<'a, ()> {
+            self.count();
+            self.inner.progress(key, update, sent, lease)
+        }
+        fn finish<'a>(&'a self, key: &'a str, update: i64) -> StoreFuture<'a, ()> {
+            self.count();
+            self.inner.finish(key, update)
+        }
+    }
+
+    struct Setup {
+        store: Arc<Counting>,
+        memory: Memory,
+        path: std::path::PathBuf,
+    }
+
+    impl Drop for Setup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    fn setup(leases: Leases) -> Setup {
+        let path = std::env::temp_dir().join(format!(
+            "bot-memory-test-{}-{}.redb",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        let store = Arc::new(Counting {
+            inner: FileStore::open(&path).unwrap(),
+            calls: AtomicUsize::new(0),
+        });
+        let memory = Memory::new(store.clone(), leases);
+        Setup {
+            store,
+            memory,
+            path,
+        }
+    }
+
+    fn text(update_id: i64, text: &str) -> Update {
+        Update::from_value(json!({"update_id": update_id, "message": {
+            "message_id": update_id, "date": 1,
+            "chat": {"id": 7, "type": "private"}, "text": text}}))
+        .unwrap()
+    }
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    #[tokio::test]
+    async fn a_one_reply_update_costs_three_round_trips_and_a_repeat_one() {
+        let s = setup(Leases::Shared);
+        let bot = Bot::default().with_memory(true);
+        let update = text(1, "hello");
+        let (decision, ticket) = s
+            .memory
+            .decide(&bot, &update, NOW + 10_000, NOW)
+            .await
+            .unwrap();
+        assert!(matches!(decision, Decision::Send { from: 0, ref actions } if actions.len() == 1));
+        s.memory.finish(&ticket).await.unwrap();
+        assert_eq!(s.store.take(), 3, "read, commit, finish");
+        let (again, _) = s
+            .memory
+            .decide(&bot, &update, NOW + 10_000, NOW)
+            .await
+            .unwrap();
+        assert_eq!(again, Decision::Duplicate);
+        assert_eq!(s.store.take(), 1, "a repeat costs one read");
+    }
+
+    #[tokio::test]
+    async fn a_live_lease_is_respected_and_an_expired_outbox_counts_as_absent() {
+        let s = setup(Leases::Shared);
+        let bot = Bot::default();
+        let update = text(2, "hello");
+        s.memory
+            .decide(&bot, &update, NOW + 10_000, NOW)
+            .await
+            .unwrap();
+        let (busy, _) = s
+            .memory
+            .decide(&bot, &update, NOW + 20_000, NOW + 1_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            busy,
+            Decision::InProgress {
+                retry_after: MAX_IN_PROGRESS_WAIT
+            }
+        );
+        // After the lease: taken over, from where the dead run stopped.
+        let (resumed, _) = s
+            .memory
+            .decide(&bot, &update, NOW + 30_000, NOW + 11_000)
+            .await
+            .unwrap();
+        assert!(matches!(resumed, Decision::Send { from: 0, .. }));
+        // Past Telegram's lifetime the outbox is as good as gone: the bot
+        // decides afresh (and the commit drops the old outbox).
+        let later = NOW + millis(OUTBOX_LIFETIME) + 1;
+        let (fresh, _) = s
+            .memory
+            .decide(&bot, &update, later + 10_000, later)
+            .await
+            .unwrap();
+        assert!(matches!(fresh, Decision::Send { from: 0, .. }));
+    }
+
+    #[tokio::test]
+    async fn a_single_owner_takes_over_a_lease_left_by_a_crash_at_once() {
+        let s = setup(Leases::Exclusive);
+        let bot = Bot::default();
+        let update = text(3, "hello");
+        let (_, ticket) = s
+            .memory
+            .decide(&bot, &update, NOW + 60_000, NOW)
+            .await
+            .unwrap();
+        s.memory.progress(&ticket, 0, NOW + 60_000).await.unwrap();
+        let (after_restart, _) = s
+            .memory
+            .decide(&bot, &update, NOW + 70_000, NOW + 1)
+            .await
+            .unwrap();
+        assert!(matches!(after_restart, Decision::Send { from: 0, .. }));
+    }
+
+    #[tokio::test]
+    async fn the_done_ids_kept_per_chat_stay_bounded() {
+        let s = setup(Leases::Shared);
+        let bot = Bot::default();
+        for id in 1..=(KEEP_DONE as i64 + 10) {
+            let (_, ticket) = s
+                .memory
+                .decide(&bot, &text(id, "x"), NOW + 10_000, NOW)
+                .await
+                .unwrap();
+            s.memory.finish(&ticket).await.unwrap();
+        }
+        let record = s.store.inner.load("chat#7").await.unwrap().unwrap();
+        assert!(record.done.len() <= KEEP_DONE, "{}", record.done.len());
+        assert!(record.done.contains(&(KEEP_DONE as i64 + 10)));
+        assert!(!record.done.contains(&1));
+    }
+
+    #[test]
+    fn an_unreadable_state_starts_over_from_the_default() {
+        let record = ChatRecord {
+            state: Some("{\"messages\": \"not a number\"}".into()),
+            ..ChatRecord::default()
+        };
+        assert_eq!(read_state(&record), State::default());
+    }
+}

@@ -1,0 +1,169 @@
+//! Where the bot's memory lives: one record per chat holding the chat's
+//! state, the actions of updates being answered (their outbox), and the ids
+//! of the updates answered last. [`crate::memory`] builds exactly-once
+//! answers on it; this module only keeps records.
+//!
+//! Everything about one update sits in its chat's record, so that deciding
+//! an update (state and outbox) is one conditional write and an update with
+//! one reply costs three round trips: read, commit, finish.
+//!
+//! Two implementations: DynamoDB for the Lambda function ([`dynamodb`]) and
+//! one file on disk for everything else ([`file`]). Tests wrap either to
+//! inject the failures a real service has.
+
+pub mod dynamodb;
+pub mod file;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+/// A store call in flight. Boxed so that the store is a trait object chosen
+/// at start-up from configuration.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// One chat's record. `version` 0 means the record does not exist yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChatRecord {
+    /// Raised by every commit; a commit names the version its run read.
+    pub version: u64,
+    /// The bot's state for the chat, as JSON; `None` until first saved.
+    pub state: Option<String>,
+    /// Updates whose run is decided and whose actions are being carried out.
+    pub pending: BTreeMap<i64, Pending>,
+    /// Updates answered in full, the most recent few.
+    pub done: BTreeSet<i64>,
+}
+
+/// The outbox of one update: what its run decided to do, and how far it got.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pending {
+    /// The actions, as JSON.
+    pub actions: String,
+    /// How many of them are behind it.
+    pub sent: u32,
+    /// Until when (Unix milliseconds) the instance answering it owns it;
+    /// 0 when nobody does.
+    pub lease_until: i64,
+    /// After this (Unix milliseconds) Telegram no longer delivers the update,
+    /// and the entry counts as absent.
+    pub expires: i64,
+}
+
+/// A run's decision, written only if the record is still at
+/// `expected_version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    pub expected_version: u64,
+    /// The chat's new state; `None` keeps the stored one.
+    pub state: Option<String>,
+    pub update: i64,
+    /// The outbox; `None` when there is nothing to send, which marks the
+    /// update done in the same write.
+    pub pending: Option<Pending>,
+    /// Expired outboxes to drop.
+    pub forget_pending: Vec<i64>,
+    /// Old done ids to drop. Only honoured together with `pending` (DynamoDB
+    /// cannot add to and delete from one set in one write).
+    pub forget_done: Vec<i64>,
+    /// When the whole record may be deleted (Unix seconds), for chats that
+    /// went quiet; `None` keeps it.
+    pub record_expires_at: Option<i64>,
+}
+
+/// Why a store call failed. Never holds the chat's state.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The condition of a write did not hold: another run got there first.
+    /// Carries the record as it is now when the store could return it.
+    #[error("the record changed meanwhile")]
+    Conflict(Option<Box<ChatRecord>>),
+    #[error("the store is throttling requests ({0})")]
+    Throttled(String),
+    #[error("the store did not answer in time")]
+    Timeout,
+    /// Access denied, no such table: a fix of the deployment is needed.
+    #[error("the store refused the request ({0}); check the table and the function's permissions")]
+    Refused(String),
+    #[error("the store could not be reached: {0}")]
+    Unavailable(String),
+    #[error("a stored record is unreadable: {0}")]
+    Corrupt(String),
+    #[error("a chat's record kept changing; gave up after {0} runs")]
+    Contended(u32),
+}
+
+impl StoreError {
+    /// Whether the deployment, not time, must fix it.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, StoreError::Refused(_))
+    }
+}
+
+/// A store of chat records. Every call reads and writes strongly
+/// consistently: a read sees every write that was acknowledged before it.
+pub trait Store: fmt::Debug + Send + Sync {
+    /// What the store is, for logs: `dynamodb` or `file`.
+    fn kind(&self) -> &'static str;
+
+    /// The record under `key`, or `None`.
+    fn load<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<ChatRecord>>;
+
+    /// Writes `commit` if the record is at `commit.expected_version`
+    /// (absent for 0), raising the version by one; otherwise
+    /// [`StoreError::Conflict`].
+    fn commit<'a>(&'a self, key: &'a str, commit: &'a Commit) -> StoreFuture<'a, ()>;
+
+    /// Takes the outbox of `update` over from a run that is gone: sets its
+    /// lease to `lease_until` if it is still `seen_lease`; otherwise
+    /// [`StoreError::Conflict`].
+    fn take_over<'a>(
+        &'a self,
+        key: &'a str,
+        update: i64,
+        seen_lease: i64,
+        lease_until: i64,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Records that `sent` actions of `update` are behind it, and sets its
+    /// lease (0 lets the next delivery take it over at once). Does nothing
+    /// when the outbox is gone.
+    fn progress<'a>(
+        &'a self,
+        key: &'a str,
+        update: i64,
+        sent: u32,
+        lease_until: i64,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Marks `update` done and drops its outbox.
+    fn finish<'a>(&'a self, key: &'a str, update: i64) -> StoreFuture<'a, ()>;
+}
+
+/// Which store the configuration asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StoreConfig {
+    /// No memory: every update starts from the default state, and only a
+    /// warm process recognises a repeat.
+    #[default]
+    Off,
+    DynamoDb {
+        table: String,
+    },
+    File {
+        path: PathBuf,
+    },
+}
+
+impl StoreConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreConfig::Off => "off",
+            StoreConfig::DynamoDb { .. } => "dynamodb",
+            StoreConfig::File { .. } => "file",
+        }
+    }
+}
