@@ -61,8 +61,34 @@ for name in ["TELEGRAM_WEBHOOK_SECRET", "TELEGRAM_BOT_USERNAME", "TELEGRAM_API_B
     check(name in env, f"{name} must be set")
 check(env["TELEGRAM_WEBHOOK_SECRET"] == {"Ref": "WebhookSecret"}, "secret from the parameter")
 
+# The store: DynamoDB by default, off by a parameter; two item actions on the one table.
+check(params["Memory"]["Default"] == "DynamoDB" and set(params["Memory"]["AllowedValues"]) == {"DynamoDB", "Off"},
+      "the store on by default, and a parameter to turn it off")
+table = resources.get("MemoryTable", {})
+check(table.get("Condition") == "UseMemory", "the table exists only with the store on")
+check(table.get("DeletionPolicy") == "Retain", "deleting the stack keeps the chats' data")
+table_props = table.get("Properties", {})
+check(table_props.get("BillingMode") == "PAY_PER_REQUEST", "on-demand billing")
+check(table_props.get("KeySchema") == [{"AttributeName": "pk", "KeyType": "HASH"}], "partition key pk")
+check(table_props.get("TimeToLiveSpecification") == {"AttributeName": "expires_at", "Enabled": True},
+      "TTL on expires_at")
+check(env.get("BOT_STORE_TABLE") == {"If": ["UseMemory", {"Ref": "MemoryTable"}, ""]},
+      "BOT_STORE_TABLE names the table, or is empty with the store off")
+memory_statements = []
+for policy in props["Policies"]:
+    for st in policy["Statement"]:
+        if isinstance(st, dict) and "If" in st:
+            condition, then, otherwise = st["If"]
+            check(condition == "UseMemory" and otherwise == {"Ref": "AWS::NoValue"}, "store access only with the store on")
+            memory_statements.append(then)
+check(len(memory_statements) == 1, "one statement for the table")
+for st in memory_statements:
+    check(sorted(st["Action"]) == ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+          f"only the item actions the store uses, got {st['Action']}")
+    check(st["Resource"] == {"GetAtt": "MemoryTable.Arn"}, "on the one table, not its indexes or others")
+
 # Least privilege: ssm:GetParameter on the one parameter; kms:Decrypt via SSM only.
-statements = [st for policy in props["Policies"] for st in policy["Statement"]]
+statements = [st for policy in props["Policies"] for st in policy["Statement"] if "If" not in st]
 actions = sorted(a for st in statements for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"]))
 check(actions == ["kms:Decrypt", "ssm:GetParameter"], f"only ssm:GetParameter and kms:Decrypt, got {actions}")
 for st in statements:

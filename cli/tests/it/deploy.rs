@@ -29,7 +29,8 @@ case "$call" in
       if [[ -n "${FAKE_NO_SECRET:-}" ]]; then echo "An error occurred (ParameterNotFound)" >&2; exit 254; fi
       echo "stored_secret-123"
     else echo "/telegram-bot/bot-token"; fi ;;
-  "cloudformation describe-stacks") echo "$FAKE_URL" ;;
+  "cloudformation describe-stacks")
+    if [[ "$*" == *MemoryTableName* ]]; then echo "${FAKE_TABLE:-telegram-bot-MemoryTable-1A2B3C}"; else echo "$FAKE_URL"; fi ;;
 esac
 "#;
 
@@ -162,7 +163,7 @@ async fn a_first_deploy_stores_the_token_builds_deploys_and_sets_the_webhook() {
     assert!(lines[6].ends_with("--stack-name telegram-bot --capabilities CAPABILITY_IAM --resolve-s3 --no-confirm-changeset --no-fail-on-empty-changeset --region eu-west-1"), "{log}");
     assert_eq!(
         lines[7],
-        format!("  parameter_overrides = \"Architecture=\\\"arm64\\\" EndpointType=\\\"HttpApi\\\" BotTokenParameter=\\\"/telegram-bot/bot-token\\\" BotUsername=\\\"EchoLambdaBot\\\" ReservedConcurrency=\\\"0\\\" WebhookSecret=\\\"{secret}\\\"\"")
+        format!("  parameter_overrides = \"Architecture=\\\"arm64\\\" EndpointType=\\\"HttpApi\\\" BotTokenParameter=\\\"/telegram-bot/bot-token\\\" BotUsername=\\\"EchoLambdaBot\\\" ReservedConcurrency=\\\"0\\\" Memory=\\\"DynamoDB\\\" WebhookSecret=\\\"{secret}\\\"\"")
     );
     assert!(
         lines[8].starts_with("aws cloudformation describe-stacks --stack-name telegram-bot"),
@@ -224,7 +225,7 @@ async fn an_update_keeps_the_stored_secret_and_takes_the_options() {
         log.contains("sam build --parameter-overrides Architecture=x86_64\n"),
         "{log}"
     );
-    assert!(log.contains("EndpointType=\\\"FunctionUrl\\\" BotTokenParameter=\\\"/my-bot/bot-token\\\" BotUsername=\\\"MyBot\\\" ReservedConcurrency=\\\"40\\\" WebhookSecret=\\\"stored_secret-123\\\""), "{log}");
+    assert!(log.contains("EndpointType=\\\"FunctionUrl\\\" BotTokenParameter=\\\"/my-bot/bot-token\\\" BotUsername=\\\"MyBot\\\" ReservedConcurrency=\\\"40\\\" Memory=\\\"DynamoDB\\\" WebhookSecret=\\\"stored_secret-123\\\""), "{log}");
     let set = &stand_in.calls_to("setWebhook")[0];
     assert_eq!(set["secret_token"], "stored_secret-123");
     assert_eq!(set["drop_pending_updates"], true);
@@ -362,7 +363,39 @@ async fn delete_removes_the_webhook_then_the_stack() {
     assert_eq!(stand_in.calls()[0].method, "deleteWebhook");
     assert_eq!(
         fakes.log(),
-        "sam delete --stack-name telegram-bot --no-prompts --region eu-west-1\n\
+        "aws cloudformation describe-stacks --stack-name telegram-bot --query Stacks[0].Outputs[?OutputKey=='MemoryTableName'].OutputValue --output text --region eu-west-1\n\
+         sam delete --stack-name telegram-bot --no-prompts --region eu-west-1\n\
          aws ssm delete-parameter --name /telegram-bot/webhook-secret --region eu-west-1\n"
+    );
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        out.contains("The chats' data stays in the DynamoDB table telegram-bot-MemoryTable-1A2B3C"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_with_delete_data_also_removes_the_table() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let fakes = all_fakes();
+    let token = stand_in.token().to_owned();
+    let output = deploy(
+        &fakes,
+        &stand_in,
+        &["--delete", "--delete-data"],
+        &[("TELEGRAM_BOT_TOKEN", &token)],
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let log = fakes.log();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        lines.last(),
+        Some(&"aws dynamodb delete-table --table-name telegram-bot-MemoryTable-1A2B3C"),
+        "{log}"
+    );
+    assert!(
+        lines.iter().position(|l| l.starts_with("sam delete"))
+            < lines.iter().position(|l| l.starts_with("aws dynamodb"))
     );
 }

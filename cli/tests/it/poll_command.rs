@@ -136,7 +136,11 @@ async fn a_poller_killed_in_the_middle_of_a_batch_answers_each_update_once_after
     .await;
     first.start_kill().unwrap(); // SIGKILL
     first.wait().await.unwrap();
-    assert_eq!(stand_in.pending_updates().len(), 15, "nothing was confirmed");
+    assert_eq!(
+        stand_in.pending_updates().len(),
+        15,
+        "nothing was confirmed"
+    );
     let mut second = bot_command(&stand_in, &store)
         .args(["poll", "--timeout", "1"])
         .spawn()
@@ -149,7 +153,10 @@ async fn a_poller_killed_in_the_middle_of_a_batch_answers_each_update_once_after
     second.wait().await.unwrap();
     let mut replies = texts(&stand_in.sent_messages());
     replies.sort();
-    let mut expected: Vec<String> = texts_sent.iter().map(|t| format!("You said: {t}")).collect();
+    let mut expected: Vec<String> = texts_sent
+        .iter()
+        .map(|t| format!("You said: {t}"))
+        .collect();
     expected.sort();
     assert_eq!(replies, expected, "each update answered once, none lost");
 }
