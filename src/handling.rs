@@ -101,13 +101,31 @@ impl Responder<'_> {
         policy: &RetryPolicy,
         stop: &mut Stop,
     ) -> Handled {
+        self.answer_noting(update, resume_from, policy, stop, &|| {})
+            .await
+    }
+
+    /// As [`Responder::answer`], calling `recorded` once the store holds the
+    /// update's outbox (before anything is sent): from then on the update
+    /// can be finished without Telegram delivering it again.
+    pub async fn answer_noting(
+        &self,
+        update: &Update,
+        resume_from: usize,
+        policy: &RetryPolicy,
+        stop: &mut Stop,
+        recorded: &(dyn Fn() + Send + Sync),
+    ) -> Handled {
         let started = Instant::now();
         let handled = match self.memory {
             None => {
                 let (actions, _state) = self.bot.handle(update, State::default());
                 carry_out(self.api, &actions, resume_from, policy, stop, None).await
             }
-            Some(memory) => self.answer_once(memory, update, policy, stop).await,
+            Some(memory) => {
+                self.answer_once(memory, update, policy, stop, recorded)
+                    .await
+            }
         };
         log_update(
             update,
@@ -118,12 +136,43 @@ impl Responder<'_> {
         handled
     }
 
+    /// Carries out what is left of an update whose outbox a run that died
+    /// left in the store, after Telegram was told it was done (the polling
+    /// loop confirms an update once its outbox is stored). Logs one line.
+    pub async fn resume(&self, ticket: &Ticket, policy: &RetryPolicy, stop: &mut Stop) -> Handled {
+        let Some(memory) = self.memory else {
+            return finished(Outcome::Duplicate);
+        };
+        let started = Instant::now();
+        let now = now_millis();
+        let lease_until = lease_until(policy.deadline, now);
+        let handled = match before(policy.deadline, memory.resume(ticket, lease_until, now)).await {
+            Err(error) => store_failure(error),
+            Ok(None) => finished(Outcome::Duplicate),
+            Ok(Some((actions, from))) => {
+                self.send_recorded(memory, ticket, &actions, from, lease_until, policy, stop)
+                    .await
+            }
+        };
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let error = handled.error.as_ref().map(|e| Chain(e).to_string());
+        tracing::info!(
+            update_id = ticket.update(),
+            outcome = handled.outcome.as_str(),
+            duration_ms,
+            error,
+            "resumed an update left unfinished before a restart"
+        );
+        handled
+    }
+
     async fn answer_once(
         &self,
         memory: &Memory,
         update: &Update,
         policy: &RetryPolicy,
         stop: &mut Stop,
+        recorded: &(dyn Fn() + Send + Sync),
     ) -> Handled {
         let now = now_millis();
         let lease_until = lease_until(policy.deadline, now);
@@ -144,29 +193,47 @@ impl Responder<'_> {
             Decision::Nothing => return finished(Outcome::Ignored),
             Decision::Send { actions, from } => (actions, from),
         };
-        let progress = Progress {
-            memory,
-            ticket: &ticket,
-            lease_until,
-            deadline: policy.deadline.map(|d| d + RECORD_GRACE),
-        };
-        let handled = carry_out(self.api, &actions, from, policy, stop, Some(&progress)).await;
+        recorded();
+        self.send_recorded(memory, &ticket, &actions, from, lease_until, policy, stop)
+            .await
+    }
+
+    /// Sends a stored outbox from action `from` on, recording progress, and
+    /// marks the update done, or gives its lease up for the next attempt.
+    #[allow(clippy::too_many_arguments)] // one call site each, all needed
+    async fn send_recorded(
+        &self,
+        memory: &Memory,
+        ticket: &Ticket,
+        actions: &[Action],
+        from: usize,
+        lease_until: i64,
+        policy: &RetryPolicy,
+        stop: &mut Stop,
+    ) -> Handled {
         // Recording what was sent matters more than the answer's margin: a
         // reply not recorded goes out again after the lease.
         let record_by = policy.deadline.map(|d| d + RECORD_GRACE);
+        let progress = Progress {
+            memory,
+            ticket,
+            lease_until,
+            deadline: record_by,
+        };
+        let handled = carry_out(self.api, actions, from, policy, stop, Some(&progress)).await;
         let recorded = if handled.outcome.is_final() {
-            before(record_by, memory.finish(&ticket)).await
+            before(record_by, memory.finish(ticket)).await
         } else {
-            // Let the next delivery take over at once, from where this one
+            // Let the next attempt take over at once, from where this one
             // stopped.
-            before(record_by, memory.progress(&ticket, handled.done, 0)).await
+            before(record_by, memory.progress(ticket, handled.done, 0)).await
         };
         if let Err(error) = recorded {
             // Telegram has the replies: an error status now would only bring
             // the update again. Until the lease ends a repeat is told to
             // wait; after it, actions not recorded as sent go out again.
             tracing::warn!(
-                update_id = update.id.0,
+                update_id = ticket.update(),
                 error = %Chain(&error),
                 "the update's progress could not be recorded"
             );

@@ -93,6 +93,17 @@ pub struct Ticket {
     update: i64,
 }
 
+impl Ticket {
+    /// The record (chat) the update belongs to.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn update(&self) -> i64 {
+        self.update
+    }
+}
+
 impl Memory {
     pub fn new(store: Arc<dyn Store>, leases: Leases) -> Self {
         Memory {
@@ -208,6 +219,46 @@ impl Memory {
             }
         }
         Err(StoreError::Contended(MAX_RUNS))
+    }
+
+    /// Whether this memory can list the updates left unfinished by a run
+    /// that died, so that the polling loop may confirm an update to
+    /// Telegram as soon as its outbox is stored.
+    pub async fn unfinished(&self) -> Result<Option<Vec<Ticket>>, StoreError> {
+        Ok(self.store.unfinished().await?.map(|entries| {
+            entries
+                .into_iter()
+                .map(|(key, update)| Ticket { key, update })
+                .collect()
+        }))
+    }
+
+    /// Takes over the outbox of an update that is no longer delivered (it
+    /// was confirmed to Telegram once stored): the actions and how many are
+    /// behind it, or `None` when it is finished or expired meanwhile.
+    pub async fn resume(
+        &self,
+        ticket: &Ticket,
+        lease_until: i64,
+        now: i64,
+    ) -> Result<Option<(Vec<Action>, usize)>, StoreError> {
+        let Some(record) = self.store.load(&ticket.key).await? else {
+            return Ok(None);
+        };
+        let Some(pending) = record
+            .pending
+            .get(&ticket.update)
+            .filter(|p| p.expires > now)
+        else {
+            return Ok(None);
+        };
+        let actions: Vec<Action> = serde_json::from_str(&pending.actions)
+            .map_err(|e| StoreError::Corrupt(format!("an outbox: {e}")))?;
+        self.store
+            .take_over(&ticket.key, ticket.update, pending.lease_until, lease_until)
+            .await?;
+        let from = usize::try_from(pending.sent).unwrap_or(usize::MAX);
+        Ok(Some((actions, from)))
     }
 
     /// Records that `sent` actions are behind the update, and sets its lease

@@ -1,24 +1,46 @@
 //! The long-polling shell: asks Telegram for updates with getUpdates and runs
 //! the same bot and Bot API client as the webhook, on any machine.
 //!
-//! An update is confirmed (the offset moves past it) only once its actions
-//! were carried out or refused for good, so a crash or a stop never loses
-//! one. A stop lets the call in flight finish and confirms every update
-//! answered before exiting, so a restart does not repeat those; an update
-//! still waiting for a retry is left unconfirmed and comes again.
+//! Updates are answered as Telegram's webhook delivery does it: one queue
+//! per chat (a user's for updates outside chats), one update at a time per
+//! queue and in order, up to [`MAX_CHATS_AT_ONCE`] queues at once. A chat
+//! whose replies keep failing holds up only itself: its update is retried
+//! with backoff until its lifetime ends (a day from the message's date, 150
+//! s for a callback query), then dropped with a warning.
+//!
+//! An update is confirmed (the offset moves past it) once it is settled:
+//! answered, refused for good, or dropped. getUpdates returns at most
+//! `limit` updates past the offset, so the updates seen but not yet
+//! confirmed are kept to that many: a failing update holds back at most
+//! `limit` others (answered meanwhile, confirmed once it settles). A stop
+//! lets the calls in flight finish and confirms every settled update, so a
+//! restart does not repeat those; an update still waiting for a retry comes
+//! again. With the store, an update answered but not yet confirmed when the
+//! process dies is recognised after the restart and not answered again.
 
 use crate::bot::Bot;
 use crate::client::{ApiError, BotApi};
 use crate::error::Chain;
 use crate::handling::{HandlingError, Outcome, Responder};
-use crate::memory::Memory;
+use crate::memory::{key_of, Memory, Ticket, OUTBOX_LIFETIME};
 use crate::retry::{retry, Backoff, GaveUp, RetryPolicy, Stop};
 use crate::store::StoreError;
-use crate::telegram::{GetUpdates, UpdateId};
+use crate::telegram::{GetUpdates, Update, UpdateId};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 /// Telegram's longest long poll.
 pub const MAX_POLL_TIMEOUT_SECS: u32 = 50;
-
+/// Queues answered at the same time, at most.
+pub const MAX_CHATS_AT_ONCE: usize = 16;
+/// The lifetime of an update that by our clock has ended already: Telegram
+/// has just handed it over, so its clock and ours disagree.
+const MIN_LIFETIME: Duration = Duration::from_secs(60);
 /// How to poll.
 #[derive(Debug, Clone)]
 pub struct PollOptions {
@@ -108,12 +130,7 @@ pub async fn run(
     mut stop: Stop,
 ) -> Result<Summary, PollError> {
     let mut summary = Summary::default();
-    let bot = &bot.clone().with_memory(options.memory.is_some());
-    let responder = Responder {
-        api,
-        bot,
-        memory: options.memory.as_ref(),
-    };
+    let bot = bot.clone().with_memory(options.memory.is_some());
     let policy = RetryPolicy::polling(options.backoff);
     let deleted = retry(&policy, &mut stop, "deleteWebhook", || {
         api.delete_webhook(options.drop_pending_updates)
@@ -124,69 +141,393 @@ pub async fn run(
         Err(GaveUp::Stopped(_)) => return Ok(summary),
         Err(GaveUp::Failed(error)) => return Err(PollError::from_api(error)),
     }
+    let mut book = Book::default();
+    // With a store that can list unfinished outboxes, an update is confirmed
+    // to Telegram as soon as its outbox is stored, and what a run that died
+    // left unfinished is carried out first.
+    let early = match &options.memory {
+        None => false,
+        Some(memory) => match memory.unfinished().await {
+            Ok(Some(tickets)) => {
+                for ticket in tickets {
+                    book.resume(ticket);
+                }
+                true
+            }
+            Ok(None) => false,
+            Err(error) if error.is_configuration() => return Err(PollError::Store(error)),
+            Err(error) => {
+                tracing::warn!(error = %Chain(&error), "could not list unfinished updates; confirming each once answered");
+                false
+            }
+        },
+    };
     tracing::info!(
         timeout_secs = options.timeout_secs,
         "polling for updates; Ctrl-C to stop"
     );
-    let mut offset: Option<UpdateId> = None;
-    'polling: while !stop.requested() {
-        let request = GetUpdates {
-            offset,
-            limit: Some(options.limit.clamp(1, 100)),
-            timeout: Some(options.timeout_secs.min(MAX_POLL_TIMEOUT_SECS)),
-            allowed_updates: options.allowed_updates.clone(),
-        };
-        let mut waits = stop.clone();
-        let batch = tokio::select! {
-            batch = retry(&policy, &mut waits, "getUpdates", || api.get_updates(&request)) => batch,
-            // Nothing is in hand during a long poll: abandon it.
-            _ = stop.requested_now() => break 'polling,
-        };
-        let updates = match batch {
-            Ok(updates) => updates,
-            Err(GaveUp::Stopped(_)) => break 'polling,
-            Err(GaveUp::Failed(error)) => {
-                confirm(api, offset, &mut summary).await;
-                return Err(PollError::from_api(error));
+    let limit = options.limit.clamp(1, 100);
+    // The workers' stop: the caller's, or a fatal error in one of them.
+    let (halt_tx, halt_rx) = watch::channel(false);
+    let halt = Stop::on(halt_rx);
+    let (recorded_tx, mut recorded_rx) = mpsc::unbounded_channel();
+    let mut workers: JoinSet<Worked> = JoinSet::new();
+    let mut fetch: Option<Fetch> = None;
+    let mut next_fetch = Instant::now();
+    let mut failure: Option<PollError> = None;
+    let mut last_id = false;
+    loop {
+        let running = failure.is_none() && !stop.requested();
+        if running {
+            while workers.len() < MAX_CHATS_AT_ONCE {
+                let Some(job) = book.next_ready() else {
+                    break;
+                };
+                workers.spawn(work(
+                    Worker {
+                        api: api.clone(),
+                        bot: bot.clone(),
+                        memory: options.memory.clone(),
+                        backoff: options.backoff,
+                        recorded: early.then(|| recorded_tx.clone()),
+                    },
+                    job,
+                    halt.clone(),
+                ));
             }
-        };
-        for update in updates {
-            if offset.is_some_and(|o| update.id < o) {
-                continue; // confirmed already; a server that repeats it is wrong
-            }
-            let handled = responder.answer(&update, 0, &policy, &mut stop).await;
-            match (handled.outcome, handled.error) {
-                (Outcome::ConfigurationFailure, Some(HandlingError::Api(error))) => {
-                    confirm(api, offset, &mut summary).await;
-                    return Err(PollError::Configuration(error));
-                }
-                (Outcome::ConfigurationFailure, Some(HandlingError::Store(error))) => {
-                    confirm(api, offset, &mut summary).await;
-                    return Err(PollError::Store(error));
-                }
-                // The polling policy retries these until a stop is asked
-                // for: the update stays unconfirmed and comes again on the
-                // next start.
-                (Outcome::RetryableFailure { .. } | Outcome::ConfigurationFailure, _) => {
-                    break 'polling
-                }
-                _ => {}
-            }
-            let Some(next) = update.id.0.checked_add(1) else {
-                confirm(api, offset, &mut summary).await;
-                return Err(PollError::LastUpdateId(update.id.0));
+        } else if workers.is_empty() {
+            break;
+        }
+        // getUpdates answers at once while an update is unconfirmed, so
+        // with updates in hand the calls are paced.
+        let wants_fetch =
+            running && !last_id && fetch.is_none() && book.in_hand() < usize::from(limit);
+        if wants_fetch && Instant::now() >= next_fetch {
+            let request = GetUpdates {
+                offset: book.offset(),
+                limit: Some(limit),
+                timeout: Some(options.timeout_secs.min(MAX_POLL_TIMEOUT_SECS)),
+                allowed_updates: options.allowed_updates.clone(),
             };
-            offset = Some(UpdateId(next));
-            summary.handled += 1;
-            // Finish the update in hand, then stop: the rest of the batch
-            // stays unconfirmed and comes again on the next start.
-            if stop.requested() {
-                break 'polling;
+            fetch = Some(get_updates(api.clone(), request, policy, stop.clone()));
+        }
+        tokio::select! {
+            // A worker's end first: it may free a queue for a waiting update.
+            biased;
+            Some(worked) = workers.join_next(), if !workers.is_empty() => {
+                let Ok(worked) = worked else {
+                    // A worker that panicked leaves its update unsettled: it
+                    // comes again on the next start.
+                    continue;
+                };
+                match worked.ending {
+                    Ending::Settled => {
+                        if let Some(id) = worked.id {
+                            summary.handled += 1;
+                            if id.0 == i64::MAX {
+                                failure.get_or_insert(PollError::LastUpdateId(id.0));
+                                let _ = halt_tx.send(true);
+                            } else if book.confirmable(id) {
+                                // A new offset: the next call can wait for
+                                // new updates instead of returning this one.
+                                next_fetch = Instant::now();
+                            }
+                        }
+                        book.free(&worked.key);
+                    }
+                    Ending::Unsettled => {}
+                    Ending::Fatal(error) => {
+                        failure.get_or_insert(error);
+                        let _ = halt_tx.send(true);
+                    }
+                }
             }
+            Some(id) = recorded_rx.recv() => {
+                if id.0 != i64::MAX && book.confirmable(id) {
+                    next_fetch = Instant::now();
+                }
+            }
+            batch = async {
+                match fetch.as_mut() {
+                    Some(fetch) => fetch.await,
+                    None => std::future::pending().await,
+                }
+            }, if fetch.is_some() => {
+                fetch = None;
+                match batch {
+                    Ok(updates) => {
+                        let mut new = 0;
+                        for update in updates {
+                            // Answered, but no offset can confirm it: the
+                            // run ends once it settles.
+                            last_id |= update.id.0 == i64::MAX;
+                            if book.receive(update) {
+                                new += 1;
+                            }
+                        }
+                        next_fetch = Instant::now();
+                        if new == 0 && book.in_hand() > 0 {
+                            next_fetch += PACE_WHILE_IN_HAND;
+                        }
+                    }
+                    Err(GaveUp::Stopped(_)) => {}
+                    Err(GaveUp::Failed(error)) => {
+                        failure.get_or_insert(PollError::from_api(error));
+                        let _ = halt_tx.send(true);
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(next_fetch), if wants_fetch && fetch.is_none() => {}
+            // Nothing is in hand during a long poll: abandon it.
+            _ = stop.requested_now(), if !*halt_tx.borrow() => {
+                fetch = None;
+                let _ = halt_tx.send(true);
+            }
+            else => break,
         }
     }
-    confirm(api, offset, &mut summary).await;
-    Ok(summary)
+    // Outboxes recorded meanwhile may confirm a few more.
+    while let Ok(id) = recorded_rx.try_recv() {
+        if id.0 != i64::MAX {
+            let _ = book.confirmable(id);
+        }
+    }
+    confirm(api, book.offset(), &mut summary).await;
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(summary),
+    }
+}
+
+/// The pause between getUpdates calls while updates are in hand and the
+/// last call brought nothing new.
+const PACE_WHILE_IN_HAND: Duration = Duration::from_secs(1);
+
+/// A getUpdates call in flight, kept across the loop's turns.
+type Fetch = Pin<Box<dyn Future<Output = Result<Vec<Update>, GaveUp>> + Send>>;
+
+fn get_updates(api: BotApi, request: GetUpdates, policy: RetryPolicy, mut stop: Stop) -> Fetch {
+    Box::pin(async move {
+        retry(&policy, &mut stop, "getUpdates", || {
+            api.get_updates(&request)
+        })
+        .await
+    })
+}
+
+/// What a queue's worker needs.
+struct Worker {
+    api: BotApi,
+    bot: Bot,
+    memory: Option<Memory>,
+    backoff: Backoff,
+    /// Where to say that an update's outbox is stored, when that confirms it.
+    recorded: Option<mpsc::UnboundedSender<UpdateId>>,
+}
+
+/// Work for a queue: an update from getUpdates, or an outbox a run that
+/// died left unfinished.
+#[derive(Debug)]
+enum Job {
+    Update(Box<Update>),
+    Resume(Ticket),
+}
+
+/// What became of one job.
+struct Worked {
+    key: String,
+    /// The update from getUpdates, if that was the job.
+    id: Option<UpdateId>,
+    ending: Ending,
+}
+
+enum Ending {
+    /// Answered, refused for good, or dropped after its lifetime.
+    Settled,
+    /// Stopped before it settled: it comes again on the next start.
+    Unsettled,
+    /// Polling cannot go on (a wrong token, a store that refuses).
+    Fatal(PollError),
+}
+
+/// Carries out one job, retrying until it settles, its lifetime ends or a
+/// stop is asked for.
+async fn work(worker: Worker, job: Job, mut stop: Stop) -> Worked {
+    let (key, id) = match &job {
+        Job::Update(update) => (key_of(update), Some(update.id)),
+        Job::Resume(ticket) => (ticket.key().to_owned(), None),
+    };
+    let ending = |ending| Worked {
+        key: key.clone(),
+        id,
+        ending,
+    };
+    let deadline = match &job {
+        Job::Update(update) => lifetime_end(update),
+        Job::Resume(_) => Instant::now() + OUTBOX_LIFETIME,
+    };
+    let policy = RetryPolicy {
+        deadline: Some(deadline),
+        ..RetryPolicy::polling(worker.backoff)
+    };
+    let responder = Responder {
+        api: &worker.api,
+        bot: &worker.bot,
+        memory: worker.memory.as_ref(),
+    };
+    let recorded = || {
+        if let (Some(sender), Some(id)) = (&worker.recorded, id) {
+            let _ = sender.send(id);
+        }
+    };
+    let mut tries = 0u32;
+    loop {
+        let handled = match &job {
+            Job::Update(update) => {
+                responder
+                    .answer_noting(update, 0, &policy, &mut stop, &recorded)
+                    .await
+            }
+            Job::Resume(ticket) => responder.resume(ticket, &policy, &mut stop).await,
+        };
+        let wait = match (handled.outcome, handled.error) {
+            (outcome, _) if outcome.is_final() => return ending(Ending::Settled),
+            (Outcome::ConfigurationFailure, Some(HandlingError::Api(error))) => {
+                return ending(Ending::Fatal(PollError::Configuration(error)))
+            }
+            (Outcome::ConfigurationFailure, Some(HandlingError::Store(error))) => {
+                return ending(Ending::Fatal(PollError::Store(error)))
+            }
+            (Outcome::InProgress { retry_after }, _) => retry_after,
+            // The Bot API was retried up to the lifetime already (or a
+            // stop came); the store was not retried.
+            (_, Some(HandlingError::Store(_))) => worker.backoff.delay(tries),
+            _ => Duration::ZERO,
+        };
+        if stop.requested() {
+            return ending(Ending::Unsettled);
+        }
+        if wait.is_zero() || Instant::now() + wait >= deadline {
+            tracing::warn!(
+                update_id = id.map(|id| id.0),
+                "dropped: the update's lifetime ended before it could be answered"
+            );
+            return ending(Ending::Settled);
+        }
+        if stop.sleep(wait).await {
+            return ending(Ending::Unsettled);
+        }
+        tries = tries.saturating_add(1);
+    }
+}
+
+/// When the update's lifetime ends, as an instant, as Telegram's server
+/// counts it; [`MIN_LIFETIME`] from now for one that by our clock has
+/// ended already.
+fn lifetime_end(update: &Update) -> Instant {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let expires = update.expires_at(now / 1000).saturating_mul(1000);
+    let left = match u64::try_from(expires.saturating_sub(now)) {
+        Ok(left) if left > 0 => Duration::from_millis(left),
+        _ => MIN_LIFETIME,
+    };
+    Instant::now() + left
+}
+
+/// The jobs in hand: which queue each waits in, which queues are being
+/// worked on, and which updates may be confirmed, so that the offset
+/// confirms exactly the confirmable prefix.
+#[derive(Debug, Default)]
+struct Book {
+    /// Every update id at or above the offset that was received, and
+    /// whether it may be confirmed.
+    seen: BTreeMap<UpdateId, bool>,
+    /// Everything below is confirmable.
+    floor: Option<UpdateId>,
+    waiting: HashMap<String, VecDeque<Job>>,
+    busy: HashSet<String>,
+    /// Queues with a waiting job and no worker, in the order they became
+    /// ready.
+    ready: VecDeque<String>,
+}
+
+impl Book {
+    /// Takes an update from getUpdates; false for one already in hand or
+    /// confirmed (getUpdates returns updates again until the offset passes
+    /// them).
+    fn receive(&mut self, update: Update) -> bool {
+        if self.floor.is_some_and(|floor| update.id < floor) || self.seen.contains_key(&update.id) {
+            return false;
+        }
+        self.seen.insert(update.id, false);
+        let key = key_of(&update);
+        self.push(key, Job::Update(Box::new(update)));
+        true
+    }
+
+    /// Queues an unfinished outbox, before any update of its chat.
+    fn resume(&mut self, ticket: Ticket) {
+        let key = ticket.key().to_owned();
+        self.push(key, Job::Resume(ticket));
+    }
+
+    fn push(&mut self, key: String, job: Job) {
+        let queue = self.waiting.entry(key.clone()).or_default();
+        queue.push_back(job);
+        if queue.len() == 1 && !self.busy.contains(&key) {
+            self.ready.push_back(key);
+        }
+    }
+
+    /// The next job whose queue is free; its queue is then busy.
+    fn next_ready(&mut self) -> Option<Job> {
+        let key = self.ready.pop_front()?;
+        let queue = self.waiting.get_mut(&key)?;
+        let job = queue.pop_front()?;
+        if queue.is_empty() {
+            self.waiting.remove(&key);
+        }
+        self.busy.insert(key);
+        Some(job)
+    }
+
+    /// The update `id` may be confirmed to Telegram; true when that moves
+    /// the offset.
+    fn confirmable(&mut self, id: UpdateId) -> bool {
+        if let Some(confirmable) = self.seen.get_mut(&id) {
+            *confirmable = true;
+        }
+        let before = self.offset();
+        while let Some((&first, &true)) = self.seen.first_key_value() {
+            self.seen.remove(&first);
+            self.floor = first.0.checked_add(1).map(UpdateId);
+        }
+        self.offset() != before
+    }
+
+    /// The queue's job settled: its next job may go.
+    fn free(&mut self, key: &str) {
+        self.busy.remove(key);
+        if self.waiting.contains_key(key) {
+            self.ready.push_back(key.to_owned());
+        }
+    }
+
+    /// Updates seen and not yet confirmable.
+    fn in_hand(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// The offset that confirms every confirmable update and no other.
+    fn offset(&self) -> Option<UpdateId> {
+        match self.seen.first_key_value() {
+            Some((&first, _)) => Some(first),
+            None => self.floor,
+        }
+    }
 }
 
 /// Tells Telegram every update below `offset` is done, with one last
@@ -226,6 +567,57 @@ async fn confirm(api: &BotApi, offset: Option<UpdateId>, summary: &mut Summary) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn text(id: i64, chat: i64) -> Update {
+        Update::from_value(json!({"update_id": id, "message": {
+            "message_id": id, "date": 1, "text": "x",
+            "chat": {"id": chat, "type": "private"}}}))
+        .unwrap()
+    }
+
+    fn id_of(job: Option<Job>) -> Option<i64> {
+        match job? {
+            Job::Update(update) => Some(update.id.0),
+            Job::Resume(ticket) => Some(-ticket.update()),
+        }
+    }
+
+    #[test]
+    fn one_update_at_a_time_per_chat_and_chats_side_by_side() {
+        let mut book = Book::default();
+        for (id, chat) in [(1, 10), (2, 10), (3, 20)] {
+            assert!(book.receive(text(id, chat)));
+        }
+        assert!(!book.receive(text(1, 10)), "already in hand");
+        assert_eq!(id_of(book.next_ready()), Some(1));
+        assert_eq!(
+            id_of(book.next_ready()),
+            Some(3),
+            "chat 20 does not wait for chat 10"
+        );
+        assert_eq!(id_of(book.next_ready()), None, "update 2 waits behind 1");
+        book.confirmable(UpdateId(1));
+        book.free("chat#10");
+        assert_eq!(id_of(book.next_ready()), Some(2));
+    }
+
+    #[test]
+    fn the_offset_confirms_exactly_the_confirmable_prefix() {
+        let mut book = Book::default();
+        for id in 1..=4 {
+            book.receive(text(id, id));
+        }
+        assert_eq!(book.offset(), Some(UpdateId(1)));
+        assert!(!book.confirmable(UpdateId(2)), "1 is still open");
+        assert!(!book.confirmable(UpdateId(3)));
+        assert_eq!((book.offset(), book.in_hand()), (Some(UpdateId(1)), 4));
+        assert!(book.confirmable(UpdateId(1)));
+        assert_eq!((book.offset(), book.in_hand()), (Some(UpdateId(4)), 1));
+        book.confirmable(UpdateId(4));
+        assert_eq!((book.offset(), book.in_hand()), (Some(UpdateId(5)), 0));
+        assert!(!book.receive(text(3, 3)), "below the offset");
+    }
 
     #[test]
     fn conflicts_are_told_apart() {

@@ -175,6 +175,30 @@ impl Store for FileStore {
             Ok(true)
         })
     }
+
+    fn unfinished(&self) -> StoreFuture<'_, Option<Vec<(String, i64)>>> {
+        let db = Arc::clone(&self.db);
+        Box::pin(async move {
+            blocking(move || {
+                let txn = db.begin_read().map_err(unavailable)?;
+                let table = match txn.open_table(CHATS) {
+                    Ok(table) => table,
+                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Some(Vec::new())),
+                    Err(error) => return Err(unavailable(error)),
+                };
+                let mut unfinished = Vec::new();
+                for entry in table.iter().map_err(unavailable)? {
+                    let (key, value) = entry.map_err(unavailable)?;
+                    let record = decode(value.value())?;
+                    for id in record.pending.keys() {
+                        unfinished.push((key.value().to_owned(), *id));
+                    }
+                }
+                Ok(Some(unfinished))
+            })
+            .await
+        })
+    }
 }
 
 /// What a commit does to a record, the same in every store.

@@ -141,6 +141,13 @@ pub trait Store: fmt::Debug + Send + Sync {
 
     /// Marks `update` done and drops its outbox.
     fn finish<'a>(&'a self, key: &'a str, update: i64) -> StoreFuture<'a, ()>;
+
+    /// Every outbox not finished yet, as (key, update id), when the store
+    /// can list them cheaply; `None` when it cannot (a DynamoDB scan reads
+    /// the whole table).
+    fn unfinished(&self) -> StoreFuture<'_, Option<Vec<(String, i64)>>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// Which store the configuration asks for.

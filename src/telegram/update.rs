@@ -71,6 +71,29 @@ pub enum UpdateError {
 }
 
 impl Update {
+    /// Until when (Unix seconds) Telegram's server keeps the update for
+    /// delivery, given that it was received at `received`: a day from the
+    /// message's date (the edit's date for an edit), 150 s for a callback
+    /// query, 30 s for an inline query, a day otherwise. As the timeouts
+    /// each `Client::add_*` of tdlib/telegram-bot-api passes to `add_update`.
+    pub fn expires_at(&self, received: i64) -> i64 {
+        const DAY: i64 = 86_400;
+        let a_day_from = |date: i64| if date > 0 { date + DAY } else { received + DAY };
+        match &self.kind {
+            UpdateKind::Message(m) | UpdateKind::ChannelPost(m) => a_day_from(m.date),
+            UpdateKind::EditedMessage(m) | UpdateKind::EditedChannelPost(m) => {
+                a_day_from(m.edit_date.unwrap_or(m.date))
+            }
+            UpdateKind::CallbackQuery(_) => received + 150,
+            UpdateKind::Other { kind, .. } => match kind.as_str() {
+                "inline_query" => received + 30,
+                "shipping_query" | "pre_checkout_query" => received + 150,
+                "chosen_inline_result" => received + 600,
+                _ => received + DAY,
+            },
+        }
+    }
+
     /// Parses an update from a webhook body or one element of getUpdates.
     pub fn from_slice(body: &[u8]) -> Result<Self, UpdateError> {
         let value: Value =
@@ -177,6 +200,8 @@ pub struct Message {
     pub from: Option<User>,
     #[serde(default)]
     pub date: i64,
+    /// When the message was last edited (edited messages only).
+    pub edit_date: Option<i64>,
     pub chat: Chat,
     pub text: Option<String>,
     /// What Telegram marked in the text (commands, mentions, links...).

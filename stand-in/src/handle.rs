@@ -55,6 +55,23 @@ impl Handle {
             .push_back(fault);
     }
 
+    /// Makes every call to `method` about chat `chat_id` fail as `fault`
+    /// says, until [`StandIn::heal_chat`]; before the queued faults.
+    pub fn fail_chat(&self, method: &str, chat_id: i64, fault: Fault) {
+        self.0
+            .state()
+            .chat_faults
+            .insert((method.to_ascii_lowercase(), chat_id), fault);
+    }
+
+    /// Ends what [`StandIn::fail_chat`] started.
+    pub fn heal_chat(&self, method: &str, chat_id: i64) {
+        self.0
+            .state()
+            .chat_faults
+            .remove(&(method.to_ascii_lowercase(), chat_id));
+    }
+
     /// Learns the chats, users and messages in `update`, as Telegram knows
     /// them once a user wrote.
     pub fn observe_update(&self, update: &Value) {

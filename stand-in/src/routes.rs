@@ -86,11 +86,18 @@ pub(crate) async fn route(
     };
     // Recorded on arrival, so a test can see a call that is still in flight.
     let call = record(shared, method, Value::Object(params.clone()));
-    let fault = shared
-        .state()
-        .faults
-        .get_mut(&method_key)
-        .and_then(|queue| queue.pop_front());
+    let chat = params.get("chat_id").and_then(Value::as_i64);
+    let fault = {
+        let mut state = shared.state();
+        let sticky =
+            chat.and_then(|chat| state.chat_faults.get(&(method_key.clone(), chat)).cloned());
+        sticky.or_else(|| {
+            state
+                .faults
+                .get_mut(&method_key)
+                .and_then(|queue| queue.pop_front())
+        })
+    };
     let mut truncate = false;
     let mut answer_after = None;
     match fault {
@@ -170,6 +177,7 @@ fn record(shared: &Shared, method: &str, params: Value) -> CallRef {
         params,
         status: 0,
         performed: false,
+        performed_at: None,
     });
     CallRef {
         generation: state.calls_generation,
@@ -185,6 +193,7 @@ fn finish(shared: &Shared, call: CallRef, status: u16, performed: bool) {
         if let Some(recorded) = state.calls.get_mut(call.index) {
             recorded.status = status;
             recorded.performed = performed;
+            recorded.performed_at = performed.then(std::time::Instant::now);
         }
     }
 }

@@ -19,6 +19,10 @@ pub struct Call {
     /// The call took effect (a message was sent), whatever was answered: an
     /// injected error has none, a slow or cut-short answer has.
     pub performed: bool,
+    /// When it took effect, if it did: std's clock, which paused tokio time
+    /// does not stop, for benches timing what follows a sent message.
+    #[serde(skip)]
+    pub performed_at: Option<std::time::Instant>,
 }
 
 /// A failure to inject into the next call of a method.
@@ -241,6 +245,8 @@ pub(crate) struct State {
     /// a newer one.
     pub(crate) calls_generation: u64,
     pub(crate) faults: HashMap<String, VecDeque<Fault>>,
+    /// Faults that stay until healed, for calls to a method about one chat.
+    pub(crate) chat_faults: HashMap<(String, i64), Fault>,
     pub(crate) chats: HashMap<i64, ChatInfo>,
     pub(crate) next_message_id: i64,
     pub(crate) webhook: Option<Webhook>,
@@ -266,6 +272,7 @@ impl State {
             calls: Vec::new(),
             calls_generation: 0,
             faults: HashMap::new(),
+            chat_faults: HashMap::new(),
             chats: HashMap::new(),
             next_message_id: 1_000_000,
             webhook: None,
