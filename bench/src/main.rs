@@ -9,6 +9,10 @@
 //! stays on, so the cold figures include a real TLS handshake. Every answer
 //! is checked, so a failing function cannot produce figures.
 //!
+//! The webhook runs a second time as `webhook+store`, with its DynamoDB
+//! store on moto's server on loopback (`store`), behind a proxy that counts
+//! the store requests of each update; without moto it is left out.
+//!
 //! This file is the command line; `run` sets the stage, `measure` drives
 //! the functions, `report` turns the timings into figures.
 
@@ -19,6 +23,7 @@ mod process;
 mod report;
 mod run;
 mod size;
+mod store;
 
 use clap::builder::RangedU64ValueParser;
 use clap::Parser;
@@ -31,10 +36,11 @@ pub use error::BenchError;
 const MAX_COLD_RUNS: usize = 1_000;
 const MAX_WARM_INVOCATIONS: usize = 200_000;
 
-/// Runs the release-built webhook function and an empty lambda_runtime
-/// function the way Lambda does, and reports cold start, warm latency, CPU,
-/// memory and size for both. Build the functions first (scripts/bench does
-/// both steps).
+/// Runs the release-built webhook function (without and with its store, on
+/// moto) and an empty lambda_runtime function the way Lambda does, and
+/// reports cold start, warm latency, CPU, memory and size for each, and the
+/// store's requests per update. Build the functions first (scripts/bench
+/// does both steps).
 #[derive(Debug, Parser)]
 #[command(name = "lambda-bench")]
 struct Args {
@@ -58,9 +64,13 @@ struct Args {
     /// An HTTP API event with a Telegram text message [default: events/text.json]
     #[arg(long, value_name = "PATH", default_value_os_t = sample_event(), hide_default_value = true)]
     event: PathBuf,
-    /// RUST_LOG for both functions [default: unset, so the bot logs at info]
+    /// RUST_LOG for the functions [default: unset, so the bot logs at info]
     #[arg(long, value_name = "FILTER")]
     rust_log: Option<String>,
+    /// Leave out webhook+store (the webhook with its DynamoDB store, on
+    /// moto's server found through $MOTO_SERVER, target/tools or the PATH)
+    #[arg(long)]
+    no_store: bool,
 }
 
 /// The repository's sample event, wherever the bench is run from.
@@ -129,6 +139,8 @@ mod tests {
         assert!(args.baseline.ends_with("release/empty-function"));
         assert!(args.event.ends_with("events/text.json"));
         assert_eq!(args.rust_log, None);
+        assert!(!args.no_store);
+        assert!(parse(&["--no-store"]).unwrap().no_store);
     }
 
     #[test]

@@ -4,11 +4,12 @@
 
 use crate::event::EventTemplate;
 use crate::process::{Invoked, Process};
-use crate::report::{ColdRun, Warm};
+use crate::report::{ColdRun, StoreLog, Warm};
+use crate::store::{self, Store};
 use crate::{BenchError, MAX_COLD_RUNS};
 use serde_json::Value;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use telegram_stand_in::StandIn;
 
 /// Invocations before the warm measurement starts, not counted: the first
@@ -24,6 +25,10 @@ pub struct Function {
     /// The webhook must have sent its reply to the stand-in; the baseline
     /// only answers.
     pub sends_reply: bool,
+    /// Its own variables, on top of the shared ones.
+    pub env: Vec<(String, String)>,
+    /// Whether it uses the bench's store, whose requests are then counted.
+    pub uses_store: bool,
 }
 
 /// What every function process is started with.
@@ -32,11 +37,14 @@ pub struct Bench<'a> {
     pub template: &'a EventTemplate,
     pub env: &'a [(String, String)],
     pub api: &'a lambda_runtime_api::Options,
+    /// moto behind the counting proxy, unless the run goes without.
+    pub store: Option<&'a Store>,
 }
 
 impl Bench<'_> {
     async fn spawn(&self, function: &Function) -> Result<Process, BenchError> {
-        Process::spawn(function.name, &function.binary, self.env, self.api).await
+        let env: Vec<(String, String)> = self.env.iter().chain(&function.env).cloned().collect();
+        Process::spawn(function.name, &function.binary, &env, self.api).await
     }
 
     /// Starts a fresh process, gives it one event and stops it.
@@ -106,7 +114,6 @@ impl Bench<'_> {
                 self.invoke(process, function, first_offset + index).await?;
             }
         }
-        let handshakes_before = self.stand_in.tls_handshakes();
         let mut before = Vec::with_capacity(processes.len());
         for process in processes.iter() {
             before.push((process.cpu_ticks()?, process.anon_rss_kib()?));
@@ -115,50 +122,97 @@ impl Bench<'_> {
             .iter()
             .map(|_| Vec::with_capacity(count))
             .collect();
+        let mut handshakes = vec![0; functions.len()];
+        let mut store_log = StoreLog::default();
+        let store_connections = self.store.map(Store::connections);
         let mut done = 0;
         while done < count {
             let block = WARM_BLOCK.min(count - done);
-            for ((function, process), latencies) in functions
+            for (((function, process), latencies), handshakes) in functions
                 .iter()
                 .zip(processes.iter_mut())
                 .zip(latencies.iter_mut())
+                .zip(handshakes.iter_mut())
             {
+                // One function at a time talks to the stand-in, so the new
+                // connections of its block are its own.
+                let handshakes_before = self.stand_in.tls_handshakes();
                 for index in done..done + block {
                     let offset = first_offset + WARM_UP_INVOCATIONS + index;
+                    let mark = self.store_mark(function);
                     let invoked = self.invoke(process, function, offset).await?;
                     latencies.push(
                         invoked
                             .responded
                             .saturating_duration_since(invoked.handed_out),
                     );
+                    if let (Some(store), Some(mark)) = (self.store, mark) {
+                        self.record_store_cost(store, mark, &mut store_log)?;
+                    }
                 }
+                *handshakes += self
+                    .stand_in
+                    .tls_handshakes()
+                    .saturating_sub(handshakes_before);
             }
             done += block;
         }
-        // Only the webhook talks to the stand-in, so every new connection
-        // during the run is one of its own.
-        let handshakes = self
-            .stand_in
-            .tls_handshakes()
-            .saturating_sub(handshakes_before);
+        if let (Some(store), Some(before)) = (self.store, store_connections) {
+            store_log.connections = store.connections().saturating_sub(before);
+        }
         let ticks_per_second = clock_ticks_per_second();
         let mut results = Vec::with_capacity(processes.len());
-        for (((function, process), latencies), (cpu_before, anon_before)) in functions
+        for ((((function, process), latencies), (cpu_before, anon_before)), handshakes) in functions
             .iter()
             .zip(processes.iter())
             .zip(latencies)
             .zip(before)
+            .zip(handshakes)
         {
             let warm = Warm {
                 latencies,
                 cpu_ticks: process.cpu_ticks()?.saturating_sub(cpu_before),
                 clock_ticks_per_second: ticks_per_second,
-                tls_handshakes: if function.sends_reply { handshakes } else { 0 },
+                tls_handshakes: handshakes,
                 anon_growth_kib: process.anon_rss_kib()?.saturating_sub(anon_before),
+                store: function.uses_store.then(|| std::mem::take(&mut store_log)),
             };
             results.push((warm, process.peak_rss_kib()?));
         }
         Ok(results)
+    }
+
+    /// Where the store's request log stands, for a function that uses it.
+    fn store_mark(&self, function: &Function) -> Option<usize> {
+        let store = self.store.filter(|_| function.uses_store)?;
+        Some(store.mark())
+    }
+
+    /// Adds what the update just answered cost in the store: its requests
+    /// since `mark`, and the window from its sendMessage to the answer to
+    /// its last store request.
+    fn record_store_cost(
+        &self,
+        store: &Store,
+        mark: usize,
+        log: &mut StoreLog,
+    ) -> Result<(), BenchError> {
+        let requests = store.since(mark);
+        let sent_at: Option<Instant> = self
+            .stand_in
+            .calls()
+            .iter()
+            .find_map(|call| call.performed_at);
+        let sent_at = sent_at.ok_or_else(|| {
+            BenchError::Other("webhook+store: the stand-in has no time for its sendMessage".into())
+        })?;
+        let (count, window) = store::update_cost(sent_at, &requests)?;
+        log.requests.push(count);
+        log.windows.push(window);
+        for request in &requests {
+            *log.operations.entry(request.operation.clone()).or_default() += 1;
+        }
+        Ok(())
     }
 
     /// Gives the process the sample update with a fresh id, waits for the

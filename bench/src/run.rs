@@ -4,7 +4,8 @@
 
 use crate::event::EventTemplate;
 use crate::measure::{Bench, Function, WARM_BLOCK, WARM_UP_INVOCATIONS};
-use crate::report::{self, FunctionResults};
+use crate::report::{self, FunctionResults, StoreRun, WEBHOOK_STORE};
+use crate::store::{self, Store};
 use crate::{size, Args, BenchError};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,16 +27,20 @@ pub async fn run(args: Args) -> Result<(), BenchError> {
         .ok()
         .and_then(|text| text.split_whitespace().next()?.parse::<f64>().ok());
     let template = EventTemplate::load(&args.event)?;
-    let functions = [
+    let mut functions = vec![
         Function {
             name: "webhook",
             binary: args.webhook.clone(),
             sends_reply: true,
+            env: Vec::new(),
+            uses_store: false,
         },
         Function {
             name: "baseline",
             binary: args.baseline.clone(),
             sends_reply: false,
+            env: Vec::new(),
+            uses_store: false,
         },
     ];
     for function in &functions {
@@ -47,6 +52,32 @@ pub async fn run(args: Args) -> Result<(), BenchError> {
             )));
         }
     }
+    // Never a reason to stop: without moto, the run goes on without it.
+    let store = if args.no_store {
+        Err("--no-store".to_owned())
+    } else {
+        start_store().await
+    };
+    let (store, store_run) = match store {
+        Ok(store) => {
+            functions.insert(
+                1,
+                Function {
+                    name: WEBHOOK_STORE,
+                    binary: args.webhook.clone(),
+                    sends_reply: true,
+                    env: store.env(),
+                    uses_store: true,
+                },
+            );
+            let moto_server = store.moto_binary().to_owned();
+            (Some(store), StoreRun::Measured { moto_server })
+        }
+        Err(why) => {
+            eprintln!("lambda-bench: {WEBHOOK_STORE} left out: {why}");
+            (None, StoreRun::Skipped(why))
+        }
+    };
     let (stand_in, ca_pem) = StandIn::start_tls(Options::default())
         .await
         .map_err(|e| BenchError::io("starting the Telegram stand-in", e))?;
@@ -64,12 +95,22 @@ pub async fn run(args: Args) -> Result<(), BenchError> {
         template: &template,
         env: &env,
         api: &api,
+        store: store.as_ref(),
     };
 
-    let mut results = Vec::new();
-    for function in &functions {
-        eprintln!("lambda-bench: {}: size", function.name);
-        let sizes = size::measure(&function.binary, &scratch.path.join(function.name))?;
+    let mut results: Vec<FunctionResults> = Vec::new();
+    for (index, function) in functions.iter().enumerate() {
+        // webhook+store runs the webhook's binary: measured once.
+        let earlier = functions[..index]
+            .iter()
+            .position(|f| f.binary == function.binary);
+        let sizes = match earlier.and_then(|earlier| results.get(earlier)) {
+            Some(same) => same.sizes.clone(),
+            None => {
+                eprintln!("lambda-bench: {}: size", function.name);
+                size::measure(&function.binary, &scratch.path.join(function.name))?
+            }
+        };
         results.push(FunctionResults::new(function.name, sizes));
     }
 
@@ -83,9 +124,8 @@ pub async fn run(args: Args) -> Result<(), BenchError> {
         args.cold_runs
     );
     for round in 0..args.cold_runs {
-        // Alternating the order keeps drift on the machine from favouring one.
-        let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-        for index in order {
+        // Rotating the order keeps drift on the machine from favouring one.
+        for index in rotation(functions.len(), round) {
             let run = bench.cold_run(&functions[index], round + 1).await?;
             results[index].cold.push(run);
         }
@@ -107,6 +147,7 @@ pub async fn run(args: Args) -> Result<(), BenchError> {
         memory_mb: MEMORY_MB,
         rust_log: args.rust_log.clone(),
         load_at_start,
+        store: store_run,
     };
     let report = report::Report::new(settings, results)?;
     println!("{}", report.table());
@@ -119,7 +160,23 @@ pub async fn run(args: Args) -> Result<(), BenchError> {
     std::fs::write(&args.json, json + "\n")
         .map_err(|e| BenchError::io(format!("writing {}", args.json.display()), e))?;
     println!("results written to {}", args.json.display());
+    if let Some(store) = store {
+        store.stop().await;
+    }
     Ok(())
+}
+
+/// moto with the table, or why not.
+async fn start_store() -> Result<Store, String> {
+    let moto = store::find_moto()?;
+    eprintln!("lambda-bench: {WEBHOOK_STORE}: starting {}", moto.display());
+    Store::start(moto, REGION).await
+}
+
+/// The order of `count` functions in round `round`: each starts a round in
+/// turn (with two, they alternate).
+fn rotation(count: usize, round: usize) -> impl Iterator<Item = usize> {
+    (0..count).map(move |index| (index + round) % count.max(1))
 }
 
 /// The environment Lambda gives a function, plus the bot's own variables.
@@ -171,5 +228,22 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rotation;
+
+    #[test]
+    fn each_function_leads_a_round_in_turn() {
+        let rounds = |count| {
+            (0..count)
+                .map(|round| rotation(count, round).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(rounds(2), [[0, 1], [1, 0]]);
+        assert_eq!(rounds(3), [[0, 1, 2], [1, 2, 0], [2, 0, 1]]);
+        assert_eq!(rotation(0, 5).count(), 0);
     }
 }

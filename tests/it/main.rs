@@ -10,6 +10,7 @@ mod faults;
 mod helpers;
 mod memory;
 mod poll;
+mod processes;
 mod secrets;
 mod ssm;
 mod webhook;

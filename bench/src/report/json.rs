@@ -1,9 +1,9 @@
 //! The report for tools: every figure, raw run and setting as JSON, in
 //! `target/bench/results.json` unless told otherwise.
 
-use super::stats::{Spread, Summary};
+use super::stats::{Spread, StoreSummary, Summary};
 use super::{
-    cpus, ratio, round, FunctionResults, Report, PRICE_PER_GB_SECOND_ARM64,
+    cpus, ratio, round, FunctionResults, Report, StoreRun, PRICE_PER_GB_SECOND_ARM64,
     PRICE_PER_GB_SECOND_X86_64, PRICE_PER_HTTP_API_REQUEST,
 };
 use crate::size::Sizes;
@@ -42,13 +42,40 @@ impl Report {
         };
         let mut functions = serde_json::Map::new();
         for results in &self.results {
-            let summary = if results.name == "webhook" {
-                &self.webhook
-            } else {
-                &self.baseline
-            };
-            functions.insert(results.name.to_owned(), function(results, summary));
+            if let Some(summary) = self.summary(results.name) {
+                functions.insert(results.name.to_owned(), function(results, summary));
+            }
         }
+        let store_figures = |s: &StoreSummary| {
+            json!({
+                "requests_warm": s.requests,
+                "requests_per_update": round(s.per_update, 3),
+                "requests_per_update_min": s.fewest,
+                "requests_per_update_max": s.most,
+                "operations": s.operations,
+                "connections_warm": s.connections,
+                "unrecorded_window_us": {
+                    "p50": us(s.window_p50), "p99": us(s.window_p99), "max": us(s.window_max),
+                },
+            })
+        };
+        let store = match (&self.settings.store, &self.store) {
+            (StoreRun::Measured { moto_server }, Some(store)) => {
+                let (s, w) = (store, &self.webhook);
+                let mut figures = store.store.as_ref().map_or(json!({}), store_figures);
+                figures["moto_server"] = json!(moto_server.display().to_string());
+                figures["ratios_to_webhook"] = json!({
+                    "init_median": round(ratio(s.init.median, w.init.median), 3),
+                    "cold_total_median": round(ratio(s.total.median, w.total.median), 3),
+                    "warm_p50": round(ratio(s.p50, w.p50), 3),
+                    "warm_p99": round(ratio(s.p99, w.p99), 3),
+                    "cpu_per_update": round(ratio(s.cpu_per_update, w.cpu_per_update), 3),
+                });
+                figures
+            }
+            (StoreRun::Skipped(why), _) => json!({"skipped": why}),
+            (StoreRun::Measured { .. }, None) => json!({"skipped": "no results"}),
+        };
         let (w, b) = (&self.webhook, &self.baseline);
         let size_ratio =
             |f: fn(&Sizes) -> u64| match (self.sizes("webhook"), self.sizes("baseline")) {
@@ -71,6 +98,7 @@ impl Report {
                     .map(|s| s.trim().to_owned()).unwrap_or_default(),
             },
             "functions": functions,
+            "store": store,
             "ratios": {
                 "init_median": round(ratio(w.init.median, b.init.median), 3),
                 "cold_total_median": round(ratio(w.total.median, b.total.median), 3),

@@ -5,6 +5,7 @@
 use super::PRICE_PER_REQUEST;
 use crate::size::Sizes;
 use crate::BenchError;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +27,22 @@ pub struct Warm {
     pub tls_handshakes: u64,
     /// How much resident anonymous memory grew over them.
     pub anon_growth_kib: u64,
+    /// For a function with the store: what each measured update cost in it.
+    pub store: Option<StoreLog>,
+}
+
+/// The store requests of the measured warm invocations, per update.
+#[derive(Debug, Default)]
+pub struct StoreLog {
+    /// Store requests of each update, in order.
+    pub requests: Vec<usize>,
+    /// Per update, from the stand-in carrying out its sendMessage to the
+    /// answer to its last store request (the finish) reaching the function.
+    pub windows: Vec<Duration>,
+    /// Requests per DynamoDB operation, over all the updates.
+    pub operations: BTreeMap<String, usize>,
+    /// Connections the function opened to the store meanwhile.
+    pub connections: u64,
 }
 
 #[derive(Debug)]
@@ -76,6 +93,50 @@ pub(super) struct Summary {
     /// Resident anonymous memory gained per update, in bytes.
     pub(super) growth_per_update: f64,
     pub(super) peak_rss_kib: u64,
+    pub(super) store: Option<StoreSummary>,
+}
+
+/// What the updates cost in the store.
+#[derive(Debug)]
+pub(super) struct StoreSummary {
+    /// Store requests during the measured invocations.
+    pub(super) requests: usize,
+    /// `requests` over the invocations.
+    pub(super) per_update: f64,
+    /// The fewest and most requests of one update.
+    pub(super) fewest: usize,
+    pub(super) most: usize,
+    pub(super) operations: BTreeMap<String, usize>,
+    pub(super) connections: u64,
+    /// The window in which the reply is out but not recorded.
+    pub(super) window_p50: Duration,
+    pub(super) window_p99: Duration,
+    pub(super) window_max: Duration,
+}
+
+impl StoreSummary {
+    /// The figures of `log`, over `invocations` measured invocations.
+    pub(super) fn of(log: &StoreLog, invocations: usize) -> Option<StoreSummary> {
+        let mut windows = log.windows.clone();
+        windows.sort_unstable();
+        let requests = log.requests.iter().sum();
+        Some(StoreSummary {
+            requests,
+            per_update: per_update(requests, invocations)?,
+            fewest: *log.requests.iter().min()?,
+            most: *log.requests.iter().max()?,
+            operations: log.operations.clone(),
+            connections: log.connections,
+            window_p50: percentile(&windows, 50.0),
+            window_p99: percentile(&windows, 99.0),
+            window_max: *windows.last()?,
+        })
+    }
+}
+
+/// `count` over `invocations`, or `None` without invocations.
+fn per_update(count: usize, invocations: usize) -> Option<f64> {
+    (invocations > 0).then(|| count as f64 / invocations as f64)
 }
 
 impl Summary {
@@ -112,6 +173,13 @@ impl Summary {
             tls_handshakes: warm.tls_handshakes,
             growth_per_update: warm.anon_growth_kib as f64 * 1024.0 / f64::from(count),
             peak_rss_kib: results.peak_rss_kib,
+            store: match &warm.store {
+                Some(log) => Some(
+                    StoreSummary::of(log, latencies.len())
+                        .ok_or_else(|| missing("store requests"))?,
+                ),
+                None => None,
+            },
         })
     }
 
@@ -159,6 +227,26 @@ mod tests {
         assert_eq!(percentile(&sorted, 99.0), Duration::from_micros(99));
         assert_eq!(percentile(&sorted, 100.0), Duration::from_micros(100));
         assert_eq!(percentile(&us(&[7]), 99.0), Duration::from_micros(7));
+    }
+
+    #[test]
+    fn store_requests_are_counted_per_update() {
+        let log = StoreLog {
+            requests: vec![3, 3, 4, 2],
+            windows: us(&[40, 10, 30, 20]),
+            operations: BTreeMap::from([("GetItem".to_owned(), 4), ("UpdateItem".to_owned(), 8)]),
+            connections: 0,
+        };
+        let summary = StoreSummary::of(&log, 4).unwrap();
+        assert_eq!(summary.requests, 12);
+        assert_eq!(summary.per_update, 3.0);
+        assert_eq!((summary.fewest, summary.most), (2, 4));
+        assert_eq!(summary.window_p50, Duration::from_micros(20));
+        assert_eq!(summary.window_p99, Duration::from_micros(40));
+        assert_eq!(summary.window_max, Duration::from_micros(40));
+        assert!(StoreSummary::of(&StoreLog::default(), 0).is_none());
+        assert_eq!(per_update(7, 2), Some(3.5));
+        assert_eq!(per_update(7, 0), None);
     }
 
     #[test]

@@ -1,108 +1,138 @@
-//! The report for people: a fixed-width table of both functions' figures,
-//! the targets met or missed, and the cost per million updates.
+//! The report for people: a fixed-width table of the functions' figures
+//! (the webhook, with its store when measured, and the baseline), the
+//! store's requests and unrecorded window, the targets met or missed, and
+//! the cost per million updates.
 
+use super::stats::{StoreSummary, Summary};
 use super::{
-    cpus, ratio, Report, MIB, PRICE_PER_GB_SECOND_ARM64, PRICE_PER_GB_SECOND_X86_64,
-    PRICE_PER_HTTP_API_REQUEST,
+    cpus, ratio, Report, StoreRun, MIB, PRICE_PER_GB_SECOND_ARM64, PRICE_PER_GB_SECOND_X86_64,
+    PRICE_PER_HTTP_API_REQUEST, WEBHOOK_STORE,
 };
 use crate::size::Sizes;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+/// One duration of a function's figures.
+type DurationFigure = fn(&Summary) -> Duration;
+/// One size, in bytes.
+type SizeFigure = fn(&Sizes) -> u64;
+
 impl Report {
     /// The human-readable table.
     pub fn table(&self) -> String {
         let (w, b) = (&self.webhook, &self.baseline);
-        let (ws, bs) = (self.sizes("webhook"), self.sizes("baseline"));
-        let mut rows: Vec<[String; 4]> = Vec::new();
-        let mut duration_row = |label: &str, w: Duration, b: Duration, unit: Unit| {
-            rows.push([
-                label.to_owned(),
-                unit.show(w),
-                unit.show(b),
-                format!("{:.2}", ratio(w, b)),
-            ]);
-        };
-        duration_row(
-            "init median (spawn -> 1st /next)",
-            w.init.median,
-            b.init.median,
-            Unit::Ms,
-        );
-        duration_row("init min", w.init.min, b.init.min, Unit::Ms);
-        duration_row("init max", w.init.max, b.init.max, Unit::Ms);
-        duration_row(
-            "cold total median (spawn -> 1st response)",
-            w.total.median,
-            b.total.median,
-            Unit::Ms,
-        );
-        duration_row("cold total min", w.total.min, b.total.min, Unit::Ms);
-        duration_row("cold total max", w.total.max, b.total.max, Unit::Ms);
-        duration_row(
-            "warm p50 (event out -> response in)",
-            w.p50,
-            b.p50,
-            Unit::Us,
-        );
-        duration_row("warm p90", w.p90, b.p90, Unit::Us);
-        duration_row("warm p99", w.p99, b.p99, Unit::Us);
-        duration_row("warm max", w.max, b.max, Unit::Us);
-        duration_row("warm mean", w.mean, b.mean, Unit::Us);
-        duration_row(
-            "CPU per update (user+sys)",
-            w.cpu_per_update,
-            b.cpu_per_update,
-            Unit::Us,
-        );
-        rows.push([
-            "heap growth per update (RssAnon)".to_owned(),
-            format!("{:.0} B", w.growth_per_update),
-            format!("{:.0} B", b.growth_per_update),
+        // The columns: webhook, webhook+store when measured, baseline; then
+        // the ratio webhook/baseline.
+        let mut columns: Vec<(&str, &Summary, Option<&Sizes>)> =
+            vec![("webhook", w, self.sizes("webhook"))];
+        if let Some(store) = &self.store {
+            columns.push((WEBHOOK_STORE, store, self.sizes(WEBHOOK_STORE)));
+        }
+        columns.push(("baseline", b, self.sizes("baseline")));
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        let mut row =
+            |label: &str, show: &dyn Fn(&Summary, Option<&Sizes>) -> String, ratio: String| {
+                let mut cells = vec![label.to_owned()];
+                cells.extend(columns.iter().map(|(_, s, sizes)| show(s, *sizes)));
+                cells.push(ratio);
+                rows.push(cells);
+            };
+        let durations: [(&str, DurationFigure, Unit); 12] = [
+            (
+                "init median (spawn -> 1st /next)",
+                |s| s.init.median,
+                Unit::Ms,
+            ),
+            ("init min", |s| s.init.min, Unit::Ms),
+            ("init max", |s| s.init.max, Unit::Ms),
+            (
+                "cold total median (spawn -> 1st response)",
+                |s| s.total.median,
+                Unit::Ms,
+            ),
+            ("cold total min", |s| s.total.min, Unit::Ms),
+            ("cold total max", |s| s.total.max, Unit::Ms),
+            ("warm p50 (event out -> response in)", |s| s.p50, Unit::Us),
+            ("warm p90", |s| s.p90, Unit::Us),
+            ("warm p99", |s| s.p99, Unit::Us),
+            ("warm max", |s| s.max, Unit::Us),
+            ("warm mean", |s| s.mean, Unit::Us),
+            ("CPU per update (user+sys)", |s| s.cpu_per_update, Unit::Us),
+        ];
+        for (label, figure, unit) in durations {
+            row(
+                label,
+                &|s, _| unit.show(figure(s)),
+                format!("{:.2}", ratio(figure(w), figure(b))),
+            );
+        }
+        row(
+            "heap growth per update (RssAnon)",
+            &|s, _| format!("{:.0} B", s.growth_per_update),
             format!("{:.2}", w.growth_per_update / b.growth_per_update),
-        ]);
-        let mut size_row = |label: &str, w: f64, b: f64| {
-            rows.push([
-                label.to_owned(),
-                format!("{w:.2} MiB"),
-                format!("{b:.2} MiB"),
-                format!("{:.2}", w / b),
-            ]);
-        };
-        size_row(
+        );
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        row(
             "peak RSS (VmHWM)",
-            w.peak_rss_kib as f64 / 1024.0,
-            b.peak_rss_kib as f64 / 1024.0,
+            &|s, _| format!("{:.2} MiB", mib(s.peak_rss_kib)),
+            format!("{:.2}", mib(w.peak_rss_kib) / mib(b.peak_rss_kib)),
         );
-        let mib =
+        let size_in_mib =
             |s: Option<&Sizes>, f: fn(&Sizes) -> u64| s.map_or(f64::NAN, |s| f(s) as f64 / MIB);
-        size_row(
-            "stripped binary",
-            mib(ws, |s| s.binary_bytes),
-            mib(bs, |s| s.binary_bytes),
-        );
-        size_row(
-            "zip (deflate -6)",
-            mib(ws, |s| s.zip_bytes),
-            mib(bs, |s| s.zip_bytes),
-        );
+        let sizes: [(&str, SizeFigure); 2] = [
+            ("stripped binary", |s| s.binary_bytes),
+            ("zip (deflate -6)", |s| s.zip_bytes),
+        ];
+        for (label, f) in sizes {
+            let (ws, bs) = (
+                size_in_mib(self.sizes("webhook"), f),
+                size_in_mib(self.sizes("baseline"), f),
+            );
+            row(
+                label,
+                &|_, sizes| format!("{:.2} MiB", size_in_mib(sizes, f)),
+                format!("{:.2}", ws / bs),
+            );
+        }
+        let store_row = |label: &str, figure: &dyn Fn(&StoreSummary) -> String| {
+            let mut cells = vec![label.to_owned()];
+            cells.extend(
+                columns
+                    .iter()
+                    .map(|(_, s, _)| s.store.as_ref().map_or_else(|| "-".to_owned(), figure)),
+            );
+            cells.push(String::new());
+            cells
+        };
+        if self.store.is_some() {
+            rows.push(store_row("store requests per update (warm)", &|s| {
+                format!("{:.2}", s.per_update)
+            }));
+            rows.push(store_row("unrecorded window p50 (sent -> finish)", &|s| {
+                Unit::Us.show(s.window_p50)
+            }));
+            rows.push(store_row("unrecorded window p99", &|s| {
+                Unit::Us.show(s.window_p99)
+            }));
+        }
 
         let mut out = String::new();
-        let widths = [44, 13, 13, 9];
-        let header = ["figure", "webhook", "baseline", "ratio"];
-        let line = |out: &mut String, cells: &[String; 4]| {
-            let _ = writeln!(
-                out,
-                "{:<w0$} {:>w1$} {:>w2$} {:>w3$}",
-                cells[0],
-                cells[1],
-                cells[2],
-                cells[3],
-                w0 = widths[0],
-                w1 = widths[1],
-                w2 = widths[2],
-                w3 = widths[3]
-            );
+        let mut widths = vec![44];
+        widths.extend(columns.iter().map(|(name, _, _)| name.len().max(13)));
+        widths.push(9);
+        let mut header = vec!["figure".to_owned()];
+        header.extend(columns.iter().map(|(name, _, _)| (*name).to_owned()));
+        header.push("ratio w/b".to_owned());
+        let line = |out: &mut String, cells: &[String]| {
+            let mut text = String::new();
+            for (index, (cell, width)) in cells.iter().zip(&widths).enumerate() {
+                if index == 0 {
+                    let _ = write!(text, "{cell:<width$}");
+                } else {
+                    let _ = write!(text, " {cell:>width$}");
+                }
+            }
+            let _ = writeln!(out, "{}", text.trim_end());
         };
         let settings = &self.settings;
         let _ = writeln!(
@@ -121,8 +151,12 @@ impl Report {
                 .as_ref()
                 .map_or_else(String::new, |filter| format!("; RUST_LOG={filter}")),
         );
-        line(&mut out, &header.map(str::to_owned));
-        let _ = writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 3));
+        line(&mut out, &header);
+        let _ = writeln!(
+            out,
+            "{}",
+            "-".repeat(widths.iter().sum::<usize>() + widths.len() - 1)
+        );
         for row in &rows {
             line(&mut out, row);
         }
@@ -133,6 +167,51 @@ impl Report {
             w.cpu_resolution.as_secs_f64() * 1e6,
             w.tls_handshakes
         );
+        match (&self.settings.store, &self.store) {
+            (StoreRun::Measured { moto_server }, Some(store)) => {
+                let _ = writeln!(
+                    out,
+                    "{WEBHOOK_STORE}: the webhook with BOT_STORE_TABLE, on moto ({}) on loopback \
+                     through a counting proxy; moto is Python, not DynamoDB's latency. TLS \
+                     handshakes during its warm run: {}.",
+                    moto_server.display(),
+                    store.tls_handshakes
+                );
+                if let Some(s) = &store.store {
+                    let operations: Vec<String> = s
+                        .operations
+                        .iter()
+                        .map(|(operation, count)| format!("{count} {operation}"))
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "  store requests: {} over {} warm updates = {:.2} per update \
+                         ({} to {} each; {}), on {} new connections (0 = one kept throughout).",
+                        s.requests,
+                        self.settings.warm_invocations,
+                        s.per_update,
+                        s.fewest,
+                        s.most,
+                        operations.join(", "),
+                        s.connections
+                    );
+                    let _ = writeln!(
+                        out,
+                        "  unrecorded window: from the stand-in carrying out sendMessage to the \
+                         proxy relaying moto's answer to the update's last store request (the \
+                         finish); an instance that dies inside it has replied without recording \
+                         it, and the redelivery replies again. p50 {}, p99 {}, max {}.",
+                        Unit::Us.show(s.window_p50),
+                        Unit::Us.show(s.window_p99),
+                        Unit::Us.show(s.window_max)
+                    );
+                }
+            }
+            (StoreRun::Skipped(why), _) => {
+                let _ = writeln!(out, "{WEBHOOK_STORE}: not measured: {why}.");
+            }
+            (StoreRun::Measured { .. }, None) => {}
+        }
         let _ = writeln!(out, "\ntargets");
         for target in self.targets() {
             let _ = writeln!(
