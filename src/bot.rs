@@ -7,19 +7,24 @@
 //! unchanged.
 
 use crate::action::Action;
-use crate::telegram::{ChatType, Message, SendMessage, Update, UpdateKind};
+use crate::telegram::{
+    AnswerCallbackQuery, CallbackData, CallbackQuery, ChatType, EditMessageText,
+    InlineKeyboardButton, InlineKeyboardMarkup, Message, SendMessage, Update, UpdateKind,
+};
 use serde::{Deserialize, Serialize};
 
 /// The commands the bot knows, as listed by `/help`.
 pub const COMMANDS: &[(&str, &str)] = &[("start", "say hello"), ("help", "list the commands")];
 /// The commands that need memory (a store), listed only when it has one.
-pub const MEMORY_COMMANDS: &[(&str, &str)] =
-    &[("count", "how many messages this chat sent since /start")];
+pub const MEMORY_COMMANDS: &[(&str, &str)] = &[
+    ("count", "how many messages this chat sent since /start"),
+    ("counter", "a count you change with buttons"),
+];
 
 /// The update kinds this bot answers. setWebhook and getUpdates ask Telegram
 /// for these only: fewer deliveries, fewer invocations, lower cost. Add a kind
 /// here when `Bot::handle` learns to answer it.
-pub const ALLOWED_UPDATES: &[&str] = &["message"];
+pub const ALLOWED_UPDATES: &[&str] = &["message", "callback_query"];
 
 /// What the bot remembers about one chat between updates, kept by the store
 /// (see the README's section on memory). Give new fields
@@ -30,7 +35,14 @@ pub struct State {
     /// saw it), that one included.
     #[serde(default)]
     pub messages: u64,
+    /// The count `/counter` shows and its buttons change.
+    #[serde(default)]
+    pub counter: i64,
 }
+
+/// What the counter's buttons send back.
+const COUNTER_DOWN: CallbackData = CallbackData::new("counter:-1");
+const COUNTER_UP: CallbackData = CallbackData::new("counter:+1");
 
 /// The bot. Holds what its answers depend on besides the update.
 #[derive(Debug, Clone, Default)]
@@ -79,11 +91,40 @@ impl Bot {
                 .into_iter()
                 .map(Action::Send)
                 .collect(),
-            // Edits, channel posts, button presses and every other kind are
-            // accepted and left unanswered.
+            UpdateKind::CallbackQuery(query) => self.on_press(query, &mut state),
+            // Edits, channel posts and every other kind are accepted and
+            // left unanswered.
             _ => Vec::new(),
         };
         (actions, state)
+    }
+
+    /// The answer to a button press, given at once, before the chat's
+    /// state is read: so it depends on the press alone. The spinner stops;
+    /// add `.with_text(...)` for a notification.
+    pub fn answer(&self, query: &CallbackQuery) -> AnswerCallbackQuery {
+        AnswerCallbackQuery::to(query)
+    }
+
+    /// What a press changes: the counter's buttons edit the count.
+    fn on_press(&self, query: &CallbackQuery, state: &mut State) -> Vec<Action> {
+        // Without memory the count cannot be kept; presses on an old
+        // keyboard are only answered.
+        let (true, Some(message)) = (self.memory, &query.message) else {
+            return Vec::new();
+        };
+        let step = match query.data.as_deref() {
+            Some(data) if data == COUNTER_UP.as_str() => 1,
+            Some(data) if data == COUNTER_DOWN.as_str() => -1,
+            _ => return Vec::new(),
+        };
+        state.counter = state.counter.saturating_add(step);
+        vec![Action::Edit(EditMessageText {
+            chat_id: message.chat.id,
+            message_id: message.message_id,
+            text: counter_text(state.counter),
+            reply_markup: Some(counter_keyboard()),
+        })]
     }
 
     fn on_message(&self, message: &Message, state: &mut State) -> Option<SendMessage> {
@@ -103,6 +144,12 @@ impl Bot {
             Some(command) if command.name.eq_ignore_ascii_case("help") => self.help(),
             Some(command) if self.memory && command.name.eq_ignore_ascii_case("count") => {
                 count(state.messages)
+            }
+            Some(command) if self.memory && command.name.eq_ignore_ascii_case("counter") => {
+                return Some(
+                    SendMessage::reply_to(message, counter_text(state.counter))
+                        .with_keyboard(counter_keyboard()),
+                );
             }
             _ => format!("You said: {text}"),
         };
@@ -136,6 +183,17 @@ impl Bot {
         }
         text
     }
+}
+
+fn counter_text(count: i64) -> String {
+    format!("Count: {count}")
+}
+
+fn counter_keyboard() -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::row([
+        InlineKeyboardButton::callback("−1", COUNTER_DOWN),
+        InlineKeyboardButton::callback("+1", COUNTER_UP),
+    ])
 }
 
 fn count(messages: u64) -> String {
@@ -276,6 +334,7 @@ mod tests {
                     message_id: MessageId(7),
                     allow_sending_without_reply: true
                 }),
+                reply_markup: None,
             }]
         );
     }
@@ -316,6 +375,92 @@ mod tests {
             without[1], "You said: /count",
             "an unknown command is echoed"
         );
+    }
+
+    fn press(data: &str, from: i64) -> Update {
+        Update::from_value(json!({"update_id": 9, "callback_query": {
+            "id": "q1", "chat_instance": "c",
+            "from": {"id": from, "is_bot": false, "first_name": "Bo"},
+            "message": {"message_id": 50, "date": 1, "chat": {"id": -100_123, "type": "supergroup"},
+                        "text": "Count: 0"},
+            "data": data
+        }}))
+        .unwrap()
+    }
+
+    #[test]
+    fn counter_shows_the_count_with_two_buttons() {
+        let bot = bot().with_memory(true);
+        let state = State {
+            counter: 7,
+            ..State::default()
+        };
+        let (actions, _) = bot.handle(&group_text("/counter"), state);
+        let [Action::Send(message)] = actions.as_slice() else {
+            panic!("{actions:?}");
+        };
+        assert_eq!(message.text, "Count: 7");
+        let keyboard = message.reply_markup.as_ref().unwrap();
+        let data: Vec<&str> = keyboard.inline_keyboard[0]
+            .iter()
+            .map(|b| b.callback_data.as_ref().unwrap().as_str())
+            .collect();
+        assert_eq!(data, ["counter:-1", "counter:+1"]);
+    }
+
+    #[test]
+    fn a_press_edits_the_count_and_keeps_the_buttons() {
+        let bot = bot().with_memory(true);
+        let (actions, state) = bot.handle(&press("counter:+1", 1), State::default());
+        assert_eq!(state.counter, 1);
+        let [Action::Edit(edit)] = actions.as_slice() else {
+            panic!("{actions:?}");
+        };
+        assert_eq!((edit.message_id.0, edit.text.as_str()), (50, "Count: 1"));
+        assert!(edit.reply_markup.is_some());
+        let (_, state) = bot.handle(&press("counter:-1", 2), state);
+        let (_, state) = bot.handle(&press("counter:-1", 2), state);
+        assert_eq!(state.counter, -1);
+    }
+
+    #[test]
+    fn a_press_is_answered_without_looking_at_the_state() {
+        let bot = bot().with_memory(true);
+        let UpdateKind::CallbackQuery(query) = &press("counter:+1", 1).kind else {
+            unreachable!()
+        };
+        assert_eq!(bot.answer(query).callback_query_id, "q1");
+        // Unknown data, or no memory: answered, nothing else.
+        assert!(bot
+            .handle(&press("other", 1), State::default())
+            .0
+            .is_empty());
+        assert!(super::Bot::new(None)
+            .handle(&press("counter:+1", 1), State::default())
+            .0
+            .is_empty());
+    }
+
+    #[test]
+    fn counter_is_offered_only_with_memory() {
+        let with = conversation(&bot().with_memory(true), &["/help"]);
+        assert!(with[0].contains("/counter - "), "{with:?}");
+        let without = conversation(&bot(), &["/help", "/counter"]);
+        assert!(!without[0].contains("/counter"));
+        assert_eq!(without[1], "You said: /counter");
+    }
+
+    #[test]
+    fn callback_data_is_one_to_64_bytes() {
+        assert!(CallbackData::parse("x".repeat(64)).is_ok());
+        assert_eq!(
+            CallbackData::parse("x".repeat(65)),
+            Err(crate::telegram::CallbackDataError(65))
+        );
+        assert!(CallbackData::parse("").is_err());
+        let json = serde_json::to_value(counter_keyboard()).unwrap();
+        assert_eq!(json["inline_keyboard"][0][1]["callback_data"], "counter:+1");
+        assert!(serde_json::from_value::<CallbackData>(json!("x".repeat(65))).is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::error::Chain;
 use crate::memory::{millis, now_millis, Decision, Memory, Ticket, LEASE_MARGIN};
 use crate::retry::{retry, GaveUp, RetryPolicy, Stop};
 use crate::store::StoreError;
-use crate::telegram::{SendMessage, Update};
+use crate::telegram::{CallbackQuery, SendMessage, Update, UpdateKind};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -117,6 +117,11 @@ impl Responder<'_> {
         recorded: &(dyn Fn() + Send + Sync),
     ) -> Handled {
         let started = Instant::now();
+        // A press is answered before anything slower (the store, the bot,
+        // the edits), so the button stops spinning at once.
+        if let UpdateKind::CallbackQuery(query) = &update.kind {
+            self.answer_press(update, query, policy, stop).await;
+        }
         let handled = match self.memory {
             None => {
                 let (actions, _state) = self.bot.handle(update, State::default());
@@ -134,6 +139,32 @@ impl Responder<'_> {
             handled.error.as_ref().map(|e| e as &dyn std::error::Error),
         );
         handled
+    }
+
+    /// Answers a button press (answerCallbackQuery) with what the bot says
+    /// to it. A failure is logged and changes nothing else: the press is
+    /// still carried out, and Telegram is not asked to deliver it again for
+    /// the answer's sake. A query answered before (a repeat delivery) or
+    /// too old to answer counts as answered.
+    async fn answer_press(
+        &self,
+        update: &Update,
+        query: &CallbackQuery,
+        policy: &RetryPolicy,
+        stop: &mut Stop,
+    ) {
+        let answer = Action::AnswerCallback(self.bot.answer(query));
+        let answered = retry(policy, stop, answer.method(), || {
+            perform(self.api, &answer, policy.deadline)
+        })
+        .await;
+        if let Err(GaveUp::Failed(error) | GaveUp::Stopped(error)) = answered {
+            tracing::warn!(
+                update_id = update.id.0,
+                error = %Chain(&error),
+                "could not answer the button press; carrying it out anyway"
+            );
+        }
     }
 
     /// Carries out what is left of an update whose outbox a run that died
@@ -362,8 +393,40 @@ async fn carry_out(
 }
 
 /// Carries out one action. A message to a group that became a supergroup
-/// is sent once more, to the supergroup.
+/// is sent once more, to the supergroup. What Telegram refuses because it
+/// is done already counts as done: an edit to what the message already
+/// says, an answer to a query answered before or too old to answer.
 async fn perform(api: &BotApi, action: &Action, deadline: Option<Instant>) -> Result<(), ApiError> {
+    match carry_out_once(api, action, deadline).await {
+        Err(error) if is_done_already(action, &error) => Ok(()),
+        result => result,
+    }
+}
+
+/// Telegram's refusals that mean the action's effect is already there.
+fn is_done_already(action: &Action, error: &ApiError) -> bool {
+    let ApiError::Telegram {
+        code: 400,
+        description,
+        ..
+    } = error
+    else {
+        return false;
+    };
+    match action {
+        Action::Edit(_) => description.contains("message is not modified"),
+        Action::AnswerCallback(_) => {
+            description.contains("query is too old") || description.contains("query ID is invalid")
+        }
+        Action::Send(_) => false,
+    }
+}
+
+async fn carry_out_once(
+    api: &BotApi,
+    action: &Action,
+    deadline: Option<Instant>,
+) -> Result<(), ApiError> {
     match action {
         Action::Send(message) => match api.send_message(message, deadline).await {
             Ok(_) => Ok(()),

@@ -94,6 +94,13 @@ pub struct Ticket {
 }
 
 impl Ticket {
+    pub fn new(key: impl Into<String>, update: i64) -> Self {
+        Ticket {
+            key: key.into(),
+            update,
+        }
+    }
+
     /// The record (chat) the update belongs to.
     pub fn key(&self) -> &str {
         &self.key
@@ -111,6 +118,12 @@ impl Memory {
             leases,
             keep_chats: None,
         }
+    }
+
+    /// The same memory, with `leases`.
+    pub fn with_leases(mut self, leases: Leases) -> Self {
+        self.leases = leases;
+        self
     }
 
     /// Lets a chat's record go (through the table's TTL) after this long
@@ -163,7 +176,7 @@ impl Memory {
         };
         let mut record = self.store.load(&ticket.key).await?.unwrap_or_default();
         for _ in 0..MAX_RUNS {
-            if record.done.contains(&ticket.update) {
+            if record.done.contains_key(&ticket.update) {
                 return Ok((Decision::Duplicate, ticket));
             }
             if let Some(pending) = record
@@ -277,7 +290,9 @@ impl Memory {
 
     /// Marks the update done: no delivery of it is answered again.
     pub async fn finish(&self, ticket: &Ticket) -> Result<(), StoreError> {
-        self.store.finish(&ticket.key, ticket.update).await
+        self.store
+            .finish(&ticket.key, ticket.update, now_millis())
+            .await
     }
 
     /// The record after a lost write: the one the store returned, or read
@@ -326,7 +341,9 @@ impl Memory {
             .collect();
         // The oldest ids beyond what is kept, making room for this one.
         let excess = (record.done.len() + 1).saturating_sub(KEEP_DONE);
-        let forget_done = record.done.iter().take(excess).copied().collect();
+        let mut by_age: Vec<(i64, i64)> = record.done.iter().map(|(id, at)| (*at, *id)).collect();
+        by_age.sort_unstable();
+        let forget_done = by_age.into_iter().take(excess).map(|(_, id)| id).collect();
         let now_secs = now / 1000;
         Ok(Commit {
             expected_version: record.version,
@@ -335,6 +352,7 @@ impl Memory {
             pending,
             forget_pending,
             forget_done,
+            at: now,
             record_expires_at: self.keep_chats.map(|keep| {
                 now_secs.saturating_add(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX))
             }),
@@ -443,9 +461,9 @@ mod tests {
             self.count();
             self.inner.progress(key, update, sent, lease)
         }
-        fn finish<'a>(&'a self, key: &'a str, update: i64) -> StoreFuture<'a, ()> {
+        fn finish<'a>(&'a self, key: &'a str, update: i64, at: i64) -> StoreFuture<'a, ()> {
             self.count();
-            self.inner.finish(key, update)
+            self.inner.finish(key, update, at)
         }
     }
 
@@ -581,8 +599,8 @@ mod tests {
         }
         let record = s.store.inner.load("chat#7").await.unwrap().unwrap();
         assert!(record.done.len() <= KEEP_DONE, "{}", record.done.len());
-        assert!(record.done.contains(&(KEEP_DONE as i64 + 10)));
-        assert!(!record.done.contains(&1));
+        assert!(record.done.contains_key(&(KEEP_DONE as i64 + 10)));
+        assert!(!record.done.contains_key(&1));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::bot::Bot;
 use crate::client::{ApiError, BotApi};
 use crate::error::Chain;
 use crate::handling::{HandlingError, Outcome, Responder};
-use crate::memory::{key_of, Memory, Ticket, OUTBOX_LIFETIME};
+use crate::memory::{key_of, Leases, Memory, Ticket, OUTBOX_LIFETIME};
 use crate::retry::{retry, Backoff, GaveUp, RetryPolicy, Stop};
 use crate::store::StoreError;
 use crate::telegram::{GetUpdates, Update, UpdateId};
@@ -131,6 +131,12 @@ pub async fn run(
 ) -> Result<Summary, PollError> {
     let mut summary = Summary::default();
     let bot = bot.clone().with_memory(options.memory.is_some());
+    // One poller per token (Telegram ends a second one with 409), so a
+    // lease found in the store is from a run of this poller that died.
+    let memory = options
+        .memory
+        .clone()
+        .map(|memory| memory.with_leases(Leases::Exclusive));
     let policy = RetryPolicy::polling(options.backoff);
     let deleted = retry(&policy, &mut stop, "deleteWebhook", || {
         api.delete_webhook(options.drop_pending_updates)
@@ -145,7 +151,7 @@ pub async fn run(
     // With a store that can list unfinished outboxes, an update is confirmed
     // to Telegram as soon as its outbox is stored, and what a run that died
     // left unfinished is carried out first.
-    let early = match &options.memory {
+    let early = match &memory {
         None => false,
         Some(memory) => match memory.unfinished().await {
             Ok(Some(tickets)) => {
@@ -172,6 +178,8 @@ pub async fn run(
     let halt = Stop::on(halt_rx);
     let (recorded_tx, mut recorded_rx) = mpsc::unbounded_channel();
     let mut workers: JoinSet<Worked> = JoinSet::new();
+    // What each worker works on, to free its queue should it panic.
+    let mut jobs: HashMap<tokio::task::Id, (String, Option<UpdateId>)> = HashMap::new();
     let mut fetch: Option<Fetch> = None;
     let mut next_fetch = Instant::now();
     let mut failure: Option<PollError> = None;
@@ -183,17 +191,19 @@ pub async fn run(
                 let Some(job) = book.next_ready() else {
                     break;
                 };
-                workers.spawn(work(
+                let about = job.about();
+                let handle = workers.spawn(work(
                     Worker {
                         api: api.clone(),
                         bot: bot.clone(),
-                        memory: options.memory.clone(),
+                        memory: memory.clone(),
                         backoff: options.backoff,
                         recorded: early.then(|| recorded_tx.clone()),
                     },
                     job,
                     halt.clone(),
                 ));
+                jobs.insert(handle.id(), about);
             }
         } else if workers.is_empty() {
             break;
@@ -214,11 +224,19 @@ pub async fn run(
         tokio::select! {
             // A worker's end first: it may free a queue for a waiting update.
             biased;
-            Some(worked) = workers.join_next(), if !workers.is_empty() => {
-                let Ok(worked) = worked else {
-                    // A worker that panicked leaves its update unsettled: it
-                    // comes again on the next start.
-                    continue;
+            Some(worked) = workers.join_next_with_id(), if !workers.is_empty() => {
+                let worked = match worked {
+                    Ok((task, worked)) => {
+                        jobs.remove(&task);
+                        worked
+                    }
+                    Err(error) => {
+                        // A panic (in the bot, say) must not hold up the
+                        // chat, nor the offset: the update is given up.
+                        let (key, id) = jobs.remove(&error.id()).unwrap_or_default();
+                        tracing::error!(update_id = id.map(|id| id.0), error = %error, "answering the update panicked; skipped");
+                        Worked { key, id, ending: Ending::Settled }
+                    }
                 };
                 match worked.ending {
                     Ending::Settled => {
@@ -333,6 +351,16 @@ enum Job {
     Resume(Ticket),
 }
 
+impl Job {
+    /// Its queue, and its update id when it came from getUpdates.
+    fn about(&self) -> (String, Option<UpdateId>) {
+        match self {
+            Job::Update(update) => (key_of(update), Some(update.id)),
+            Job::Resume(ticket) => (ticket.key().to_owned(), None),
+        }
+    }
+}
+
 /// What became of one job.
 struct Worked {
     key: String,
@@ -353,10 +381,7 @@ enum Ending {
 /// Carries out one job, retrying until it settles, its lifetime ends or a
 /// stop is asked for.
 async fn work(worker: Worker, job: Job, mut stop: Stop) -> Worked {
-    let (key, id) = match &job {
-        Job::Update(update) => (key_of(update), Some(update.id)),
-        Job::Resume(ticket) => (ticket.key().to_owned(), None),
-    };
+    let (key, id) = job.about();
     let ending = |ending| Worked {
         key: key.clone(),
         id,
@@ -412,6 +437,16 @@ async fn work(worker: Worker, job: Job, mut stop: Stop) -> Worked {
                 update_id = id.map(|id| id.0),
                 "dropped: the update's lifetime ended before it could be answered"
             );
+            // Its outbox goes too, or a restart would take it up again.
+            if let Some(memory) = &worker.memory {
+                let ticket = match &job {
+                    Job::Update(update) => Ticket::new(key.clone(), update.id.0),
+                    Job::Resume(ticket) => ticket.clone(),
+                };
+                if let Err(error) = memory.finish(&ticket).await {
+                    tracing::warn!(error = %Chain(&error), "could not record the drop");
+                }
+            }
             return ending(Ending::Settled);
         }
         if stop.sleep(wait).await {

@@ -5,8 +5,9 @@
 //! (`ReturnValuesOnConditionCheckFailure`), so losing costs no extra read.
 //!
 //! Attributes: `v` version, `s` state (JSON), `p` a map from update id to
-//! its outbox (`a` actions, `n` sent, `l` lease, `e` expiry), `d` the set of
-//! done update ids, `expires_at` the item's TTL (Unix seconds).
+//! its outbox (`a` actions, `n` sent, `l` lease, `e` expiry), `d` a map
+//! from done update id to when it was done, `expires_at` the item's TTL
+//! (Unix seconds).
 
 use super::{ChatRecord, Commit, Pending, Store, StoreError, StoreFuture};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -66,13 +67,14 @@ impl Store for DynamoDbStore {
 
     fn commit<'a>(&'a self, key: &'a str, commit: &'a Commit) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let mut set = vec!["v = :v"];
+            let new = commit.expected_version == 0;
+            let mut set = vec!["v = :v".to_owned()];
             let mut remove = Vec::new();
             let mut request = self.update(key).expression_attribute_values(
                 ":v",
                 number(commit.expected_version.saturating_add(1)),
             );
-            request = if commit.expected_version == 0 {
+            request = if new {
                 request.condition_expression("attribute_not_exists(pk)")
             } else {
                 request
@@ -80,73 +82,62 @@ impl Store for DynamoDbStore {
                     .expression_attribute_values(":expected", number(commit.expected_version))
             };
             if let Some(state) = &commit.state {
-                set.push("s = :s");
+                set.push("s = :s".to_owned());
                 request =
                     request.expression_attribute_values(":s", AttributeValue::S(state.clone()));
             }
             if let Some(expires_at) = commit.record_expires_at {
-                set.push("expires_at = :ttl");
+                set.push("expires_at = :ttl".to_owned());
                 request = request.expression_attribute_values(":ttl", number(expires_at));
             }
-            let mut add = None;
-            let mut delete = None;
-            let mut names = Vec::new();
-            match &commit.pending {
-                Some(pending) if commit.expected_version == 0 => {
-                    // A new item has no map to set an entry of yet.
-                    set.push("p = :p");
-                    let map = HashMap::from([(commit.update.to_string(), pending_value(pending))]);
-                    request = request.expression_attribute_values(":p", AttributeValue::M(map));
-                }
-                Some(pending) => {
-                    set.push("p.#u = :p");
-                    names.push(("#u".to_owned(), commit.update.to_string()));
-                    request = request.expression_attribute_values(":p", pending_value(pending));
-                    if !commit.forget_done.is_empty() {
-                        delete = Some("d :forget");
-                        request = request.expression_attribute_values(
-                            ":forget",
-                            number_set(&commit.forget_done),
-                        );
-                    }
-                }
-                None => {
-                    if commit.expected_version == 0 {
-                        set.push("p = :empty");
-                        request = request.expression_attribute_values(
-                            ":empty",
-                            AttributeValue::M(HashMap::new()),
-                        );
-                    }
-                    add = Some("d :done");
-                    request =
-                        request.expression_attribute_values(":done", number_set(&[commit.update]));
-                }
-            }
-            // A new item has no outboxes to drop.
-            if commit.expected_version != 0 {
+            let update = commit.update.to_string();
+            // The update goes into the outbox map, or, with nothing to send,
+            // straight into the done map.
+            let (entry_map, entry) = match &commit.pending {
+                Some(pending) => ("p", pending_value(pending)),
+                None => ("d", number(commit.at)),
+            };
+            if new {
+                // A new item has no maps to set entries of yet.
+                let mut p = HashMap::new();
+                let mut d = HashMap::new();
+                match entry_map {
+                    "p" => p.insert(update, entry),
+                    _ => d.insert(update, entry),
+                };
+                set.push("p = :p, d = :d".to_owned());
+                request = request
+                    .expression_attribute_values(":p", AttributeValue::M(p))
+                    .expression_attribute_values(":d", AttributeValue::M(d));
+            } else {
+                set.push(format!("{entry_map}.#u = :entry"));
+                request = request
+                    .expression_attribute_names("#u", update)
+                    .expression_attribute_values(":entry", entry);
                 for (index, id) in commit
                     .forget_pending
+                    .iter()
+                    .filter(|id| commit.pending.is_none() || **id != commit.update)
+                    .enumerate()
+                {
+                    remove.push(format!("p.#f{index}"));
+                    request =
+                        request.expression_attribute_names(format!("#f{index}"), id.to_string());
+                }
+                for (index, id) in commit
+                    .forget_done
                     .iter()
                     .filter(|id| **id != commit.update)
                     .enumerate()
                 {
-                    remove.push(format!("p.#f{index}"));
-                    names.push((format!("#f{index}"), id.to_string()));
+                    remove.push(format!("d.#g{index}"));
+                    request =
+                        request.expression_attribute_names(format!("#g{index}"), id.to_string());
                 }
             }
             let mut expression = format!("SET {}", set.join(", "));
             if !remove.is_empty() {
                 expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
-            }
-            if let Some(add) = add {
-                expression.push_str(&format!(" ADD {add}"));
-            }
-            if let Some(delete) = delete {
-                expression.push_str(&format!(" DELETE {delete}"));
-            }
-            for (name, value) in names {
-                request = request.expression_attribute_names(name, value);
             }
             request
                 .update_expression(expression)
@@ -203,29 +194,28 @@ impl Store for DynamoDbStore {
         })
     }
 
-    fn finish<'a>(&'a self, key: &'a str, update: i64) -> StoreFuture<'a, ()> {
+    fn finish<'a>(&'a self, key: &'a str, update: i64, at: i64) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", AttributeValue::S(key.to_owned()))
-                .update_expression("REMOVE p.#u ADD d :done")
+            let result = self
+                .update(key)
+                .update_expression("REMOVE p.#u SET d.#u = :at")
+                .condition_expression("attribute_exists(pk)")
                 .expression_attribute_names("#u", update.to_string())
-                .expression_attribute_values(":done", number_set(&[update]))
+                .expression_attribute_values(":at", number(at))
                 .send()
-                .await
-                .map(drop)
-                .map_err(classify)
+                .await;
+            match result.map_err(conflict_or_classify) {
+                // The record is gone (deleted by hand, or by TTL): nothing
+                // to finish.
+                Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+                Err(error) => Err(error),
+            }
         })
     }
 }
 
 fn number(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
-}
-
-fn number_set(ids: &[i64]) -> AttributeValue {
-    AttributeValue::Ns(ids.iter().map(i64::to_string).collect())
 }
 
 fn pending_value(pending: &Pending) -> AttributeValue {
@@ -278,11 +268,10 @@ fn record_of(item: &Item) -> Result<ChatRecord, StoreError> {
             );
         }
     }
-    if let Some(AttributeValue::Ns(done)) = item.get("d") {
-        for id in done {
-            record
-                .done
-                .insert(id.parse().map_err(|_| corrupt("a done id"))?);
+    if let Some(AttributeValue::M(done)) = item.get("d") {
+        for (id, at) in done {
+            let id = id.parse().map_err(|_| corrupt("a done id"))?;
+            record.done.insert(id, int(Some(at), "a done time")?);
         }
     }
     Ok(record)
@@ -337,10 +326,15 @@ where
         | "ProvisionedThroughputExceededException"
         | "RequestLimitExceeded"
         | "TransactionConflictException" => StoreError::Throttled(code),
-        "AccessDeniedException"
-        | "ResourceNotFoundException"
-        | "UnrecognizedClientException"
-        | "ValidationException" => StoreError::Refused(match error.message() {
+        "AccessDeniedException" | "ResourceNotFoundException" | "UnrecognizedClientException" => {
+            StoreError::Refused(match error.message() {
+                Some(message) => format!("{code}: {message}"),
+                None => code,
+            })
+        }
+        // A record this request cannot apply to (over 400 KB, say): no
+        // retry and no change of the deployment fixes it.
+        "ValidationException" => StoreError::Corrupt(match error.message() {
             Some(message) => format!("{code}: {message}"),
             None => code,
         }),

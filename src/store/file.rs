@@ -168,10 +168,13 @@ impl Store for FileStore {
         })
     }
 
-    fn finish<'a>(&'a self, key: &'a str, update: i64) -> StoreFuture<'a, ()> {
+    fn finish<'a>(&'a self, key: &'a str, update: i64, at: i64) -> StoreFuture<'a, ()> {
         self.change(key, move |record| {
+            if record.version == 0 {
+                return Ok(false);
+            }
             record.pending.remove(&update);
-            record.done.insert(update);
+            record.done.insert(update, at);
             Ok(true)
         })
     }
@@ -210,15 +213,15 @@ pub(crate) fn apply(record: &mut ChatRecord, commit: Commit) {
     for id in &commit.forget_pending {
         record.pending.remove(id);
     }
+    for id in &commit.forget_done {
+        record.done.remove(id);
+    }
     match commit.pending {
         Some(pending) => {
-            for id in &commit.forget_done {
-                record.done.remove(id);
-            }
             record.pending.insert(commit.update, pending);
         }
         None => {
-            record.done.insert(commit.update);
+            record.done.insert(commit.update, commit.at);
         }
     }
 }
@@ -271,6 +274,7 @@ mod tests {
             pending,
             forget_pending: vec![],
             forget_done: vec![],
+            at: 1,
             record_expires_at: None,
         }
     }
@@ -292,10 +296,10 @@ mod tests {
             }
             other => panic!("expected a conflict, got {other:?}"),
         }
-        store.finish("chat#1", 10).await.unwrap();
+        store.finish("chat#1", 10, 1).await.unwrap();
         let record = store.load("chat#1").await.unwrap().unwrap();
         assert!(record.pending.is_empty());
-        assert!(record.done.contains(&10));
+        assert!(record.done.contains_key(&10));
         assert_eq!(record.state.as_deref(), Some("{\"n\":10}"));
         drop(store);
         let _ = std::fs::remove_file(path);
@@ -334,7 +338,7 @@ mod tests {
         drop(store);
         let store = FileStore::open(&path).unwrap();
         let record = store.load("k").await.unwrap().unwrap();
-        assert!(record.done.contains(&1));
+        assert!(record.done.contains_key(&1));
         drop(store);
         let _ = std::fs::remove_file(path);
     }

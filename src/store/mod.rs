@@ -14,7 +14,7 @@
 pub mod dynamodb;
 pub mod file;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
@@ -33,8 +33,11 @@ pub struct ChatRecord {
     pub state: Option<String>,
     /// Updates whose run is decided and whose actions are being carried out.
     pub pending: BTreeMap<i64, Pending>,
-    /// Updates answered in full, the most recent few.
-    pub done: BTreeSet<i64>,
+    /// Updates answered in full, the most recent few, with when (Unix
+    /// milliseconds): pruned oldest first, since update ids are not
+    /// always increasing (Telegram starts them afresh at random after a
+    /// quiet week).
+    pub done: BTreeMap<i64, i64>,
 }
 
 /// The outbox of one update: what its run decided to do, and how far it got.
@@ -63,10 +66,11 @@ pub struct Commit {
     /// The outbox; `None` when there is nothing to send, which marks the
     /// update done in the same write.
     pub pending: Option<Pending>,
+    /// Now (Unix milliseconds): when the update is done, without an outbox.
+    pub at: i64,
     /// Expired outboxes to drop.
     pub forget_pending: Vec<i64>,
-    /// Old done ids to drop. Only honoured together with `pending` (DynamoDB
-    /// cannot add to and delete from one set in one write).
+    /// Old done ids to drop.
     pub forget_done: Vec<i64>,
     /// When the whole record may be deleted (Unix seconds), for chats that
     /// went quiet; `None` keeps it.
@@ -139,8 +143,9 @@ pub trait Store: fmt::Debug + Send + Sync {
         lease_until: i64,
     ) -> StoreFuture<'a, ()>;
 
-    /// Marks `update` done and drops its outbox.
-    fn finish<'a>(&'a self, key: &'a str, update: i64) -> StoreFuture<'a, ()>;
+    /// Marks `update` done (at `at`, Unix milliseconds) and drops its
+    /// outbox. Does nothing when the record is gone.
+    fn finish<'a>(&'a self, key: &'a str, update: i64, at: i64) -> StoreFuture<'a, ()>;
 
     /// Every outbox not finished yet, as (key, update id), when the store
     /// can list them cheaply; `None` when it cannot (a DynamoDB scan reads

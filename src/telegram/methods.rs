@@ -23,6 +23,8 @@ pub struct SendMessage {
     pub text: String,
     pub message_thread_id: Option<ThreadId>,
     pub reply_parameters: Option<ReplyParameters>,
+    /// Buttons under the message.
+    pub reply_markup: Option<InlineKeyboardMarkup>,
 }
 
 impl SendMessage {
@@ -37,7 +39,106 @@ impl SendMessage {
                 message_id: message.message_id,
                 allow_sending_without_reply: true,
             }),
+            reply_markup: None,
         }
+    }
+
+    /// The same message with buttons under it.
+    pub fn with_keyboard(mut self, keyboard: InlineKeyboardMarkup) -> Self {
+        self.reply_markup = Some(keyboard);
+        self
+    }
+}
+
+/// Buttons under a message, row by row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct InlineKeyboardMarkup {
+    pub inline_keyboard: Vec<Vec<InlineKeyboardButton>>,
+}
+
+impl InlineKeyboardMarkup {
+    /// One row of buttons.
+    pub fn row(buttons: impl IntoIterator<Item = InlineKeyboardButton>) -> Self {
+        InlineKeyboardMarkup {
+            inline_keyboard: vec![buttons.into_iter().collect()],
+        }
+    }
+}
+
+/// A button that sends `callback_data` back to the bot when pressed (a
+/// callback query).
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InlineKeyboardButton {
+    pub text: String,
+    pub callback_data: Option<CallbackData>,
+}
+
+impl InlineKeyboardButton {
+    pub fn callback(text: impl Into<String>, data: CallbackData) -> Self {
+        InlineKeyboardButton {
+            text: text.into(),
+            callback_data: Some(data),
+        }
+    }
+}
+
+/// What a button sends back: 1-64 bytes, as the Bot API requires.
+///
+/// A literal is checked when it is built in a `const`, so a mistake fails
+/// the build:
+/// ```
+/// use telegram_lambda_bot::telegram::CallbackData;
+/// const PLUS: CallbackData = CallbackData::new("counter:+1");
+/// assert_eq!(PLUS.as_str(), "counter:+1");
+/// ```
+/// Data made at run time goes through [`CallbackData::parse`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CallbackData(std::borrow::Cow<'static, str>);
+
+/// Why text cannot be callback data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("callback_data must be 1-64 bytes, got {0}")]
+pub struct CallbackDataError(pub usize);
+
+impl CallbackData {
+    /// The longest callback_data Telegram accepts, in bytes.
+    pub const MAX_BYTES: usize = 64;
+
+    /// Checked data from a literal; in a `const` a bad one fails the build.
+    pub const fn new(data: &'static str) -> Self {
+        assert!(
+            !data.is_empty() && data.len() <= Self::MAX_BYTES,
+            "callback_data must be 1-64 bytes"
+        );
+        CallbackData(std::borrow::Cow::Borrowed(data))
+    }
+
+    /// Data made at run time.
+    pub fn parse(data: impl Into<String>) -> Result<Self, CallbackDataError> {
+        let data = data.into();
+        if data.is_empty() || data.len() > Self::MAX_BYTES {
+            return Err(CallbackDataError(data.len()));
+        }
+        Ok(CallbackData(std::borrow::Cow::Owned(data)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for CallbackData {
+    type Error = CallbackDataError;
+    fn try_from(data: String) -> Result<Self, Self::Error> {
+        CallbackData::parse(data)
+    }
+}
+
+impl From<CallbackData> for String {
+    fn from(data: CallbackData) -> String {
+        data.0.into_owned()
     }
 }
 
@@ -68,13 +169,17 @@ pub fn truncate_to_limit(text: String) -> String {
     cut
 }
 
-/// The parameters of editMessageText that this project uses: a new text for
-/// a message the bot sent.
+/// The parameters of editMessageText that this project uses: a new text
+/// (and keyboard) for a message the bot sent.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EditMessageText {
     pub chat_id: ChatId,
     pub message_id: MessageId,
     pub text: String,
+    /// The keyboard after the edit; without it the message loses its
+    /// buttons.
+    pub reply_markup: Option<InlineKeyboardMarkup>,
 }
 
 /// The parameters of answerCallbackQuery: stops the button's spinner, with
@@ -85,6 +190,23 @@ pub struct AnswerCallbackQuery {
     pub callback_query_id: String,
     pub text: Option<String>,
     pub show_alert: Option<bool>,
+}
+
+impl AnswerCallbackQuery {
+    /// Stops the spinner of `query`'s button, saying nothing.
+    pub fn to(query: &super::CallbackQuery) -> Self {
+        AnswerCallbackQuery {
+            callback_query_id: query.id.clone(),
+            text: None,
+            show_alert: None,
+        }
+    }
+
+    /// With a notification at the top of the chat.
+    pub fn with_text(mut self, text: impl Into<String>) -> Self {
+        self.text = Some(text.into());
+        self
+    }
 }
 
 /// The parameters of deleteWebhook.

@@ -97,14 +97,22 @@ impl std::io::Write for Logs {
     }
 }
 
-/// moto's server on a free loopback port, stopped when dropped.
+/// moto's server on a free loopback port, stopped when dropped, behind a
+/// proxy that passes it one request at a time.
+///
+/// moto serves requests on several threads and does not lock its DynamoDB
+/// tables, so two conditional writes at once can both pass their check;
+/// DynamoDB makes each one atomic. Taking moto's requests one at a time
+/// gives tests that race two writers the service's guarantee.
 pub struct Moto {
     pub endpoint: String,
     child: Child,
+    proxy: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Moto {
     fn drop(&mut self) {
+        self.proxy.abort();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -148,10 +156,6 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let moto = Moto {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            child,
-        };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -160,7 +164,14 @@ impl Moto {
             assert!(tokio::time::Instant::now() < deadline, "moto did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Some(moto)
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let proxy = tokio::spawn(one_at_a_time(listener, format!("http://127.0.0.1:{port}")));
+        Some(Moto {
+            endpoint,
+            child,
+            proxy,
+        })
     }
 
     #[cfg(feature = "aws")]
@@ -260,4 +271,68 @@ pub fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
             "testing", "testing", None, None, "tests",
         )))
         .build()
+}
+
+/// Serves `listener` by passing each request on to `upstream`, one at a
+/// time.
+async fn one_at_a_time(listener: tokio::net::TcpListener, upstream: String) {
+    use http_body_util::{BodyExt, Full};
+    let client = reqwest::Client::new();
+    let turn = Arc::new(tokio::sync::Mutex::new(()));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let (client, turn, upstream) = (client.clone(), turn.clone(), upstream.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(
+                move |request: hyper::Request<hyper::body::Incoming>| {
+                    let (client, turn, upstream) = (client.clone(), turn.clone(), upstream.clone());
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                        let mut forward =
+                            client.request(parts.method.clone(), format!("{upstream}{path}"));
+                        for (name, value) in &parts.headers {
+                            if name != "host" && name != "content-length" {
+                                forward = forward.header(name, value);
+                            }
+                        }
+                        let _turn = turn.lock().await;
+                        let answer = forward.body(body).send().await;
+                        let mut response = hyper::Response::new(Full::new(bytes_of(Vec::new())));
+                        match answer {
+                            Ok(answer) => {
+                                *response.status_mut() = answer.status();
+                                for (name, value) in answer.headers() {
+                                    if name != "content-length"
+                                        && name != "connection"
+                                        && name != "transfer-encoding"
+                                    {
+                                        response.headers_mut().insert(name.clone(), value.clone());
+                                    }
+                                }
+                                let bytes = answer.bytes().await.unwrap_or_default();
+                                *response.body_mut() = Full::new(bytes);
+                            }
+                            Err(_) => *response.status_mut() = hyper::StatusCode::BAD_GATEWAY,
+                        }
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                },
+            );
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn bytes_of(bytes: Vec<u8>) -> hyper::body::Bytes {
+    hyper::body::Bytes::from(bytes)
 }

@@ -400,3 +400,28 @@ async fn the_sample_events_are_answered_the_same_with_the_store() {
         assert_eq!(again.as_str(), "duplicate", "{name}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_answered_ids_kept_per_chat_stay_bounded_with_or_without_replies() {
+    use telegram_lambda_bot::memory::KEEP_DONE;
+    use telegram_lambda_bot::store::Store;
+    let Some(t) = instances().await else { return };
+    // Photos in a group get no reply but change the chat's state; texts get
+    // one. Either way the record keeps only the last few ids.
+    for i in 0..(KEEP_DONE as i64 + 8) {
+        let update = json!({"update_id": 940_000 + i, "message": {
+            "message_id": 940_000 + i, "date": 1_795_687_200,
+            "from": {"id": 1, "is_bot": false, "first_name": "Ali"},
+            "chat": {"id": -100_777, "type": "supergroup", "title": "G"},
+            "photo": [{"file_id": "x", "file_unique_id": "y", "width": 1, "height": 1}]}});
+        assert_eq!(
+            deliver_now(&t.stand_in, &t.a, &update).await.as_str(),
+            "ignored"
+        );
+    }
+    let store = DynamoDbStore::new(&t._moto.sdk_config(), TABLE);
+    let record = store.load("chat#-100777").await.unwrap().unwrap();
+    assert!(record.done.len() <= KEEP_DONE, "{}", record.done.len());
+    assert!(record.done.contains_key(&(940_000 + KEEP_DONE as i64 + 7)));
+    assert!(!record.done.contains_key(&940_000));
+}

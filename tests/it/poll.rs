@@ -109,7 +109,10 @@ async fn a_batch_is_answered_in_order_and_offsets_advance_exactly() {
     );
     assert!(stand_in.pending_updates().is_empty());
     let first = &stand_in.calls_to("getUpdates")[0];
-    assert_eq!(first["allowed_updates"], json!(["message"]));
+    assert_eq!(
+        first["allowed_updates"],
+        json!(["message", "callback_query"])
+    );
     assert_eq!(first["timeout"], 1);
 }
 

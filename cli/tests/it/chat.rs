@@ -95,7 +95,8 @@ async fn a_command_ends_where_telegram_marks_it_so_help_with_a_comma_is_help() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(
         stdout(&output),
-        "I repeat any text you send me.\n\nCommands:\n/start - say hello\n/help - list the commands\n"
+        "I repeat any text you send me.\n\nCommands:\n/start - say hello\n/help - list the commands\n\
+         /count - how many messages this chat sent since /start\n/counter - a count you change with buttons\n"
     );
     assert_eq!(
         stderr(&output)

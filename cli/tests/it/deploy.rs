@@ -179,7 +179,7 @@ async fn a_first_deploy_stores_the_token_builds_deploys_and_sets_the_webhook() {
     assert_eq!(
         stand_in.calls_to("setWebhook")[0],
         json!({
-            "url": URL, "secret_token": secret, "allowed_updates": ["message"],
+            "url": URL, "secret_token": secret, "allowed_updates": ["message", "callback_query"],
             "max_connections": 40, "drop_pending_updates": false
         })
     );

@@ -47,7 +47,7 @@ async fn webhook_set_sends_exactly_what_the_bot_needs() {
         [json!({
             "url": "https://abc.execute-api.eu-west-1.amazonaws.com/webhook",
             "secret_token": "s3cret_value-1",
-            "allowed_updates": ["message"],
+            "allowed_updates": ["message", "callback_query"],
             "max_connections": 40,
             "drop_pending_updates": false
         })]
