@@ -1,11 +1,15 @@
 //! What tests, controls and embedding programs do with a running stand-in:
 //! read the calls it received, inject faults, make chats known, queue
-//! updates and follow their delivery.
+//! updates (messages from users, presses of inline buttons) and follow
+//! their delivery, and see the bot's messages and answers to callback
+//! queries.
 
+use crate::callbacks::{self, PressError};
 use crate::clock::now;
+use crate::keyboards::{self, Which};
 use crate::kinds;
 use crate::shared::Shared;
-use crate::state::{self, Call, DeliveryError, Fault, QueueKey, Queued};
+use crate::state::{self, Activity, Call, CallbackAnswer, DeliveryError, Fault, QueueKey, Queued};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,12 +39,14 @@ impl Handle {
     }
 
     /// The parameters of every sendMessage that was carried out (sent to
-    /// the chat), whatever the caller was answered.
+    /// the chat), whatever the caller was answered; a `reply_markup` is
+    /// given as the message got it (as Telegram returns it in the Message),
+    /// and left out when the message got none.
     pub fn sent_messages(&self) -> Vec<Value> {
         self.calls()
             .into_iter()
             .filter(|c| c.method.eq_ignore_ascii_case("sendMessage") && c.performed)
-            .map(|c| c.params)
+            .map(|c| with_kept_markup(c.params))
             .collect()
     }
 
@@ -88,6 +94,13 @@ impl Handle {
     /// updates set last, in which case it is not queued at all
     /// (Client::add_update_impl). Its lifetime starts now.
     pub fn enqueue_update(&self, update: Value) {
+        self.queue(update);
+    }
+
+    /// As [`Handle::enqueue_update`]; false when the update's kind is not
+    /// allowed, so nothing was queued. A callback query in it waits for
+    /// its answer from now.
+    fn queue(&self, update: Value) -> bool {
         let queued_at = tokio::time::Instant::now();
         let lifetime = self.0.scaled(kinds::lifetime_secs(&update, now()));
         let id = state::update_id(&update);
@@ -99,8 +112,9 @@ impl Handle {
         // The server learns about chats and messages before it decides.
         state.observe_update(&update);
         if !kinds::is_allowed(state.allowed_updates, &update) {
-            return;
+            return false;
         }
+        callbacks::register(&mut state, &update, queued_at);
         state.pending.push_back(Queued {
             update,
             id,
@@ -110,6 +124,147 @@ impl Handle {
         });
         drop(state);
         self.0.updates_arrived.notify_waiters();
+        true
+    }
+
+    /// User `user_id` named `first_name` presses the inline button with
+    /// callback data `data` under message `message_id`, which the bot sent
+    /// to chat `chat_id`: queues the `callback_query` update Telegram makes
+    /// (Client::JsonCallbackQuery: a new query id, the user, the message
+    /// as it now is, the chat's `chat_instance` and the data), to be
+    /// delivered by webhook or getUpdates like any other. Returns the
+    /// update id. Refused when the bot sent no such message or it shows no
+    /// button with that data: Telegram only sends data of buttons that
+    /// exist.
+    pub fn press_button(
+        &self,
+        user_id: i64,
+        first_name: &str,
+        chat_id: i64,
+        message_id: i64,
+        data: &str,
+    ) -> Result<i64, PressError> {
+        self.press(
+            user_id,
+            first_name,
+            chat_id,
+            Some(message_id),
+            &Which::Data(data.to_owned()),
+        )
+        .map(|pressed| pressed.update_id)
+    }
+
+    /// A press of the button `which` names, under `message_id` or, when
+    /// None, the last message the bot sent to the chat that shows a
+    /// keyboard.
+    pub(crate) fn press(
+        &self,
+        user_id: i64,
+        first_name: &str,
+        chat_id: i64,
+        message_id: Option<i64>,
+        which: &Which,
+    ) -> Result<Pressed, PressError> {
+        let mut state = self.0.state();
+        let message_id = match message_id {
+            Some(id) => id,
+            None => state
+                .bot_messages
+                .iter()
+                .filter(|((chat, _), m)| *chat == chat_id && m.get("reply_markup").is_some())
+                .map(|((_, id), _)| *id)
+                .max()
+                .ok_or(PressError::NoKeyboard { chat_id })?,
+        };
+        let Some(message) = state.bot_messages.get(&(chat_id, message_id)).cloned() else {
+            return Err(PressError::MessageNotFound {
+                chat_id,
+                message_id,
+            });
+        };
+        let data =
+            keyboards::callback_data(message.get("reply_markup"), which).map_err(|reason| {
+                PressError::NoSuchButton {
+                    chat_id,
+                    message_id,
+                    reason,
+                }
+            })?;
+        state.next_update_id += 1;
+        state.next_query_id += 1;
+        let (update_id, query_id) = (state.next_update_id, state.next_query_id.to_string());
+        let chat_instance = callbacks::chat_instance(state.bot_id, chat_id);
+        drop(state);
+        let update = serde_json::json!({"update_id": update_id, "callback_query": {
+            "id": query_id,
+            "from": {"id": user_id, "is_bot": false, "first_name": first_name},
+            "message": message,
+            "chat_instance": chat_instance,
+            "data": data,
+        }});
+        if !self.queue(update) {
+            return Err(PressError::NotAllowed);
+        }
+        Ok(Pressed {
+            update_id,
+            callback_query_id: query_id,
+            message_id,
+            data,
+        })
+    }
+
+    /// Every answerCallbackQuery call that reached Telegram's checks, in
+    /// order, taken or refused.
+    pub fn callback_answers(&self) -> Vec<CallbackAnswer> {
+        self.0.state().answers.clone()
+    }
+
+    /// How many answerCallbackQuery calls named the query
+    /// `callback_query_id`, taken or refused: more than one means the bot
+    /// answered a query twice.
+    pub fn callback_answer_count(&self, callback_query_id: &str) -> usize {
+        self.0
+            .state()
+            .answers
+            .iter()
+            .filter(|a| a.callback_query_id == callback_query_id)
+            .count()
+    }
+
+    /// Message `message_id` the bot sent to chat `chat_id`, as it now is
+    /// (edits included), in Telegram's Message shape.
+    pub fn bot_message(&self, chat_id: i64, message_id: i64) -> Option<Value> {
+        self.0
+            .state()
+            .bot_messages
+            .get(&(chat_id, message_id))
+            .cloned()
+    }
+
+    /// How many sends and edits happened so far: a mark for
+    /// [`Handle::activity_since`].
+    pub(crate) fn activity_mark(&self) -> (usize, usize) {
+        let state = self.0.state();
+        (state.activity.len(), state.answers.len())
+    }
+
+    /// The sends and edits in chat `chat_id` since `mark`, and the answers
+    /// since then.
+    pub(crate) fn activity_since(
+        &self,
+        mark: (usize, usize),
+        chat_id: i64,
+    ) -> (Vec<Activity>, Vec<CallbackAnswer>) {
+        let state = self.0.state();
+        let activity = state
+            .activity
+            .iter()
+            .skip(mark.0)
+            .filter(|a| a.chat_id == chat_id)
+            .cloned()
+            .collect();
+        let answers = state.answers.iter().skip(mark.1).cloned().collect();
+        (activity, answers)
     }
 
     /// Queues a text message from a user in their private chat with the bot,
@@ -210,13 +365,41 @@ impl Handle {
         }
     }
 
-    /// Forgets calls and faults; keeps known chats.
+    /// Forgets calls and faults; keeps known chats, the bot's messages,
+    /// callback queries and their answers.
     pub fn reset(&self) {
         let mut state = self.0.state();
         state.calls.clear();
         state.calls_generation += 1;
         state.faults.clear();
     }
+}
+
+/// What a press queued.
+#[derive(Debug, Clone)]
+pub(crate) struct Pressed {
+    pub(crate) update_id: i64,
+    pub(crate) callback_query_id: String,
+    pub(crate) message_id: i64,
+    pub(crate) data: String,
+}
+
+/// sendMessage parameters with `reply_markup` as the message got it.
+fn with_kept_markup(mut params: Value) -> Value {
+    let Some(object) = params.as_object_mut() else {
+        return params;
+    };
+    if let Some(given) = object.get("reply_markup") {
+        // The call was carried out, so its markup was read; were it not,
+        // it is shown as given.
+        if let Ok(kept) = keyboards::reply_markup(Some(given)) {
+            match kept {
+                Some(markup) => object.insert("reply_markup".to_owned(), markup),
+                None => object.remove("reply_markup"),
+            };
+        }
+    }
+    params
 }
 
 /// The length (in UTF-16 units) of the bot command a text starts with, as

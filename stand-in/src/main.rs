@@ -16,7 +16,9 @@ Controls, beside the Bot API's /bot<token>/<method> paths:
   POST /_stand-in/updates   an update to queue (for getUpdates or the webhook)
   POST /_stand-in/faults    {\"method\": ..., \"fault\": ...} for the next call
   POST /_stand-in/reset     forget calls and faults
-  POST /_stand-in/messages  {\"text\": ...} from a user; answers the bot's replies";
+  POST /_stand-in/messages  {\"text\": ...} from a user; answers the bot's replies
+  POST /_stand-in/press     {\"data\"|\"text\"|\"index\": ...} presses an inline button;
+                            with \"wait\": true, answers what the bot did about it";
 
 /// A local stand-in for the Telegram Bot API.
 #[derive(Debug, Parser)]

@@ -1,13 +1,20 @@
-//! The Bot API methods about the bot and its messages: getMe and
-//! sendMessage, with sendMessage's checks in the order Telegram makes them.
+//! The Bot API methods about the bot and its messages: getMe, sendMessage,
+//! editMessageText and editMessageReplyMarkup, with their checks in the
+//! order Telegram makes them.
 
 use crate::answers::{MethodResult, Refusal};
 use crate::clock::now;
+use crate::keyboards;
 use crate::params::{boolean, integer, object};
 use crate::shared::Shared;
+use crate::state::{Activity, State};
 use serde_json::{json, Map, Value};
 
 const MAX_TEXT_CHARS: usize = 4096;
+
+/// Client.cpp's wording for MTProto's MESSAGE_NOT_MODIFIED
+/// (Client::fail_query_with_error).
+const NOT_MODIFIED: &str = "message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message";
 
 fn bot_user(shared: &Shared) -> Value {
     let id = shared.state().bot_id;
@@ -43,21 +50,9 @@ pub(crate) fn send_message(shared: &Shared, params: &Map<String, Value>) -> Meth
             ))
         }
     };
-    let text = match params.get("text") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    };
-    if text.is_empty() {
-        return Err(Refusal::bad_request("message text is empty"));
-    }
-    if let Some(mode) = params.get("parse_mode").and_then(Value::as_str) {
-        if !mode.is_empty() && !["HTML", "Markdown", "MarkdownV2"].contains(&mode) {
-            return Err(Refusal::bad_request(&format!(
-                "unsupported parse_mode \"{mode}\""
-            )));
-        }
-    }
+    let text = message_text(params)?;
+    // As Client::do_send_message, after the text.
+    let markup = keyboards::reply_markup(params.get("reply_markup"))?;
     let chat_id = match params.get("chat_id") {
         None | Some(Value::Null) => return Err(Refusal::bad_request("chat_id is empty")),
         Some(Value::String(s)) if s.is_empty() => {
@@ -93,12 +88,8 @@ pub(crate) fn send_message(shared: &Shared, params: &Map<String, Value>) -> Meth
             exists.then_some(message_id)
         }
     };
-    if text.trim().is_empty() {
-        return Err(Refusal::bad_request("text must be non-empty"));
-    }
-    if text.chars().count() > MAX_TEXT_CHARS {
-        return Err(Refusal::bad_request("message is too long"));
-    }
+    text_content(&text)?;
+    keyboards::server_check(markup.as_ref())?;
     if chat.blocked {
         return Err(Refusal::new(403, "Forbidden: bot was blocked by the user"));
     }
@@ -125,5 +116,147 @@ pub(crate) fn send_message(shared: &Shared, params: &Map<String, Value>) -> Meth
             "message_id": reply_to, "chat": message["chat"].clone(), "date": now()
         });
     }
+    // After the content, as Client::JsonMessage writes it.
+    if let Some(markup) = markup {
+        message["reply_markup"] = markup;
+    }
+    remember(&mut shared.state(), chat_id, message_id, &message, false);
+    Ok(message)
+}
+
+/// The `text` parameter, as Client::get_input_message_text reads it:
+/// present, and with a parse mode Telegram knows.
+fn message_text(params: &Map<String, Value>) -> Result<String, Refusal> {
+    let text = match params.get("text") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    if text.is_empty() {
+        return Err(Refusal::bad_request("message text is empty"));
+    }
+    if let Some(mode) = params.get("parse_mode").and_then(Value::as_str) {
+        if !mode.is_empty() && !["HTML", "Markdown", "MarkdownV2"].contains(&mode) {
+            return Err(Refusal::bad_request(&format!(
+                "unsupported parse_mode \"{mode}\""
+            )));
+        }
+    }
+    Ok(text)
+}
+
+/// What tdlib finds of a text once the chat is known: blank, or too long.
+fn text_content(text: &str) -> Result<(), Refusal> {
+    if text.trim().is_empty() {
+        return Err(Refusal::bad_request("text must be non-empty"));
+    }
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(Refusal::bad_request("message is too long"));
+    }
+    Ok(())
+}
+
+/// Keeps the bot's message as it now is, and that it was sent or edited.
+fn remember(state: &mut State, chat_id: i64, message_id: i64, message: &Value, edited: bool) {
+    state
+        .bot_messages
+        .insert((chat_id, message_id), message.clone());
+    state.activity.push(Activity {
+        chat_id,
+        edited,
+        message: message.clone(),
+    });
+}
+
+/// editMessageText, as Client::process_edit_message_text_query: the text
+/// first, then the keyboard, then the message. A keyboard left out removes
+/// the one the message had, as in Telegram.
+pub(crate) fn edit_message_text(shared: &Shared, params: &Map<String, Value>) -> MethodResult {
+    let text = message_text(params)?;
+    let markup = keyboards::reply_markup(params.get("reply_markup"))?;
+    edit(shared, params, Some(text), markup)
+}
+
+/// editMessageReplyMarkup, as Client::process_edit_message_reply_markup_query:
+/// without `reply_markup` the keyboard is removed.
+pub(crate) fn edit_message_reply_markup(
+    shared: &Shared,
+    params: &Map<String, Value>,
+) -> MethodResult {
+    let markup = keyboards::reply_markup(params.get("reply_markup"))?;
+    edit(shared, params, None, markup)
+}
+
+/// The message part of an edit: which message (Client::check_message, with
+/// "message to edit"), whether the bot may edit it, what the new content
+/// is worth, and whether anything changes. Bots' 48-hour limit on editing
+/// is not modelled: Telegram applies it to business messages, and whether
+/// it applies to a bot's own messages is not documented.
+fn edit(
+    shared: &Shared,
+    params: &Map<String, Value>,
+    text: Option<String>,
+    markup: Option<Value>,
+) -> MethodResult {
+    let chat_param = match params.get("chat_id") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.trim().to_owned(),
+        Some(other) => other.to_string(),
+    };
+    // As Client::get_message_id: a non-positive or unreadable id is none.
+    let message_id = integer(params.get("message_id"))
+        .filter(|id| *id > 0)
+        .unwrap_or(0);
+    if chat_param.is_empty() && message_id == 0 {
+        let inline = params
+            .get("inline_message_id")
+            .is_some_and(|v| !v.is_null() && v.as_str() != Some(""));
+        // Client::get_inline_message_id's refusal; inline messages come
+        // from inline queries, which the stand-in does not make.
+        return Err(Refusal::bad_request(if inline {
+            "inline_message_id is not supported by the stand-in"
+        } else {
+            "message identifier is not specified"
+        }));
+    }
+    if chat_param.is_empty() {
+        return Err(Refusal::bad_request("chat_id is empty"));
+    }
+    // td::to_integer: anything unreadable is chat 0, which is not found.
+    let chat_id = chat_param.parse::<i64>().unwrap_or(0);
+    let mut state = shared.state();
+    let Some(chat) = state.chats.get(&chat_id) else {
+        return Err(Refusal::bad_request("chat not found"));
+    };
+    let not_found = || Refusal::bad_request("message to edit not found");
+    if message_id == 0 {
+        return Err(not_found());
+    }
+    let Some(current) = state.bot_messages.get(&(chat_id, message_id)) else {
+        // A user's message exists but only its sender may edit it
+        // (tdlib's "Message can't be edited").
+        if chat.messages.contains(&message_id) {
+            return Err(Refusal::bad_request("message can't be edited"));
+        }
+        return Err(not_found());
+    };
+    if let Some(text) = &text {
+        text_content(text)?;
+    }
+    keyboards::server_check(markup.as_ref())?;
+    let mut message = current.clone();
+    let new_text = text.map_or_else(|| message["text"].clone(), Value::String);
+    if message["text"] == new_text && message.get("reply_markup") == markup.as_ref() {
+        return Err(Refusal::bad_request(NOT_MODIFIED));
+    }
+    message["text"] = new_text;
+    if let Some(object) = message.as_object_mut() {
+        match markup {
+            Some(markup) => object.insert("reply_markup".to_owned(), markup),
+            None => object.remove("reply_markup"),
+        };
+    }
+    message["edit_date"] = json!(now());
+    remember(&mut state, chat_id, message_id, &message, true);
     Ok(message)
 }

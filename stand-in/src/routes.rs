@@ -7,8 +7,9 @@ use crate::answers::{
     error_response, html_response, method_response, migrated_response, raw_response, Cut,
     MethodResult, Refusal,
 };
+use crate::callbacks::answer_callback_query;
 use crate::control::control;
-use crate::messages::{get_me, send_message};
+use crate::messages::{edit_message_reply_markup, edit_message_text, get_me, send_message};
 use crate::params::parse_params;
 use crate::shared::Shared;
 use crate::state::{Call, Fault};
@@ -28,6 +29,9 @@ const KNOWN_METHODS: &[&str] = &[
     "deletewebhook",
     "getwebhookinfo",
     "getupdates",
+    "editmessagetext",
+    "editmessagereplymarkup",
+    "answercallbackquery",
 ];
 
 /// A token is `<digits>:<letters, digits, _ and ->`; anything else is not a
@@ -158,6 +162,9 @@ async fn call_method(
         "deletewebhook" => delete_webhook(shared, params),
         "getwebhookinfo" => Ok(get_webhook_info(shared)),
         "getupdates" => get_updates(shared, params).await,
+        "editmessagetext" => edit_message_text(shared, params),
+        "editmessagereplymarkup" => edit_message_reply_markup(shared, params),
+        "answercallbackquery" => answer_callback_query(shared, params),
         _ => Err(Refusal::new(404, "Not Found")),
     }
 }

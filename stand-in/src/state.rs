@@ -25,6 +25,21 @@ pub struct Call {
     pub performed_at: Option<std::time::Instant>,
 }
 
+/// One answerCallbackQuery call about a query, as received, and whether
+/// Telegram took it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallbackAnswer {
+    /// As the bot gave it.
+    pub callback_query_id: String,
+    pub text: Option<String>,
+    pub show_alert: bool,
+    pub url: Option<String>,
+    pub cache_time: i64,
+    /// Answered true; otherwise `error` holds Telegram's description.
+    pub accepted: bool,
+    pub error: Option<String>,
+}
+
 /// A failure to inject into the next call of a method.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -133,6 +148,22 @@ pub(crate) struct ChatInfo {
     pub(crate) blocked: bool,
     pub(crate) messages: HashSet<i64>,
     pub(crate) topics: HashSet<i64>,
+}
+
+/// A callback query Telegram created, waiting for its answer.
+#[derive(Debug, Clone)]
+pub(crate) struct Query {
+    pub(crate) created_at: Instant,
+    pub(crate) answered: bool,
+}
+
+/// Something the bot did to a message, in the order it happened.
+#[derive(Debug, Clone)]
+pub(crate) struct Activity {
+    pub(crate) chat_id: i64,
+    pub(crate) edited: bool,
+    /// The Message as Telegram answered it.
+    pub(crate) message: Value,
 }
 
 /// The last failed webhook delivery, as getWebhookInfo reports it.
@@ -263,6 +294,15 @@ pub(crate) struct State {
     pub(crate) delivered: Vec<i64>,
     /// Every delivery attempt: update id, "ok" or the error message.
     pub(crate) delivery_log: Vec<(i64, String)>,
+    /// The messages the bot sent, by chat and id, as they are now (edits
+    /// included): what a button press shows and what may be edited.
+    pub(crate) bot_messages: HashMap<(i64, i64), Value>,
+    /// Messages sent and edited, in order.
+    pub(crate) activity: Vec<Activity>,
+    /// Callback queries by id.
+    pub(crate) queries: HashMap<String, Query>,
+    pub(crate) next_query_id: i64,
+    pub(crate) answers: Vec<CallbackAnswer>,
 }
 
 impl State {
@@ -284,6 +324,12 @@ impl State {
             delivery: Default::default(),
             delivered: Vec::new(),
             delivery_log: Vec::new(),
+            bot_messages: HashMap::new(),
+            activity: Vec::new(),
+            queries: HashMap::new(),
+            // Callback query ids are 64-bit integers written as strings.
+            next_query_id: 4_000_000_000_000_000_000,
+            answers: Vec::new(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! compared with Telegram's. Nothing here uses the bot's own code.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+mod buttons;
 mod controls;
 mod delivery;
 mod helpers;
