@@ -27,8 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Runs of the bot for one update before giving up on a chat whose record
-/// keeps changing under it.
-const MAX_RUNS: u32 = 5;
+/// keeps changing under it (many button presses at once).
+const MAX_RUNS: u32 = 10;
 /// Done ids kept per chat. Telegram delivers a chat's messages one at a
 /// time, each after the one before was acknowledged, so a repeat is always
 /// of one of the chat's last few updates; callback queries of several
@@ -175,7 +175,12 @@ impl Memory {
             update: update.id.0,
         };
         let mut record = self.store.load(&ticket.key).await?.unwrap_or_default();
-        for _ in 0..MAX_RUNS {
+        for run in 0..MAX_RUNS {
+            if run > 1 {
+                // Runs that lost together would collide again: spread them.
+                let spread = 5 * u64::from(run);
+                tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=spread))).await;
+            }
             if record.done.contains_key(&ticket.update) {
                 return Ok((Decision::Duplicate, ticket));
             }

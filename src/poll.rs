@@ -58,6 +58,10 @@ pub struct PollOptions {
     /// but not yet confirmed to Telegram when the process dies is answered
     /// again after a restart.
     pub memory: Option<Memory>,
+    /// Confirm an update only once answered, even when the store could
+    /// finish it (`bot chat`, which shows the replies once Telegram's side
+    /// is done with an update).
+    pub confirm_when_answered: bool,
 }
 
 impl Default for PollOptions {
@@ -74,6 +78,7 @@ impl Default for PollOptions {
             drop_pending_updates: false,
             backoff: Backoff::default(),
             memory: None,
+            confirm_when_answered: false,
         }
     }
 }
@@ -158,7 +163,7 @@ pub async fn run(
                 for ticket in tickets {
                     book.resume(ticket);
                 }
-                true
+                !options.confirm_when_answered
             }
             Ok(None) => false,
             Err(error) if error.is_configuration() => return Err(PollError::Store(error)),

@@ -214,6 +214,9 @@ async fn start_backend(
         let options = PollOptions {
             timeout_secs: 10,
             memory: Memory::from_config(config).await?,
+            // The chat shows the replies once the stand-in has the update
+            // confirmed: that must mean answered.
+            confirm_when_answered: true,
             ..PollOptions::default()
         };
         return Ok(Backend::Polling(tokio::spawn(async move {
@@ -256,6 +259,7 @@ async fn converse(
 ) -> bool {
     let mut lines = stdin_lines();
     let mut printed = 0;
+    let mut last_edit = serde_json::Value::Null;
     let mut unanswered = false;
     loop {
         if interactive {
@@ -272,7 +276,31 @@ async fn converse(
         if text.is_empty() {
             continue;
         }
-        let update_id = stand_in.enqueue_text_from(USER_ID, &args.name, text);
+        // `[+1]` or `[2]` presses a button of the last keyboard shown.
+        let pressed = match text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            Some(button) => {
+                let button = button.trim();
+                // A typed hyphen stands for the minus sign a label shows.
+                let pressed = stand_in
+                    .press_shown_button(USER_ID, &args.name, USER_ID, button)
+                    .or_else(|_| {
+                        let typed = button.replace('-', "\u{2212}");
+                        stand_in.press_shown_button(USER_ID, &args.name, USER_ID, &typed)
+                    });
+                match pressed {
+                    Ok(pressed) => Some(pressed),
+                    Err(error) => {
+                        eprintln!("(no such button: {error})");
+                        continue;
+                    }
+                }
+            }
+            None => None,
+        };
+        let update_id = match pressed {
+            Some((update_id, _)) => update_id,
+            None => stand_in.enqueue_text_from(USER_ID, &args.name, text),
+        };
         let wait = Duration::from_secs(args.wait);
         let Some(settled) = interrupt
             .or_quit(stand_in.wait_settled(update_id, wait))
@@ -281,10 +309,23 @@ async fn converse(
             eprintln!();
             return unanswered;
         };
+        let mut shown = 0;
+        if let Some((_, message_id)) = pressed {
+            // What a press changed: the message, edited in place.
+            if let Some(message) = stand_in.bot_message(USER_ID, message_id) {
+                if message.get("edit_date").is_some() && message != last_edit {
+                    println!("(edited) {}", message["text"].as_str().unwrap_or_default());
+                    print_keyboard(&message, interactive);
+                    shown += 1;
+                }
+                last_edit = message;
+            }
+        }
         let replies = stand_in.replies_to(USER_ID);
-        let new = replies.len().saturating_sub(printed);
+        let new = replies.len().saturating_sub(printed) + shown;
         for reply in replies.iter().skip(printed) {
             println!("{}", reply["text"].as_str().unwrap_or_default());
+            print_keyboard(reply, interactive);
         }
         printed = replies.len();
         if !settled {
@@ -299,6 +340,31 @@ async fn converse(
         } else if new == 0 {
             eprintln!("(the bot answered nothing)");
         }
+    }
+}
+
+/// A message's buttons on one line, numbered, with how to press them.
+fn print_keyboard(message: &serde_json::Value, interactive: bool) {
+    let Some(rows) = message["reply_markup"]["inline_keyboard"].as_array() else {
+        return;
+    };
+    let labels: Vec<&str> = rows
+        .iter()
+        .filter_map(|row| row.as_array())
+        .flatten()
+        .filter_map(|button| button["text"].as_str())
+        .collect();
+    if labels.is_empty() {
+        return;
+    }
+    let buttons: Vec<String> = labels
+        .iter()
+        .enumerate()
+        .map(|(index, label)| format!("[{}] {label}", index + 1))
+        .collect();
+    println!("{}", buttons.join("  "));
+    if interactive {
+        eprintln!("(type [1] or [{}] to press a button)", labels[0]);
     }
 }
 

@@ -277,6 +277,7 @@ async fn run_poll(config: &Config, api: &BotApi, args: PollArgs) -> ExitCode {
             initial: Duration::from_secs(1),
             max: Duration::from_secs(args.max_backoff),
         },
+        confirm_when_answered: false,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

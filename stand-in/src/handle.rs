@@ -154,6 +154,30 @@ impl Handle {
         .map(|pressed| pressed.update_id)
     }
 
+    /// A person pressing a button of the last message the bot sent to
+    /// `chat_id` with a keyboard, named by its label or by its number
+    /// (from 1, row by row), as a chat in a terminal offers it. Returns
+    /// the update id and the message's id.
+    pub fn press_shown_button(
+        &self,
+        user_id: i64,
+        first_name: &str,
+        chat_id: i64,
+        label_or_number: &str,
+    ) -> Result<(i64, i64), PressError> {
+        let number = label_or_number
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| label_or_number.parse::<usize>().ok())
+            .flatten();
+        let which = match number {
+            Some(number) => Which::Index(number),
+            None => Which::Label(label_or_number.to_owned()),
+        };
+        self.press(user_id, first_name, chat_id, None, &which)
+            .map(|pressed| (pressed.update_id, pressed.message_id))
+    }
+
     /// A press of the button `which` names, under `message_id` or, when
     /// None, the last message the bot sent to the chat that shows a
     /// keyboard.

@@ -197,6 +197,13 @@ pub fn api_for(stand_in: &StandIn) -> BotApi {
 /// the Function URL event Lambda would build, as the stand-in's webhook
 /// delivery needs a URL to POST to. Returns the webhook URL.
 pub async fn serve_function(webhook: Arc<Webhook>) -> String {
+    serve_functions(vec![webhook]).await
+}
+
+/// As [`serve_function`], handing the requests to `webhooks` in turn, as
+/// Lambda spreads concurrent requests over its instances.
+pub async fn serve_functions(webhooks: Vec<Arc<Webhook>>) -> String {
+    let turn = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     use http_body_util::{BodyExt, Full};
     use hyper::service::service_fn;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -206,10 +213,11 @@ pub async fn serve_function(webhook: Arc<Webhook>) -> String {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let webhook = webhook.clone();
+            let (webhooks, turn) = (webhooks.clone(), turn.clone());
             tokio::spawn(async move {
                 let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                    let webhook = webhook.clone();
+                    let next = turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let webhook = webhooks[next % webhooks.len()].clone();
                     async move {
                         let (parts, body) = request.into_parts();
                         let body = body

@@ -105,3 +105,26 @@ async fn a_command_ends_where_telegram_marks_it_so_help_with_a_comma_is_help() {
         1
     );
 }
+
+/// What `/counter` and three presses show: the count and its buttons, then
+/// each edit in place.
+const COUNTER_SESSION: &[u8] = b"/counter\n[2]\n[+1]\n[-1]\n";
+const COUNTER_SHOWN: &str = "Count: 0\n[1] \u{2212}1  [2] +1\n\
+     (edited) Count: 1\n[1] \u{2212}1  [2] +1\n\
+     (edited) Count: 2\n[1] \u{2212}1  [2] +1\n\
+     (edited) Count: 1\n[1] \u{2212}1  [2] +1\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_button_press_in_the_chat_edits_the_count_through_the_function() {
+    tokio::task::spawn_blocking(build_function).await.unwrap();
+    let output = chat(&[], COUNTER_SESSION).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), COUNTER_SHOWN, "{}", stderr(&output));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_button_press_in_the_chat_edits_the_count_by_polling() {
+    let output = chat(&["--polling"], COUNTER_SESSION).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), COUNTER_SHOWN, "{}", stderr(&output));
+}
