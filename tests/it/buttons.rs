@@ -6,7 +6,6 @@ use crate::helpers::{serve_functions, SECRET};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use telegram_lambda_bot::config::Config;
 use telegram_lambda_bot::memory::{Leases, Memory};
 use telegram_lambda_bot::store::dynamodb::DynamoDbStore;
 use telegram_lambda_bot::telegram::SetWebhook;
@@ -18,23 +17,11 @@ const TABLE: &str = "buttons";
 const GROUP: i64 = -100_555_000;
 
 fn webhook(stand_in: &StandIn, moto: &Moto) -> Arc<Webhook> {
-    let base_url = stand_in.base_url();
-    let vars = [
-        ("TELEGRAM_BOT_TOKEN", stand_in.token()),
-        ("TELEGRAM_API_BASE_URL", base_url.as_str()),
-        ("TELEGRAM_WEBHOOK_SECRET", SECRET),
-    ];
-    let config = Config::from_lookup(|name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| (*v).to_owned())
-    })
-    .unwrap();
     let memory = Memory::new(
         Arc::new(DynamoDbStore::new(&moto.sdk_config(), TABLE)),
         Leases::Shared,
     );
-    Arc::new(Webhook::new(&config).unwrap().with_memory(Some(memory)))
+    Arc::new(crate::helpers::webhook_with(stand_in, Some(memory)))
 }
 
 fn group_command(update_id: i64, text: &str) -> serde_json::Value {
@@ -106,4 +93,165 @@ async fn twenty_presses_at_once_on_four_instances_count_exactly_twenty() {
     })
     .await;
     assert_eq!(texts(&stand_in.sent_messages())[1], "Count: 20");
+}
+
+/// One function instance with a file store, a private chat showing the
+/// counter, and a way to press its buttons as the person would.
+struct Counter {
+    stand_in: StandIn,
+    webhook: Webhook,
+    store: std::path::PathBuf,
+    logs: testkit::Logs,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+const PERSON: i64 = 77_001;
+
+impl Drop for Counter {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.store);
+    }
+}
+
+impl Counter {
+    async fn start() -> Counter {
+        use telegram_lambda_bot::store::file::FileStore;
+        let (logs, guard) = testkit::Logs::capture("info");
+        let stand_in = StandIn::start(Options::default()).await.unwrap();
+        let store = std::env::temp_dir().join(format!(
+            "buttons-{}-{}.redb",
+            std::process::id(),
+            stand_in
+                .base_url()
+                .rsplit(':')
+                .next()
+                .unwrap_or("0")
+                .trim_end_matches('/')
+        ));
+        let memory = Memory::new(Arc::new(FileStore::open(&store).unwrap()), Leases::Shared);
+        let webhook = crate::helpers::webhook_with(&stand_in, Some(memory));
+        let counter = Counter {
+            stand_in,
+            webhook,
+            store,
+            logs,
+            _guard: guard,
+        };
+        let shown = counter
+            .deliver(json!({"update_id": 1, "message": {
+                "message_id": 1, "date": 1_795_687_200,
+                "from": {"id": PERSON, "is_bot": false, "first_name": "Ali"},
+                "chat": {"id": PERSON, "type": "private", "first_name": "Ali"},
+                "text": "/counter",
+                "entities": [{"type": "bot_command", "offset": 0, "length": 8}]}}))
+            .await;
+        assert_eq!(shown, (200, "answered".to_owned()));
+        counter
+    }
+
+    async fn deliver(&self, update: serde_json::Value) -> (u16, String) {
+        self.stand_in.observe_update(&update);
+        let verdict = telegram_lambda_bot::webhook::handle_event(
+            &self.webhook,
+            crate::helpers::event_with(&update),
+            tokio::time::Instant::now() + Duration::from_secs(10),
+        )
+        .await;
+        (verdict.status(), verdict.as_str().to_owned())
+    }
+
+    /// The press Telegram would deliver for the counter's `label` button.
+    fn press(&self, label: &str) -> serde_json::Value {
+        let (update_id, _) = self
+            .stand_in
+            .press_shown_button(PERSON, "Ali", PERSON, label)
+            .unwrap();
+        self.stand_in
+            .pending_updates()
+            .into_iter()
+            .find(|u| u["update_id"] == update_id)
+            .unwrap()
+    }
+
+    /// The text of the last edit the bot asked for.
+    fn shown(&self) -> String {
+        let edits = self.stand_in.calls_to("editMessageText");
+        edits
+            .iter()
+            .rev()
+            .find_map(|c| c["text"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+#[tokio::test]
+async fn an_edit_to_what_the_message_already_says_counts_as_done() {
+    let t = Counter::start().await;
+    t.stand_in.inject(
+        "editMessageText",
+        telegram_stand_in::Fault::Error {
+            status: 400,
+            description: "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message".into(),
+            retry_after: None,
+            migrate_to_chat_id: None,
+        },
+    );
+    let press = t.press("+1");
+    assert_eq!(t.deliver(press).await, (200, "answered".to_owned()));
+}
+
+#[tokio::test]
+async fn an_edit_of_a_deleted_message_is_a_permanent_failure_and_the_count_stays() {
+    let t = Counter::start().await;
+    t.stand_in.inject(
+        "editMessageText",
+        telegram_stand_in::Fault::Error {
+            status: 400,
+            description: "Bad Request: message to edit not found".into(),
+            retry_after: None,
+            migrate_to_chat_id: None,
+        },
+    );
+    let press = t.press("+1");
+    assert_eq!(
+        t.deliver(press).await,
+        (200, "permanent_failure".to_owned())
+    );
+    let press = t.press("+1");
+    assert_eq!(t.deliver(press).await, (200, "answered".to_owned()));
+    assert_eq!(t.shown(), "Count: 2");
+}
+
+#[tokio::test]
+async fn a_failed_edit_is_delivered_again_and_the_press_counts_once() {
+    let t = Counter::start().await;
+    t.stand_in.inject(
+        "editMessageText",
+        telegram_stand_in::Fault::internal_error(),
+    );
+    let press = t.press("+1");
+    assert_eq!(t.deliver(press.clone()).await.0, 502);
+    // Telegram delivers it again: the stored outbox is sent, the bot does
+    // not run twice, the press is not answered twice.
+    assert_eq!(t.deliver(press).await, (200, "answered".to_owned()));
+    assert_eq!(t.shown(), "Count: 1");
+    let answers = t.stand_in.callback_answers();
+    assert_eq!(
+        answers.iter().filter(|a| a.accepted).count(),
+        1,
+        "{answers:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_answer_still_carries_the_press_out_and_asks_for_no_redelivery() {
+    let t = Counter::start().await;
+    t.stand_in.inject(
+        "answerCallbackQuery",
+        telegram_stand_in::Fault::internal_error(),
+    );
+    let press = t.press("+1");
+    assert_eq!(t.deliver(press).await, (200, "answered".to_owned()));
+    assert_eq!(t.shown(), "Count: 1");
+    assert!(t.logs.text().contains("could not answer the button press"));
 }

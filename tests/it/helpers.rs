@@ -290,6 +290,19 @@ pub fn webhook_for(stand_in: &StandIn) -> Webhook {
     .unwrap()
 }
 
+/// The webhook for `stand_in` without a username, as the memory and button
+/// tests build one per instance, with `memory`.
+pub fn webhook_with(stand_in: &StandIn, memory: Option<Memory>) -> Webhook {
+    let base_url = stand_in.base_url();
+    Webhook::new(&config(&[
+        ("TELEGRAM_BOT_TOKEN", stand_in.token()),
+        ("TELEGRAM_API_BASE_URL", &base_url),
+        ("TELEGRAM_WEBHOOK_SECRET", SECRET),
+    ]))
+    .unwrap()
+    .with_memory(memory)
+}
+
 /// The sample text event with `update` as its body.
 pub fn event_with(update: &Value) -> Value {
     let mut event = event("text");

@@ -2,11 +2,10 @@
 //! DynamoDB table on moto's server, and a fake DynamoDB endpoint for the
 //! failures moto cannot produce.
 
-use crate::helpers::{event_with, update_in, Logs, SECRET};
+use crate::helpers::{event_with, update_in, Logs};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use telegram_lambda_bot::config::Config;
 use telegram_lambda_bot::memory::{Leases, Memory};
 use telegram_lambda_bot::store::dynamodb::DynamoDbStore;
 use telegram_lambda_bot::webhook::{handle_event, Verdict, Webhook};
@@ -53,19 +52,7 @@ async fn instances() -> Option<Instances> {
 }
 
 fn webhook(stand_in: &StandIn) -> Webhook {
-    let base_url = stand_in.base_url();
-    let vars = [
-        ("TELEGRAM_BOT_TOKEN", stand_in.token()),
-        ("TELEGRAM_API_BASE_URL", base_url.as_str()),
-        ("TELEGRAM_WEBHOOK_SECRET", SECRET),
-    ];
-    let config = Config::from_lookup(|name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| (*v).to_owned())
-    })
-    .unwrap();
-    Webhook::new(&config).unwrap()
+    crate::helpers::webhook_with(stand_in, None)
 }
 
 /// A text message from the test chat, as Telegram sends it.
