@@ -4,7 +4,7 @@
 //! is rendered from this matrix and checked against it, so the two cannot
 //! drift (`UPDATE_README=1 cargo test --test it fault_matrix` rewrites it).
 
-use crate::helpers::{event, spawn_with, Setup, TestWebhook};
+use crate::helpers::{event, spawn_with, update_in, Setup, TestWebhook};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;
@@ -27,6 +27,9 @@ enum Arrange {
     Event(fn(&mut Value)),
     /// The same update is delivered twice; the second answer counts.
     Twice,
+    /// `/counter` is shown (the bot has a store), then its +1 is pressed,
+    /// with these faults for the next calls to each method.
+    Press(Vec<(&'static str, Fault)>),
 }
 
 struct Case {
@@ -346,7 +349,93 @@ fn matrix() -> Vec<Case> {
             "ERROR",
             0,
         ),
+        // A button press: answerCallbackQuery first, then editMessageText.
+        // `replies` counts the counter's message and the edit.
+        case(
+            "a button press",
+            Press(vec![]),
+            200,
+            None,
+            "answered",
+            "INFO",
+            2,
+        ),
+        case(
+            "a press whose answerCallbackQuery fails (500)",
+            Press(vec![("answerCallbackQuery", Fault::internal_error())]),
+            200,
+            None,
+            "answered",
+            "INFO",
+            2,
+        ),
+        case(
+            "a press answered too late: query is too old (400)",
+            Press(vec![("answerCallbackQuery", bad_request(QUERY_TOO_OLD))]),
+            200,
+            None,
+            "answered",
+            "INFO",
+            2,
+        ),
+        case(
+            "an edit to what the message says: message is not modified (400)",
+            Press(vec![("editMessageText", bad_request(NOT_MODIFIED))]),
+            200,
+            None,
+            "answered",
+            "INFO",
+            1,
+        ),
+        case(
+            "an edit of a deleted message: message to edit not found (400)",
+            Press(vec![(
+                "editMessageText",
+                bad_request("Bad Request: message to edit not found"),
+            )]),
+            200,
+            None,
+            "permanent_failure",
+            "WARN",
+            1,
+        ),
+        case(
+            "an edit that fails with 500",
+            Press(vec![("editMessageText", Fault::internal_error())]),
+            502,
+            None,
+            "retryable_failure",
+            "WARN",
+            1,
+        ),
     ]
+}
+
+const QUERY_TOO_OLD: &str =
+    "Bad Request: query is too old and response timeout expired or query ID is invalid";
+const NOT_MODIFIED: &str = "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message";
+
+fn bad_request(description: &str) -> Fault {
+    Fault::Error {
+        status: 400,
+        description: description.to_owned(),
+        retry_after: None,
+        migrate_to_chat_id: None,
+    }
+}
+
+/// A store for one case: a file of its own.
+fn file_memory() -> Memory {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use telegram_lambda_bot::store::file::FileStore;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "fault-matrix-{}-{}.redb",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_file(&path);
+    Memory::new(Arc::new(FileStore::open(&path).unwrap()), Leases::Shared)
 }
 
 /// A token and webhook secret that are easy to spot in output.
@@ -382,7 +471,10 @@ async fn run_with(
         setup.secret = Some(secrets.webhook_secret.to_owned());
     }
     setup.stand_in = Some(options);
-    setup.memory = memory;
+    setup.memory = match (&case.arrange, memory) {
+        (Arrange::Press(_), None) => Some(file_memory()),
+        (_, memory) => memory,
+    };
     let test = spawn_with(setup).await;
     let mut event = event("text");
     if let Some(secrets) = secrets {
@@ -408,6 +500,31 @@ async fn run_with(
         Arrange::Event(change) => change(&mut event),
         Arrange::Twice => {
             test.invoke(event.clone()).await;
+        }
+        Arrange::Press(faults) => {
+            let update = update_in(&event).unwrap();
+            let chat = update["message"]["chat"]["id"].as_i64().unwrap();
+            let mut counter = update.clone();
+            counter["message"]["text"] = json!("/counter");
+            counter["message"]["entities"] =
+                json!([{"type": "bot_command", "offset": 0, "length": 8}]);
+            let mut shown = event.clone();
+            shown["body"] = json!(counter.to_string());
+            assert_eq!(test.invoke(shown).await.status, 200);
+            let (update_id, _) = test
+                .stand_in
+                .press_shown_button(chat, "Ali", chat, "+1")
+                .unwrap();
+            let press = test
+                .stand_in
+                .pending_updates()
+                .into_iter()
+                .find(|u| u["update_id"] == update_id)
+                .unwrap();
+            event["body"] = json!(press.to_string());
+            for (method, fault) in faults {
+                test.stand_in.inject(method, fault.clone());
+            }
         }
         Arrange::Refused | Arrange::WrongToken => {}
     }
@@ -464,8 +581,14 @@ fn check(case: &Case, test: &TestWebhook, answer: &crate::helpers::Response) {
             .unwrap_or_else(|| panic!("{}: no outcome line", case.what));
         assert_eq!(line["outcome"], case.outcome, "{}: {line}", case.what);
         assert_eq!(line["level"], case.level, "{}: {line}", case.what);
+        let edits = test
+            .stand_in
+            .calls()
+            .iter()
+            .filter(|c| c.method == "editMessageText" && c.performed)
+            .count();
         assert_eq!(
-            test.stand_in.sent_messages().len(),
+            test.stand_in.sent_messages().len() + edits,
             case.replies,
             "{}",
             case.what
@@ -492,7 +615,7 @@ fn telegram_then(case: &Case) -> String {
 
 fn render(cases: &[Case]) -> String {
     let mut table = String::from(
-        "| request, or the Bot API's answer to sendMessage | status | Telegram then | log line (`outcome`, level) |\n|---|---|---|---|\n",
+        "| request, or the Bot API's answer to the call it makes | status | Telegram then | log line (`outcome`, level) |\n|---|---|---|---|\n",
     );
     for case in cases {
         let status = match case.retry_after {
