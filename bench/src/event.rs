@@ -14,6 +14,9 @@ pub struct EventTemplate {
     first_update_id: i64,
     /// The chat the webhook must reply to.
     pub chat_id: i64,
+    /// A button press (a callback query) rather than a message: the webhook
+    /// answers it (answerCallbackQuery) instead of sending a reply.
+    pub press: bool,
 }
 
 impl EventTemplate {
@@ -37,15 +40,18 @@ impl EventTemplate {
             .get("update_id")
             .and_then(Value::as_i64)
             .ok_or("the update has no update_id")?;
+        let press = update.get("callback_query").is_some();
         let chat_id = update
             .pointer("/message/chat/id")
+            .or_else(|| update.pointer("/callback_query/message/chat/id"))
             .and_then(Value::as_i64)
-            .ok_or("the update is not a message with a chat")?;
+            .ok_or("the update is not a message or a button press in a chat")?;
         Ok(EventTemplate {
             event,
             update,
             first_update_id,
             chat_id,
+            press,
         })
     }
 
@@ -54,6 +60,10 @@ impl EventTemplate {
         let mut update = self.update.clone();
         let offset = i64::try_from(offset).unwrap_or(i64::MAX);
         update["update_id"] = Value::from(self.first_update_id.saturating_add(offset));
+        if self.press {
+            // Each press is a new query.
+            update["callback_query"]["id"] = Value::from(format!("bench-{offset}"));
+        }
         let body = update.to_string();
         let mut event = self.event.clone();
         // Kept true to the new body, as API Gateway would send it.
@@ -104,5 +114,25 @@ mod tests {
         assert!(EventTemplate::parse(r#"{"body": "{\"update_id\": 1}"}"#).is_err());
         assert!(EventTemplate::parse("{}").is_err());
         assert!(EventTemplate::parse("not json").is_err());
+    }
+}
+
+#[cfg(test)]
+mod press_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_press_gets_a_new_query_id_per_invocation() {
+        let update = json!({"update_id": 10, "callback_query": {
+            "id": "q", "data": "counter:+1",
+            "message": {"message_id": 3, "chat": {"id": 9}}}});
+        let text = json!({"body": update.to_string()}).to_string();
+        let template = EventTemplate::parse(&text).unwrap();
+        assert!(template.press);
+        assert_eq!(template.chat_id, 9);
+        let (_, rendered) = template.render(4).unwrap();
+        assert_eq!(rendered["update_id"], 14);
+        assert_eq!(rendered["callback_query"]["id"], "bench-4");
     }
 }

@@ -240,7 +240,21 @@ impl Bench<'_> {
             let body = String::from_utf8_lossy(&invoked.body);
             return Err(failed(format!("answered {body} instead of statusCode 200")));
         }
-        if function.sends_reply {
+        if function.sends_reply && self.template.press {
+            // A press is answered first, whatever follows it.
+            let calls = self.stand_in.calls();
+            let answered = calls.first().is_some_and(|call| {
+                call.method == "answerCallbackQuery"
+                    && call.params.get("callback_query_id").and_then(Value::as_str)
+                        == Some(format!("bench-{offset}").as_str())
+            });
+            if !answered {
+                let seen: String = format!("{calls:?}").chars().take(600).collect();
+                return Err(failed(format!(
+                    "expected answerCallbackQuery first, the stand-in saw {seen}"
+                )));
+            }
+        } else if function.sends_reply {
             let calls = self.stand_in.calls();
             let replied = matches!(calls.as_slice(), [call]
                 if call.method == "sendMessage"
