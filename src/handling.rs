@@ -87,6 +87,9 @@ pub struct Responder<'a> {
     pub api: &'a BotApi,
     pub bot: &'a Bot,
     pub memory: Option<&'a Memory>,
+    /// Whether a button press is answered: false when this process has
+    /// answered it already (Telegram would refuse a second answer).
+    pub answer_presses: bool,
 }
 
 impl Responder<'_> {
@@ -120,7 +123,9 @@ impl Responder<'_> {
         // A press is answered before anything slower (the store, the bot,
         // the edits), so the button stops spinning at once.
         if let UpdateKind::CallbackQuery(query) = &update.kind {
-            self.answer_press(update, query, policy, stop).await;
+            if self.answer_presses {
+                self.answer_press(update, query, policy, stop).await;
+            }
         }
         let handled = match self.memory {
             None => {

@@ -400,10 +400,11 @@ async fn work(worker: Worker, job: Job, mut stop: Stop) -> Worked {
         deadline: Some(deadline),
         ..RetryPolicy::polling(worker.backoff)
     };
-    let responder = Responder {
+    let mut responder = Responder {
         api: &worker.api,
         bot: &worker.bot,
         memory: worker.memory.as_ref(),
+        answer_presses: true,
     };
     let recorded = || {
         if let (Some(sender), Some(id)) = (&worker.recorded, id) {
@@ -414,9 +415,12 @@ async fn work(worker: Worker, job: Job, mut stop: Stop) -> Worked {
     loop {
         let handled = match &job {
             Job::Update(update) => {
-                responder
+                let handled = responder
                     .answer_noting(update, 0, &policy, &mut stop, &recorded)
-                    .await
+                    .await;
+                // Answered on the first try; the retries do not again.
+                responder.answer_presses = false;
+                handled
             }
             Job::Resume(ticket) => responder.resume(ticket, &policy, &mut stop).await,
         };

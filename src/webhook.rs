@@ -362,7 +362,8 @@ impl Webhook {
     /// update to this process stopped; a repeat of a finished one is only
     /// acknowledged.
     pub async fn answer(&self, update: &Update, deadline: Instant) -> Outcome {
-        let resume_from = match lock(&self.recent).get(update.id) {
+        let seen = lock(&self.recent).get(update.id);
+        let resume_from = match seen {
             Some(Progress::Done) => {
                 log_update(update, Outcome::Duplicate, Instant::now(), None);
                 return Outcome::Duplicate;
@@ -376,13 +377,16 @@ impl Webhook {
             api: &self.api,
             bot: &self.bot,
             memory: self.memory.as_ref(),
+            // A press this process already had was answered then.
+            answer_presses: seen.is_none(),
         };
         let handled = responder
             .answer(update, resume_from, &policy, &mut Stop::never())
             .await;
         let progress = match handled.outcome {
-            // Done by another run: this process has not seen it finish.
-            Outcome::InProgress { .. } => return handled.outcome,
+            // Done by another run: this process has not seen it finish,
+            // but has answered its press, if it is one.
+            Outcome::InProgress { .. } => Progress::Sent(0),
             outcome if outcome.is_final() => Progress::Done,
             _ => Progress::Sent(handled.done),
         };
