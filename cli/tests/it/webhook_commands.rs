@@ -138,7 +138,7 @@ async fn webhook_info_is_readable_and_shows_the_last_errors_age() {
         "URL:             https://example.com/webhook\n\
          Pending updates: 0\n\
          Max connections: 40\n\
-         Allowed updates: message\n\
+         Allowed updates: message, callback_query\n\
          IP address:      127.0.0.1\n\
          Last error:      5 min ago: Wrong response from the webhook: 502 Bad Gateway\n"
     );
