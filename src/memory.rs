@@ -20,7 +20,7 @@ use crate::bot::{Bot, State};
 use crate::config::{Config, InitError};
 use crate::store::dynamodb::DynamoDbStore;
 use crate::store::file::FileStore;
-use crate::store::{ChatRecord, Commit, Pending, Store, StoreConfig, StoreError};
+use crate::store::{unreadable, ChatRecord, Commit, Pending, Store, StoreConfig, StoreError};
 use crate::telegram::{Update, UpdateKind};
 use std::fmt;
 use std::sync::Arc;
@@ -197,7 +197,7 @@ impl Memory {
                     return Ok((Decision::InProgress { retry_after }, ticket));
                 }
                 let actions: Vec<Action> = serde_json::from_str(&pending.actions)
-                    .map_err(|e| StoreError::Corrupt(format!("an outbox: {e}")))?;
+                    .map_err(|e| StoreError::Corrupt(format!("an outbox: {}", unreadable(&e))))?;
                 let from = usize::try_from(pending.sent).unwrap_or(usize::MAX);
                 match self
                     .store
@@ -271,7 +271,7 @@ impl Memory {
             return Ok(None);
         };
         let actions: Vec<Action> = serde_json::from_str(&pending.actions)
-            .map_err(|e| StoreError::Corrupt(format!("an outbox: {e}")))?;
+            .map_err(|e| StoreError::Corrupt(format!("an outbox: {}", unreadable(&e))))?;
         self.store
             .take_over(&ticket.key, ticket.update, pending.lease_until, lease_until)
             .await?;
@@ -372,7 +372,10 @@ fn read_state(record: &ChatRecord) -> State {
         return State::default();
     };
     serde_json::from_str(json).unwrap_or_else(|error| {
-        tracing::warn!(error = %error, "the chat's stored state no longer fits State; starting from the default");
+        tracing::warn!(
+            error = unreadable(&error),
+            "the chat's stored state no longer fits State; starting from the default"
+        );
         State::default()
     })
 }
@@ -606,6 +609,14 @@ mod tests {
         assert!(record.done.len() <= KEEP_DONE, "{}", record.done.len());
         assert!(record.done.contains_key(&(KEEP_DONE as i64 + 10)));
         assert!(!record.done.contains_key(&1));
+    }
+
+    #[test]
+    fn an_unreadable_record_is_reported_without_quoting_it() {
+        let error = serde_json::from_str::<State>("{\"messages\": \"secret words\"}").unwrap_err();
+        let shown = unreadable(&error);
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("column"), "{shown}");
     }
 
     #[test]

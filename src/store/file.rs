@@ -227,7 +227,7 @@ pub(crate) fn apply(record: &mut ChatRecord, commit: Commit) {
 }
 
 fn decode(bytes: &[u8]) -> Result<ChatRecord, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(super::unreadable(&e)))
 }
 
 fn unavailable(error: impl Into<redb::Error>) -> StoreError {

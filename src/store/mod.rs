@@ -155,6 +155,18 @@ pub trait Store: fmt::Debug + Send + Sync {
     }
 }
 
+/// Where a stored record fails to parse, without quoting it: serde's own
+/// message can quote a value, and records hold the chat's state and the
+/// text of replies.
+pub fn unreadable(error: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {} column {}",
+        error.classify(),
+        error.line(),
+        error.column()
+    )
+}
+
 /// Which store the configuration asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum StoreConfig {
