@@ -6,7 +6,7 @@ use crate::action::Action;
 use crate::bot::{Bot, State};
 use crate::client::{ApiError, BotApi, Failure};
 use crate::error::Chain;
-use crate::memory::{millis, now_millis, Decision, Memory, Ticket, LEASE_MARGIN};
+use crate::memory::{millis, now_millis, Decision, Memory, Read, Ticket, LEASE_MARGIN};
 use crate::retry::{retry, GaveUp, RetryPolicy, Stop};
 use crate::store::StoreError;
 use crate::telegram::{CallbackQuery, SendMessage, Update, UpdateKind};
@@ -120,20 +120,22 @@ impl Responder<'_> {
         recorded: &(dyn Fn() + Send + Sync),
     ) -> Handled {
         let started = Instant::now();
-        // A press is answered before anything slower (the store, the bot,
-        // the edits), so the button stops spinning at once.
-        if let UpdateKind::CallbackQuery(query) = &update.kind {
-            if self.answer_presses {
-                self.answer_press(update, query, policy, stop).await;
-            }
-        }
+        let press = match &update.kind {
+            UpdateKind::CallbackQuery(query) if self.answer_presses => Some(query),
+            _ => None,
+        };
         let handled = match self.memory {
             None => {
+                // A press is answered before anything slower (the bot, the
+                // edits), so the button stops spinning at once.
+                if let Some(query) = press {
+                    self.answer_press(update, query, policy, stop).await;
+                }
                 let (actions, _state) = self.bot.handle(update, State::default());
                 carry_out(self.api, &actions, resume_from, policy, stop, None).await
             }
             Some(memory) => {
-                self.answer_once(memory, update, policy, stop, recorded)
+                self.answer_once(memory, update, press, policy, stop, recorded)
                     .await
             }
         };
@@ -172,6 +174,32 @@ impl Responder<'_> {
         }
     }
 
+    /// Answers a press unless an earlier delivery did. Telegram delivers a
+    /// press again when an attempt failed after its answer (an edit, the
+    /// store), maybe to another instance: the chat's record says whether
+    /// one got that far, so the record is read first, which the decision
+    /// needs anyway. A store that does not answer within
+    /// [`PRESS_READ_BUDGET`] does not keep the button spinning: the press is
+    /// answered, and at worst answered twice (Telegram refuses the second,
+    /// which counts as done). Returns the record when it was read.
+    async fn answer_press_once(
+        &self,
+        memory: &Memory,
+        update: &Update,
+        query: &CallbackQuery,
+        policy: &RetryPolicy,
+        stop: &mut Stop,
+    ) -> Option<Read> {
+        let read = tokio::time::timeout(PRESS_READ_BUDGET, memory.read(update))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        if !read.as_ref().is_some_and(|r| r.seen_before(now_millis())) {
+            self.answer_press(update, query, policy, stop).await;
+        }
+        read
+    }
+
     /// Carries out what is left of an update whose outbox a run that died
     /// left in the store, after Telegram was told it was done (the polling
     /// loop confirms an update once its outbox is stored). Logs one line.
@@ -206,17 +234,28 @@ impl Responder<'_> {
         &self,
         memory: &Memory,
         update: &Update,
+        press: Option<&CallbackQuery>,
         policy: &RetryPolicy,
         stop: &mut Stop,
         recorded: &(dyn Fn() + Send + Sync),
     ) -> Handled {
         let now = now_millis();
         let lease_until = lease_until(policy.deadline, now);
-        let decided = before(
-            policy.deadline,
-            memory.decide(self.bot, update, lease_until, now),
-        )
-        .await;
+        let read = match press {
+            Some(query) => {
+                self.answer_press_once(memory, update, query, policy, stop)
+                    .await
+            }
+            None => None,
+        };
+        let deadline = policy.deadline;
+        let decided = match read {
+            Some(read) => {
+                let decision = memory.decide_from(self.bot, update, read, lease_until, now);
+                before(deadline, decision).await
+            }
+            None => before(deadline, memory.decide(self.bot, update, lease_until, now)).await,
+        };
         let (decision, ticket) = match decided {
             Ok(decided) => decided,
             Err(error) => return store_failure(error),
@@ -277,6 +316,11 @@ impl Responder<'_> {
         handled
     }
 }
+
+/// How long a press waits for its chat's record before it is answered
+/// anyway: far above a healthy store's read (single milliseconds), far below
+/// what a person notices on a spinning button.
+const PRESS_READ_BUDGET: Duration = Duration::from_millis(300);
 
 /// Time past the deadline a run may take to record what it sent: part of
 /// the margin the webhook keeps to answer.

@@ -93,6 +93,27 @@ pub struct Ticket {
     update: i64,
 }
 
+/// A chat's record as read for one update.
+#[derive(Debug)]
+pub struct Read {
+    ticket: Ticket,
+    record: ChatRecord,
+}
+
+impl Read {
+    /// Whether a delivery of this update got as far as the store before:
+    /// it is done, or its outbox is still there. A button press that did
+    /// was answered then (it is answered before the bot runs).
+    pub fn seen_before(&self, now: i64) -> bool {
+        self.record.done.contains_key(&self.ticket.update)
+            || self
+                .record
+                .pending
+                .get(&self.ticket.update)
+                .is_some_and(|p| p.expires > now)
+    }
+}
+
 impl Ticket {
     pub fn new(key: impl Into<String>, update: i64) -> Self {
         Ticket {
@@ -170,11 +191,32 @@ impl Memory {
         lease_until: i64,
         now: i64,
     ) -> Result<(Decision, Ticket), StoreError> {
+        let read = self.read(update).await?;
+        self.decide_from(bot, update, read, lease_until, now).await
+    }
+
+    /// The chat record `update` belongs to, as [`Memory::decide_from`]
+    /// takes it.
+    pub async fn read(&self, update: &Update) -> Result<Read, StoreError> {
         let ticket = Ticket {
             key: key_of(update),
             update: update.id.0,
         };
-        let mut record = self.store.load(&ticket.key).await?.unwrap_or_default();
+        let record = self.store.load(&ticket.key).await?.unwrap_or_default();
+        Ok(Read { ticket, record })
+    }
+
+    /// As [`Memory::decide`], from a record read before (a press reads it
+    /// first, to learn whether an earlier delivery answered it).
+    pub async fn decide_from(
+        &self,
+        bot: &Bot,
+        update: &Update,
+        read: Read,
+        lease_until: i64,
+        now: i64,
+    ) -> Result<(Decision, Ticket), StoreError> {
+        let Read { ticket, mut record } = read;
         for run in 0..MAX_RUNS {
             if run > 1 {
                 // Runs that lost together would collide again: spread them.

@@ -4,10 +4,12 @@
 
 use crate::helpers::{serve_functions, SECRET};
 use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use telegram_lambda_bot::memory::{Leases, Memory};
 use telegram_lambda_bot::store::dynamodb::DynamoDbStore;
+use telegram_lambda_bot::store::{ChatRecord, Commit, Store, StoreFuture};
 use telegram_lambda_bot::telegram::SetWebhook;
 use telegram_lambda_bot::webhook::Webhook;
 use telegram_stand_in::{Options, StandIn};
@@ -97,9 +99,56 @@ async fn twenty_presses_at_once_on_four_instances_count_exactly_twenty() {
 
 /// One function instance with a file store, a private chat showing the
 /// counter, and a way to press its buttons as the person would.
+/// The file store, whose reads can be made to hang, as a store that is
+/// throttled or unreachable does.
+#[derive(Debug)]
+struct Stuckable {
+    inner: Arc<dyn Store>,
+    stuck: Arc<AtomicBool>,
+}
+
+impl Store for Stuckable {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    fn load<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<ChatRecord>> {
+        if self.stuck.load(Ordering::SeqCst) {
+            return Box::pin(std::future::pending());
+        }
+        self.inner.load(key)
+    }
+    fn commit<'a>(&'a self, key: &'a str, commit: &'a Commit) -> StoreFuture<'a, ()> {
+        self.inner.commit(key, commit)
+    }
+    fn take_over<'a>(
+        &'a self,
+        key: &'a str,
+        update: i64,
+        seen_lease: i64,
+        lease_until: i64,
+    ) -> StoreFuture<'a, ()> {
+        self.inner.take_over(key, update, seen_lease, lease_until)
+    }
+    fn progress<'a>(
+        &'a self,
+        key: &'a str,
+        update: i64,
+        sent: u32,
+        lease_until: i64,
+    ) -> StoreFuture<'a, ()> {
+        self.inner.progress(key, update, sent, lease_until)
+    }
+    fn finish<'a>(&'a self, key: &'a str, update: i64, at: i64) -> StoreFuture<'a, ()> {
+        self.inner.finish(key, update, at)
+    }
+}
+
 struct Counter {
     stand_in: StandIn,
+    stuck: Arc<AtomicBool>,
     webhook: Webhook,
+    /// Another instance on the same store, as Lambda runs them.
+    other: Webhook,
     store: std::path::PathBuf,
     logs: testkit::Logs,
     _guard: tracing::subscriber::DefaultGuard,
@@ -128,11 +177,21 @@ impl Counter {
                 .unwrap_or("0")
                 .trim_end_matches('/')
         ));
-        let memory = Memory::new(Arc::new(FileStore::open(&store).unwrap()), Leases::Shared);
+        let shared: Arc<dyn Store> = Arc::new(FileStore::open(&store).unwrap());
+        let stuck = Arc::new(AtomicBool::new(false));
+        let stuckable = Stuckable {
+            inner: shared.clone(),
+            stuck: stuck.clone(),
+        };
+        let memory = Memory::new(Arc::new(stuckable), Leases::Shared);
         let webhook = crate::helpers::webhook_with(&stand_in, Some(memory));
+        let other =
+            crate::helpers::webhook_with(&stand_in, Some(Memory::new(shared, Leases::Shared)));
         let counter = Counter {
             stand_in,
+            stuck,
             webhook,
+            other,
             store,
             logs,
             _guard: guard,
@@ -150,9 +209,13 @@ impl Counter {
     }
 
     async fn deliver(&self, update: serde_json::Value) -> (u16, String) {
+        self.deliver_to(&self.webhook, update).await
+    }
+
+    async fn deliver_to(&self, webhook: &Webhook, update: serde_json::Value) -> (u16, String) {
         self.stand_in.observe_update(&update);
         let verdict = telegram_lambda_bot::webhook::handle_event(
-            &self.webhook,
+            webhook,
             crate::helpers::event_with(&update),
             tokio::time::Instant::now() + Duration::from_secs(10),
         )
@@ -242,6 +305,37 @@ async fn a_failed_edit_is_delivered_again_and_the_press_counts_once() {
         "answered once, by the first delivery: {answers:?}"
     );
     assert!(answers[0].accepted);
+}
+
+#[tokio::test]
+async fn a_press_delivered_again_to_another_instance_is_not_answered_again() {
+    let t = Counter::start().await;
+    t.stand_in.inject(
+        "editMessageText",
+        telegram_stand_in::Fault::internal_error(),
+    );
+    let press = t.press("+1");
+    assert_eq!(t.deliver(press.clone()).await.0, 502);
+    assert_eq!(
+        t.deliver_to(&t.other, press).await,
+        (200, "answered".to_owned())
+    );
+    assert_eq!(t.shown(), "Count: 1");
+    let calls = t.stand_in.calls_to("answerCallbackQuery");
+    assert_eq!(calls.len(), 1, "one call in all: {calls:?}");
+    assert!(t.stand_in.callback_answers()[0].accepted);
+}
+
+#[tokio::test]
+async fn a_press_is_answered_even_when_the_store_is_stuck() {
+    // The record cannot be read: the button still stops spinning, within
+    // the budget for that read.
+    let t = Counter::start().await;
+    let press = t.press("+1");
+    t.stuck.store(true, Ordering::SeqCst);
+    let delivered = tokio::time::timeout(Duration::from_millis(500), t.deliver(press)).await;
+    assert!(delivered.is_err(), "the update waits for the store");
+    assert_eq!(t.stand_in.callback_answers().len(), 1);
 }
 
 #[tokio::test]
