@@ -261,6 +261,25 @@ mod tests {
     use crate::telegram::{ChatId, MessageId, ReplyParameters, ThreadId, Update};
     use serde_json::json;
 
+    #[test]
+    fn the_command_menu_follows_telegrams_rules_and_matches_help() {
+        use crate::telegram::BotCommand;
+        for memory in [false, true] {
+            let bot = Bot::default().with_memory(memory);
+            let menu = BotCommand::menu(&bot.commands()).expect("valid for setMyCommands");
+            let help: String = replies(&bot, &private_text("/help"))
+                .iter()
+                .map(|m| m.text.clone())
+                .collect();
+            for entry in &menu {
+                assert!(help.contains(&format!("/{}", entry.command)), "{help}");
+            }
+            let counter = menu.iter().any(|c| c.command == "counter");
+            assert_eq!(counter, memory, "/counter only with a store");
+            assert_eq!(help.contains("/counter"), memory, "{help}");
+        }
+    }
+
     fn update(message: serde_json::Value) -> Update {
         Update::from_value(json!({"update_id": 1, "message": message})).unwrap()
     }

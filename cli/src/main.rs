@@ -19,7 +19,7 @@ use telegram_lambda_bot::memory::Memory;
 use telegram_lambda_bot::poll::{self, PollOptions, MAX_POLL_TIMEOUT_SECS};
 use telegram_lambda_bot::retry::{retry, Backoff, GaveUp, RetryPolicy, Stop};
 use telegram_lambda_bot::store::StoreConfig;
-use telegram_lambda_bot::telegram::{SetWebhook, WebhookInfo};
+use telegram_lambda_bot::telegram::{BotCommand, BotCommandError, SetWebhook, WebhookInfo};
 use tokio::sync::watch;
 
 /// Run and administer the Telegram bot.
@@ -48,6 +48,10 @@ enum Command {
     /// and run as Lambda runs it (with --watch, under `cargo lambda watch`;
     /// with --polling, to the polling loop).
     Chat(chat::ChatArgs),
+    /// Set or show the command menu Telegram shows users (setMyCommands),
+    /// from the commands `/help` lists.
+    #[command(subcommand)]
+    Commands(CommandsCommand),
     /// Show the bot's own account (getMe): a check that the token works.
     Me {
         /// Print only the username, for scripts.
@@ -103,6 +107,22 @@ enum WebhookCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum CommandsCommand {
+    /// Make Telegram's menu the bot's commands; no call when it already is.
+    Set(MenuArgs),
+    /// Show Telegram's menu; exit 1 when it differs from the bot's commands.
+    Show(MenuArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct MenuArgs {
+    /// The menu of a bot without a store (scripts/deploy --memory Off):
+    /// commands that need memory are left out, as `/help` leaves them out.
+    #[arg(long)]
+    no_memory: bool,
+}
+
 #[derive(Debug, clap::Args)]
 struct SetArgs {
     /// The HTTPS URL Telegram will POST updates to.
@@ -151,6 +171,10 @@ enum CommandError {
     UnexpectedUrl { actual: String, expected: String },
     #[error("Telegram reported a delivery error {age} ago: {message}")]
     RecentDeliveryError { age: String, message: String },
+    #[error(transparent)]
+    Menu(#[from] BotCommandError),
+    #[error("Telegram's command menu differs from the bot's commands (run `bot commands set`)")]
+    MenuDiffers,
     #[error("cannot print the answer as JSON")]
     Json(#[from] serde_json::Error),
     #[error("internal: `chat` is run before the configuration is read")]
@@ -205,6 +229,12 @@ fn main() -> ExitCode {
             Command::Webhook(WebhookCommand::Delete {
                 drop_pending_updates,
             }) => delete_webhook(&api, drop_pending_updates).await,
+            Command::Commands(CommandsCommand::Set(args)) => {
+                set_commands(&config, &api, args).await
+            }
+            Command::Commands(CommandsCommand::Show(args)) => {
+                show_commands(&config, &api, args).await
+            }
             Command::Me { username } => me(&api, username).await,
             Command::Chat(_) => Err(CommandError::ChatAfterSetup),
         };
@@ -322,6 +352,58 @@ async fn set_webhook(api: &BotApi, args: SetArgs) -> Result<(), CommandError> {
     .await?;
     println!("Webhook set: {}", args.url);
     Ok(())
+}
+
+/// The menu the bot's code asks for.
+fn code_menu(config: &Config, args: &MenuArgs) -> Result<Vec<BotCommand>, BotCommandError> {
+    let bot = Bot::new(config.bot_username.clone()).with_memory(!args.no_memory);
+    BotCommand::menu(&bot.commands())
+}
+
+async fn set_commands(config: &Config, api: &BotApi, args: MenuArgs) -> Result<(), CommandError> {
+    let wanted = code_menu(config, &args)?;
+    // Telegram allows few setMyCommands calls a minute; a deploy that
+    // changed no command makes none.
+    if api.get_my_commands().await? == wanted {
+        println!(
+            "Command menu already up to date ({} commands).",
+            wanted.len()
+        );
+        return Ok(());
+    }
+    retry(
+        &RetryPolicy::once_more_if_limited(),
+        &mut Stop::never(),
+        "setMyCommands",
+        || api.set_my_commands(&wanted),
+    )
+    .await?;
+    println!("Command menu set: {}", menu_line(&wanted));
+    Ok(())
+}
+
+async fn show_commands(config: &Config, api: &BotApi, args: MenuArgs) -> Result<(), CommandError> {
+    let wanted = code_menu(config, &args)?;
+    let shown = api.get_my_commands().await?;
+    if shown.is_empty() {
+        println!("Telegram's menu:  (empty)");
+    } else {
+        println!("Telegram's menu:  {}", menu_line(&shown));
+    }
+    if shown == wanted {
+        println!("Matches the bot's commands.");
+        Ok(())
+    } else {
+        println!("The bot's commands: {}", menu_line(&wanted));
+        Err(CommandError::MenuDiffers)
+    }
+}
+
+fn menu_line(menu: &[BotCommand]) -> String {
+    menu.iter()
+        .map(|c| format!("/{}", c.command))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 async fn me(api: &BotApi, username_only: bool) -> Result<(), CommandError> {

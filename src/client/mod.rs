@@ -11,8 +11,8 @@ pub use answer::{ApiError, Failure, MAX_RETRY_AFTER};
 
 use crate::config::{BotToken, Config, InitError};
 use crate::telegram::{
-    AnswerCallbackQuery, DeleteWebhook, EditMessageText, GetUpdates, Me, Message, SendMessage,
-    SetWebhook, Update, WebhookInfo,
+    AnswerCallbackQuery, BotCommand, DeleteWebhook, EditMessageText, GetUpdates, Me, Message,
+    SendMessage, SetMyCommands, SetWebhook, Update, WebhookInfo,
 };
 use answer::{decode, retry_after_secs};
 use serde::de::DeserializeOwned;
@@ -102,6 +102,19 @@ impl BotApi {
     pub async fn get_me(&self) -> Result<Me, ApiError> {
         self.call("getMe", &serde_json::json!({}), self.timeout)
             .await
+    }
+
+    /// The command menu of the default scope and language.
+    pub async fn get_my_commands(&self) -> Result<Vec<BotCommand>, ApiError> {
+        self.call("getMyCommands", &serde_json::json!({}), self.timeout)
+            .await
+    }
+
+    pub async fn set_my_commands(&self, commands: &[BotCommand]) -> Result<bool, ApiError> {
+        let request = SetMyCommands {
+            commands: commands.to_vec(),
+        };
+        self.call("setMyCommands", &request, self.timeout).await
     }
 
     pub async fn set_webhook(&self, request: &SetWebhook) -> Result<bool, ApiError> {

@@ -209,6 +209,60 @@ impl AnswerCallbackQuery {
     }
 }
 
+/// One entry of the bot's command menu (setMyCommands, getMyCommands).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BotCommand {
+    pub command: String,
+    pub description: String,
+}
+
+/// Why a command cannot be in Telegram's menu.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BotCommandError {
+    #[error("/{0}: a command is 1-32 of a-z, 0-9 and _")]
+    Name(String),
+    #[error("/{0}: a description is 1-256 characters")]
+    Description(String),
+    #[error("{0} commands: the menu holds at most 100")]
+    TooMany(usize),
+}
+
+impl BotCommand {
+    /// The menu for `commands` (name, description), checked against the
+    /// Bot API's rules for setMyCommands.
+    pub fn menu(commands: &[(&str, &str)]) -> Result<Vec<BotCommand>, BotCommandError> {
+        if commands.len() > 100 {
+            return Err(BotCommandError::TooMany(commands.len()));
+        }
+        commands
+            .iter()
+            .map(|&(command, description)| {
+                let name_ok = (1..=32).contains(&command.len())
+                    && command
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                if !name_ok {
+                    return Err(BotCommandError::Name(command.to_owned()));
+                }
+                if !(1..=256).contains(&description.chars().count()) {
+                    return Err(BotCommandError::Description(command.to_owned()));
+                }
+                Ok(BotCommand {
+                    command: command.to_owned(),
+                    description: description.to_owned(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The parameters of setMyCommands, for the default scope (every chat) and
+/// every language.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetMyCommands {
+    pub commands: Vec<BotCommand>,
+}
+
 /// The parameters of deleteWebhook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct DeleteWebhook {
