@@ -55,15 +55,20 @@ impl Logs {
 
     /// As [`Logs::capture`], with a filter built elsewhere (such as the
     /// function's own, which caps noisy libraries).
-    pub fn capture_with(filter: tracing_subscriber::EnvFilter) -> (Logs, DefaultGuard) {
+    pub fn capture_with<F>(filter: F) -> (Logs, DefaultGuard)
+    where
+        F: tracing_subscriber::layer::Filter<tracing_subscriber::Registry> + Send + Sync + 'static,
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::Layer;
         let logs = Logs::default();
         let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
+        let layer = tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
-            .with_env_filter(filter)
             .with_writer(move || writer.clone())
-            .finish();
+            .with_filter(filter);
+        let subscriber = tracing_subscriber::registry().with(layer);
         (logs, tracing::subscriber::set_default(subscriber))
     }
 
