@@ -209,6 +209,10 @@ pub(crate) struct Webhook {
     pub(crate) url: String,
     pub(crate) secret_token: Option<String>,
     pub(crate) max_connections: u32,
+    /// The IP address Telegram was told to use instead of resolving the
+    /// URL's host (`webhook_fix_ip_address_`); shown by getWebhookInfo and
+    /// compared by setWebhook, never connected to.
+    pub(crate) ip_address: Option<String>,
     /// Kept after delivery recovers, and by an identical setWebhook; only a
     /// changed webhook and deleteWebhook clear it.
     pub(crate) last_error: Option<DeliveryError>,

@@ -11,3 +11,4 @@ mod helpers;
 mod methods;
 mod tls;
 mod updates;
+mod webhooks;
