@@ -5,6 +5,8 @@
 //! - `GET calls`: every call received ([`Handle::calls`]);
 //! - `GET sent`: the sendMessage parameters carried out
 //!   ([`Handle::sent_messages`]);
+//! - `GET commands`: the commands set for the default scope and every
+//!   language ([`Handle::commands`]);
 //! - `POST observe`: an update whose chat becomes known
 //!   ([`Handle::observe_update`]);
 //! - `POST updates`: an update to queue ([`Handle::enqueue_update`]);
@@ -104,6 +106,7 @@ pub(crate) async fn control(
     match endpoint {
         "calls" => json_response(200, &json!(stand_in.calls())),
         "sent" => json_response(200, &json!(stand_in.sent_messages())),
+        "commands" => json_response(200, &json!(stand_in.commands())),
         "observe" => match parsed() {
             Ok(update) => {
                 stand_in.observe_update(&update);

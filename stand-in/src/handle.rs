@@ -1,15 +1,18 @@
 //! What tests, controls and embedding programs do with a running stand-in:
 //! read the calls it received, inject faults, make chats known, queue
 //! updates (messages from users, presses of inline buttons) and follow
-//! their delivery, and see the bot's messages and answers to callback
-//! queries.
+//! their delivery, and see the bot's messages, answers to callback
+//! queries and commands.
 
 use crate::callbacks::{self, PressError};
 use crate::clock::now;
 use crate::keyboards::{self, Which};
 use crate::kinds;
 use crate::shared::Shared;
-use crate::state::{self, Activity, Call, CallbackAnswer, DeliveryError, Fault, QueueKey, Queued};
+use crate::state::{
+    self, Activity, BotCommand, Call, CallbackAnswer, CommandScope, DeliveryError, Fault, QueueKey,
+    Queued,
+};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -255,6 +258,29 @@ impl Handle {
             .count()
     }
 
+    /// The commands set for the default scope and every language: what a
+    /// user sees unless a narrower list was set.
+    pub fn commands(&self) -> Vec<BotCommand> {
+        self.commands_for(&CommandScope::Default, "")
+    }
+
+    /// The commands set for exactly `scope` and `language_code` ("" for
+    /// every language), as getMyCommands answers them.
+    pub fn commands_for(&self, scope: &CommandScope, language_code: &str) -> Vec<BotCommand> {
+        self.0
+            .state()
+            .commands
+            .get(&(scope.clone(), language_code.to_owned()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// How many setMyCommands calls arrived since the last reset, taken or
+    /// refused: 0 means the bot left its commands alone.
+    pub fn set_my_commands_calls(&self) -> usize {
+        self.calls_to("setMyCommands").len()
+    }
+
     /// Message `message_id` the bot sent to chat `chat_id`, as it now is
     /// (edits included), in Telegram's Message shape.
     pub fn bot_message(&self, chat_id: i64, message_id: i64) -> Option<Value> {
@@ -390,7 +416,7 @@ impl Handle {
     }
 
     /// Forgets calls and faults; keeps known chats, the bot's messages,
-    /// callback queries and their answers.
+    /// callback queries and their answers, and the bot's commands.
     pub fn reset(&self) {
         let mut state = self.0.state();
         state.calls.clear();

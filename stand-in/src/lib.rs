@@ -11,16 +11,17 @@
 //!
 //! The modules, from the outside in: `server` runs a [`StandIn`]; `routes`
 //! sends each request to a control endpoint (`control`) or a Bot API method
-//! (`messages`, `callbacks`, `updates`, reading parameters with `params`
-//! and keyboards with `keyboards`); `answers`
-//! shapes what goes back; `kinds` holds what Telegram decides per update
-//! kind; `webhook` delivers queued updates. All of them
-//! share `shared` and `state`; [`Handle`] is what tests and controls use.
+//! (`messages`, `callbacks`, `commands`, `updates`, reading parameters with
+//! `params` and keyboards with `keyboards`); `answers` shapes what goes
+//! back; `kinds` holds what Telegram decides per update kind; `webhook`
+//! delivers queued updates. All of them share `shared` and `state`;
+//! [`Handle`] is what tests and controls use.
 //! This file only declares and re-exports: no module imports from it.
 
 mod answers;
 mod callbacks;
 mod clock;
+mod commands;
 mod control;
 mod handle;
 mod keyboards;
@@ -40,4 +41,4 @@ pub use callbacks::PressError;
 pub use handle::Handle;
 pub use options::{Options, DEFAULT_BOT_USERNAME, DEFAULT_TOKEN};
 pub use server::StandIn;
-pub use state::{Call, CallbackAnswer, Fault};
+pub use state::{BotCommand, Call, CallbackAnswer, CommandScope, Fault};

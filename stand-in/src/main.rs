@@ -12,6 +12,7 @@ const CONTROLS: &str = "\
 Controls, beside the Bot API's /bot<token>/<method> paths:
   GET  /_stand-in/calls     every Bot API call received, with its status
   GET  /_stand-in/sent      the sendMessage parameters carried out
+  GET  /_stand-in/commands  the commands set for the default scope and language
   POST /_stand-in/observe   an update whose chat becomes known
   POST /_stand-in/updates   an update to queue (for getUpdates or the webhook)
   POST /_stand-in/faults    {\"method\": ..., \"fault\": ...} for the next call

@@ -38,6 +38,17 @@ pub(crate) fn parse_params(parts: &Parts, body: &Bytes) -> Result<Map<String, Va
     Ok(params)
 }
 
+/// A parameter as the server's `query->arg` holds it: a string as given,
+/// any other JSON value as its JSON text (HttpReader::parse_json_parameters
+/// keeps it raw, so `null` is "null"), "" when left out.
+pub(crate) fn arg_text(params: &Map<String, Value>, name: &str) -> String {
+    match params.get(name) {
+        None => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
 /// Reads an integer given as a JSON number or, from forms, a string.
 pub(crate) fn integer(value: Option<&Value>) -> Option<i64> {
     match value? {

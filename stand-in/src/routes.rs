@@ -8,6 +8,7 @@ use crate::answers::{
     MethodResult, Refusal,
 };
 use crate::callbacks::answer_callback_query;
+use crate::commands::{delete_my_commands, get_my_commands, set_my_commands};
 use crate::control::control;
 use crate::messages::{edit_message_reply_markup, edit_message_text, get_me, send_message};
 use crate::params::parse_params;
@@ -32,6 +33,9 @@ const KNOWN_METHODS: &[&str] = &[
     "editmessagetext",
     "editmessagereplymarkup",
     "answercallbackquery",
+    "setmycommands",
+    "getmycommands",
+    "deletemycommands",
 ];
 
 /// A token is `<digits>:<letters, digits, _ and ->`; anything else is not a
@@ -165,6 +169,9 @@ async fn call_method(
         "editmessagetext" => edit_message_text(shared, params),
         "editmessagereplymarkup" => edit_message_reply_markup(shared, params),
         "answercallbackquery" => answer_callback_query(shared, params),
+        "setmycommands" => set_my_commands(shared, params),
+        "getmycommands" => get_my_commands(shared, params),
+        "deletemycommands" => delete_my_commands(shared, params),
         _ => Err(Refusal::new(404, "Not Found")),
     }
 }

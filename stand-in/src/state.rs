@@ -1,5 +1,5 @@
 //! What the stand-in remembers: calls, queued faults, known chats, updates,
-//! the webhook and how delivering to it goes.
+//! the webhook and how delivering to it goes, the bot's commands.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -38,6 +38,37 @@ pub struct CallbackAnswer {
     /// Answered true; otherwise `error` holds Telegram's description.
     pub accepted: bool,
     pub error: Option<String>,
+}
+
+/// One command of a bot's list, as setMyCommands keeps it (BotCommand):
+/// trimmed, without a leading `/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BotCommand {
+    pub command: String,
+    pub description: String,
+}
+
+impl BotCommand {
+    pub fn new(command: &str, description: &str) -> Self {
+        BotCommand {
+            command: command.to_owned(),
+            description: description.to_owned(),
+        }
+    }
+}
+
+/// Whose command list it is (BotCommandScope), its chat looked up; it
+/// serializes as the Bot API writes it, `{"type": "chat", "chat_id": 42}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CommandScope {
+    Default,
+    AllPrivateChats,
+    AllGroupChats,
+    AllChatAdministrators,
+    Chat { chat_id: i64 },
+    ChatAdministrators { chat_id: i64 },
+    ChatMember { chat_id: i64, user_id: i64 },
 }
 
 /// A failure to inject into the next call of a method.
@@ -178,6 +209,10 @@ pub(crate) struct Webhook {
     pub(crate) url: String,
     pub(crate) secret_token: Option<String>,
     pub(crate) max_connections: u32,
+    /// The IP address Telegram was told to use instead of resolving the
+    /// URL's host (`webhook_fix_ip_address_`); shown by getWebhookInfo and
+    /// compared by setWebhook, never connected to.
+    pub(crate) ip_address: Option<String>,
     /// Kept after delivery recovers, and by an identical setWebhook; only a
     /// changed webhook and deleteWebhook clear it.
     pub(crate) last_error: Option<DeliveryError>,
@@ -303,6 +338,9 @@ pub(crate) struct State {
     pub(crate) queries: HashMap<String, Query>,
     pub(crate) next_query_id: i64,
     pub(crate) answers: Vec<CallbackAnswer>,
+    /// The bot's command lists by scope and language code ("" for all
+    /// languages); an empty list is not kept.
+    pub(crate) commands: HashMap<(CommandScope, String), Vec<BotCommand>>,
 }
 
 impl State {
@@ -330,6 +368,7 @@ impl State {
             // Callback query ids are 64-bit integers written as strings.
             next_query_id: 4_000_000_000_000_000_000,
             answers: Vec::new(),
+            commands: HashMap::new(),
         }
     }
 

@@ -4,10 +4,11 @@
 
 use crate::answers::{ok_with_description, MethodResult, Refusal};
 use crate::kinds;
-use crate::params::{allowed_update_kinds, boolean, integer};
+use crate::params::{allowed_update_kinds, arg_text, boolean, integer};
 use crate::shared::Shared;
 use crate::state::{State, Webhook};
 use serde_json::{json, Map, Value};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -36,7 +37,18 @@ fn url_port(url: &str) -> Option<u16> {
     }
 }
 
-/// What deleting a webhook (or setting an empty URL) answers.
+/// What an unchanged setWebhook or deleteWebhook answers.
+fn already(url: &str) -> Value {
+    let description = if url.is_empty() {
+        "Webhook is already deleted"
+    } else {
+        "Webhook is already set"
+    };
+    ok_with_description(json!(true), description)
+}
+
+/// What deleting a webhook (or setting an empty URL) answers
+/// (Client::do_set_webhook).
 fn deleted(had_webhook: bool) -> Value {
     ok_with_description(
         json!(true),
@@ -98,93 +110,193 @@ pub(crate) fn delete_webhook(shared: &Shared, params: &Map<String, Value>) -> Me
     change_webhook(shared, String::new(), params)
 }
 
-/// As Client::process_set_webhook_query, do_set_webhook and
-/// finish_set_webhook.
-fn change_webhook(shared: &Shared, url: String, params: &Map<String, Value>) -> MethodResult {
-    let mut state = shared.state();
-    // One setWebhook with a URL a second per bot, even an identical one;
-    // removing the webhook is not limited.
+/// The webhook a setWebhook or deleteWebhook asks for, as
+/// Client::process_set_webhook_query reads it; nothing here is refused.
+struct Asked {
+    url: String,
+    /// Given, even if "", for do_set_webhook to check.
+    secret_given: String,
+    secret_token: Option<String>,
+    max_connections: u32,
+    /// A non-empty `ip_address` fixes the address (get_webhook_fix_ip_address).
+    ip_address: Option<String>,
+    drop_pending: bool,
+}
+
+impl Asked {
+    fn read(url: String, params: &Map<String, Value>) -> Self {
+        let secret_given = arg_text(params, "secret_token");
+        let secret_token = Some(secret_given.clone()).filter(|s| !s.is_empty());
+        let ip_address = Some(arg_text(params, "ip_address")).filter(|ip| !ip.is_empty());
+        // Client::get_webhook_max_connections; 0 without a URL.
+        let max_connections = if url.is_empty() {
+            0
+        } else {
+            integer(params.get("max_connections"))
+                .unwrap_or(40)
+                .clamp(1, 100) as u32
+        };
+        Asked {
+            url,
+            secret_given,
+            secret_token,
+            max_connections,
+            ip_address,
+            drop_pending: boolean(params.get("drop_pending_updates")),
+        }
+    }
+
+    /// Whether the webhook stays as it is, with its delivery state and last
+    /// error (Client::process_set_webhook_query): the same URL, secret,
+    /// max_connections and fixed IP address, and nothing to drop. No
+    /// webhook counts as one with an empty URL. allowed_updates is not
+    /// compared, and a certificate, which always counts as a change, cannot
+    /// reach the stand-in (it reads no multipart bodies).
+    fn leaves(&self, webhook: Option<&Webhook>) -> bool {
+        if self.drop_pending {
+            return false;
+        }
+        match webhook {
+            None => self.url.is_empty(),
+            Some(w) => {
+                w.url == self.url
+                    && w.secret_token == self.secret_token
+                    && w.max_connections == self.max_connections
+                    && w.ip_address == self.ip_address
+            }
+        }
+    }
+}
+
+/// One setWebhook with a URL a second per bot, even an identical one;
+/// removing the webhook is not limited (Client::process_set_webhook_query).
+fn rate_limit(shared: &Shared, state: &mut State, url: &str) -> Result<(), Refusal> {
     let now = Instant::now();
-    if !url.is_empty() {
-        if state.next_set_webhook_at.is_some_and(|next| now < next) {
-            return Err(Refusal::too_many_requests(1));
-        }
-        state.next_set_webhook_at = Some(now + shared.scaled(1.0));
-    }
-    let drop_pending = boolean(params.get("drop_pending_updates"));
     if url.is_empty() {
-        if drop_pending {
-            state.pending.clear();
-        }
-        let had_webhook = state.webhook.take().is_some();
-        if had_webhook {
-            state.delivery.restart();
-        }
-        return Ok(deleted(had_webhook));
+        return Ok(());
     }
+    if state.next_set_webhook_at.is_some_and(|next| now < next) {
+        return Err(Refusal::too_many_requests(1));
+    }
+    state.next_set_webhook_at = Some(now + shared.scaled(1.0));
+    Ok(())
+}
+
+/// The secret token's checks (Client::do_set_webhook).
+fn check_secret(secret: &str) -> Result<(), Refusal> {
+    if secret.len() > 256 {
+        return Err(Refusal::bad_request("secret token is too long"));
+    }
+    let valid = secret
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        return Err(Refusal::bad_request(
+            "secret token contains unallowed characters",
+        ));
+    }
+    Ok(())
+}
+
+/// td's IPAddress::is_reserved: the IPv4 blocks a webhook may not use.
+fn reserved(ip: Ipv4Addr) -> bool {
+    const BLOCKS: [([u8; 4], u32); 14] = [
+        ([0, 0, 0, 0], 8),
+        ([10, 0, 0, 0], 8),
+        ([100, 64, 0, 0], 10),
+        ([127, 0, 0, 0], 8),
+        ([169, 254, 0, 0], 16),
+        ([172, 16, 0, 0], 12),
+        ([192, 0, 0, 0], 24),
+        ([192, 0, 2, 0], 24),
+        ([192, 88, 99, 0], 24),
+        ([192, 168, 0, 0], 16),
+        ([198, 18, 0, 0], 15),
+        ([198, 51, 100, 0], 24),
+        ([203, 0, 113, 0], 24),
+        ([224, 0, 0, 0], 3),
+    ];
+    let ip = u32::from(ip);
+    BLOCKS.iter().any(|(block, bits)| {
+        let mask = u32::MAX << (32 - bits);
+        ip & mask == u32::from_be_bytes(*block)
+    })
+}
+
+/// What the new webhook's WebhookActor refuses when it starts
+/// (WebhookActor::start_up, check_ip_address), as "bad webhook: ...".
+fn verify(asked: &Asked) -> Result<(), Refusal> {
+    let url = &asked.url;
+    let bad = |why: &str| Refusal::bad_request(&format!("bad webhook: {why}"));
     let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
         .iter()
         .any(|prefix| url.starts_with(prefix));
     // Plain HTTP to this machine is allowed so that local runs need no
     // certificate; Telegram itself accepts HTTPS only.
     if !url.starts_with("https://") && !loopback {
-        return Err(Refusal::bad_request(
-            "bad webhook: An HTTPS URL must be provided for webhook",
+        return Err(bad("An HTTPS URL must be provided for webhook"));
+    }
+    if !loopback && !matches!(url_port(url), Some(80 | 88 | 443 | 8443)) {
+        return Err(bad(
+            "Webhook can be set up only on ports 80, 88, 443 or 8443",
         ));
     }
-    if !loopback && !matches!(url_port(&url), Some(80 | 88 | 443 | 8443)) {
-        return Err(Refusal::bad_request(
-            "bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443",
-        ));
+    let Some(ip) = &asked.ip_address else {
+        return Ok(());
+    };
+    match ip.parse::<IpAddr>() {
+        Err(_) => Err(bad("Invalid IP address specified")),
+        Ok(IpAddr::V6(_)) => Err(bad("IPv6-only addresses are not allowed")),
+        Ok(IpAddr::V4(v4)) if reserved(v4) => Err(bad(&format!("IP address {v4} is reserved"))),
+        Ok(IpAddr::V4(_)) => Ok(()),
     }
-    let secret_token = params
-        .get("secret_token")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    if let Some(secret) = &secret_token {
-        if secret.len() > 256 {
-            return Err(Refusal::bad_request("secret token is too long"));
-        }
-        let valid = secret
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !valid {
-            return Err(Refusal::bad_request(
-                "secret token contains unallowed characters",
-            ));
-        }
-    }
-    let secret_token = secret_token.filter(|s| !s.is_empty());
-    let max_connections = integer(params.get("max_connections"))
-        .unwrap_or(40)
-        .clamp(1, 100) as u32;
-    // Left out, the kinds set before stay (update_allowed_update_types).
+}
+
+/// As Client::process_set_webhook_query: an unchanged webhook is left as it
+/// is; any other call first closes the webhook there is (on_webhook_closed
+/// forgets it with its last error), then checks and sets the new one
+/// (do_set_webhook, finish_set_webhook, the WebhookActor's start). So a
+/// refused change leaves no webhook at all, as it does at Telegram.
+fn change_webhook(shared: &Shared, url: String, params: &Map<String, Value>) -> MethodResult {
+    let mut state = shared.state();
+    rate_limit(shared, &mut state, &url)?;
+    let asked = Asked::read(url, params);
+    // Left out, the kinds set before stay (update_allowed_update_types); a
+    // deleteWebhook's are not read.
     let allowed_updates = match params.get("allowed_updates") {
+        _ if asked.url.is_empty() => None,
         None | Some(Value::Null) => None,
         Some(value) => Some(kinds::allowed_mask(&allowed_update_kinds(value)?)),
     };
-    // The same URL, secret and connections, and nothing to drop: the
-    // webhook is left as it is, with its last error and its delivery state;
-    // only the allowed updates may change. allowed_updates is not part of
-    // the comparison.
-    let same = !drop_pending
-        && state.webhook.as_ref().is_some_and(|w| {
-            w.url == url && w.secret_token == secret_token && w.max_connections == max_connections
-        });
+    if asked.leaves(state.webhook.as_ref()) {
+        if let Some(mask) = allowed_updates {
+            state.allowed_updates = mask;
+        }
+        return Ok(already(&asked.url));
+    }
+    if !asked.url.is_empty() {
+        abort_long_poll(&mut state, SET_WEBHOOK);
+    }
+    let had_webhook = state.webhook.take().is_some();
+    if had_webhook {
+        state.delivery.restart();
+    }
+    if asked.drop_pending {
+        state.pending.clear();
+    }
+    if asked.url.is_empty() {
+        return Ok(deleted(had_webhook));
+    }
+    check_secret(&asked.secret_given)?;
     if let Some(mask) = allowed_updates {
         state.allowed_updates = mask;
     }
-    if same {
-        return Ok(ok_with_description(json!(true), "Webhook is already set"));
-    }
-    abort_long_poll(&mut state, SET_WEBHOOK);
-    if drop_pending {
-        state.pending.clear();
-    }
+    verify(&asked)?;
     state.webhook = Some(Webhook {
-        url,
-        secret_token,
-        max_connections,
+        url: asked.url,
+        secret_token: asked.secret_token,
+        max_connections: asked.max_connections,
+        ip_address: asked.ip_address,
         last_error: None,
     });
     // A new webhook is a new WebhookActor: tried at once, whatever the old
@@ -204,7 +316,9 @@ pub(crate) fn get_webhook_info(shared: &Shared) -> Value {
     if let Some(webhook) = &state.webhook {
         info["url"] = json!(webhook.url);
         info["max_connections"] = json!(webhook.max_connections);
-        info["ip_address"] = json!("127.0.0.1");
+        // A fixed address as given; otherwise the stand-in's own.
+        let ip_address = webhook.ip_address.as_deref().unwrap_or("127.0.0.1");
+        info["ip_address"] = json!(ip_address);
         if let Some(error) = &webhook.last_error {
             info["last_error_date"] = json!(error.date);
             info["last_error_message"] = json!(error.message);

@@ -61,6 +61,17 @@ async fn each_control_reads_or_changes_what_the_handle_does() {
     let (_, sent) = control(&stand_in, "sent", None).await;
     assert_eq!(sent, json!(stand_in.sent_messages()));
     assert_eq!(sent[0]["text"], "hi");
+    api.ok(
+        "setMyCommands",
+        json!({"commands": [{"command": "start", "description": "Start"}]}),
+    )
+    .await;
+    let (_, commands) = control(&stand_in, "commands", None).await;
+    assert_eq!(commands, json!(stand_in.commands()));
+    assert_eq!(
+        commands,
+        json!([{"command": "start", "description": "Start"}])
+    );
     let (_, calls) = control(&stand_in, "calls", None).await;
     assert_eq!(calls, json!(stand_in.calls()));
     assert_eq!(calls[0]["method"], "sendMessage");

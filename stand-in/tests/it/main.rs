@@ -4,9 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod buttons;
+mod commands;
 mod controls;
 mod delivery;
 mod helpers;
 mod methods;
 mod tls;
 mod updates;
+mod webhooks;
