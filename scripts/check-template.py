@@ -49,7 +49,7 @@ check(glob["Timeout"] < 30, "timeout must stay under API Gateway's 30 s")
 check(glob["Architectures"] == [{"Ref": "Architecture"}], "architecture must come from the parameter")
 check(params["Architecture"]["Default"] == "arm64", "arm64 must be the default")
 check(set(params["Architecture"]["AllowedValues"]) == {"arm64", "x86_64"}, "arm64 and x86_64 allowed")
-check(params["WebhookSecret"].get("NoEcho") is True, "the webhook secret must be NoEcho")
+check("WebhookSecret" not in params, "the webhook secret must not be a template parameter (it lives in SSM)")
 check("BotToken" not in params, "the token must not be a template parameter (it lives in SSM)")
 check(function["Metadata"]["BuildMethod"] == "rust-cargolambda", "build with rust-cargolambda")
 check(function["Metadata"]["BuildProperties"]["Binary"] == "webhook", "build the webhook binary")
@@ -57,9 +57,14 @@ check(function["Metadata"]["BuildProperties"]["Binary"] == "webhook", "build the
 env = props["Environment"]["Variables"]
 check("TELEGRAM_BOT_TOKEN" not in env, "no token in the function's environment")
 check(env.get("TELEGRAM_BOT_TOKEN_PARAMETER") == {"Ref": "BotTokenParameter"}, "token parameter name from the parameter")
-for name in ["TELEGRAM_WEBHOOK_SECRET", "TELEGRAM_BOT_USERNAME", "TELEGRAM_API_BASE_URL"]:
+check("TELEGRAM_WEBHOOK_SECRET" not in env, "no webhook secret in the function's environment")
+for name in ["TELEGRAM_WEBHOOK_SECRET_PARAMETER", "TELEGRAM_BOT_USERNAME", "TELEGRAM_API_BASE_URL"]:
     check(name in env, f"{name} must be set")
-check(env["TELEGRAM_WEBHOOK_SECRET"] == {"Ref": "WebhookSecret"}, "secret from the parameter")
+check(env["TELEGRAM_WEBHOOK_SECRET_PARAMETER"] == {"Ref": "WebhookSecretParameter"},
+      "secret parameter name from the parameter")
+check(env.get("BOT_TOKEN_VERSION") == {"Ref": "BotTokenVersion"}
+      and env.get("WEBHOOK_SECRET_VERSION") == {"Ref": "WebhookSecretVersion"},
+      "the parameters' versions in the configuration, so a rotation replaces every instance")
 
 # The store: DynamoDB by default, off by a parameter; two item actions on the one table.
 check(params["Memory"]["Default"] == "DynamoDB" and set(params["Memory"]["AllowedValues"]) == {"DynamoDB", "Off"},
@@ -87,18 +92,23 @@ for st in memory_statements:
           f"only the item actions the store uses, got {st['Action']}")
     check(st["Resource"] == {"GetAtt": "MemoryTable.Arn"}, "on the one table, not its indexes or others")
 
-# Least privilege: ssm:GetParameter on the one parameter; kms:Decrypt via SSM only.
+# Least privilege: ssm:GetParameters on the two parameters; kms:Decrypt via SSM, for those two only.
 statements = [st for policy in props["Policies"] for st in policy["Statement"] if "If" not in st]
 actions = sorted(a for st in statements for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"]))
-check(actions == ["kms:Decrypt", "ssm:GetParameter"], f"only ssm:GetParameter and kms:Decrypt, got {actions}")
+check(actions == ["kms:Decrypt", "ssm:GetParameters"], f"only ssm:GetParameters and kms:Decrypt, got {actions}")
+parameter_arns = {":parameter${BotTokenParameter}", ":parameter${WebhookSecretParameter}"}
 for st in statements:
     check(st["Effect"] == "Allow" and "*" != st["Resource"], "no wildcard resource")
-    if st["Action"] == "ssm:GetParameter":
-        check(st["Resource"]["Sub"].endswith(":parameter${BotTokenParameter}"), "GetParameter on the one parameter")
+    if st["Action"] == "ssm:GetParameters":
+        ends = {r["Sub"][r["Sub"].index(":parameter"):] for r in st["Resource"]}
+        check(ends == parameter_arns and len(st["Resource"]) == 2, "GetParameters on the two parameters only")
     if st["Action"] == "kms:Decrypt":
         condition = st.get("Condition", {}).get("StringEquals", {})
         check(condition.get("kms:ViaService", {}).get("Sub") == "ssm.${AWS::Region}.amazonaws.com",
               "kms:Decrypt only through SSM")
+        arns = condition.get("kms:EncryptionContext:PARAMETER_ARN", [])
+        ends = {a["Sub"][a["Sub"].index(":parameter"):] for a in arns} if isinstance(arns, list) else set()
+        check(ends == parameter_arns, "kms:Decrypt only for the two parameters")
 
 check(set(params["EndpointType"]["AllowedValues"]) == {"HttpApi", "FunctionUrl"}, "both endpoint types")
 check(params["EndpointType"]["Default"] == "HttpApi", "HTTP API by default")

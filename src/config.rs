@@ -29,8 +29,13 @@ pub enum ConfigError {
     // The cause is part of the message rather than a `source`, so that
     // the runtime's init error (which shows only the message) names it,
     // and a chain of causes does not show it twice.
-    #[error("TELEGRAM_BOT_TOKEN_PARAMETER {name}: {error}")]
-    Parameter { name: String, error: ParameterError },
+    #[error("{names}: {error}")]
+    Parameter {
+        /// The variables and the parameters they name, e.g.
+        /// `TELEGRAM_BOT_TOKEN_PARAMETER /bot/token`.
+        names: String,
+        error: ParameterError,
+    },
 }
 
 /// Why the function or the command-line tool could not start: its
@@ -44,6 +49,19 @@ pub enum InitError {
     HttpClient(#[source] reqwest::Error),
     #[error("could not open the store file {0}")]
     StoreFile(#[from] crate::store::file::OpenError),
+}
+
+/// The variables naming parameters to read the token and the secret from.
+const TOKEN_PARAMETER: &str = "TELEGRAM_BOT_TOKEN_PARAMETER";
+const SECRET_PARAMETER: &str = "TELEGRAM_WEBHOOK_SECRET_PARAMETER";
+
+/// `VAR /name, VAR /name` for an error about several parameters.
+fn describe_parameters(wanted: &[(&str, String)]) -> String {
+    wanted
+        .iter()
+        .map(|(var, name)| format!("{var} {name}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Named when no token source is configured.
@@ -103,13 +121,18 @@ pub struct WebhookSecret(SecretString);
 
 impl WebhookSecret {
     pub fn parse(value: &str) -> Result<Self, ConfigError> {
+        Self::parse_from("TELEGRAM_WEBHOOK_SECRET", value)
+    }
+
+    /// As [`WebhookSecret::parse`], naming `var` as where it came from.
+    pub fn parse_from(var: &'static str, value: &str) -> Result<Self, ConfigError> {
         let valid = (1..=256).contains(&value.len())
             && value
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !valid {
             return Err(ConfigError::Invalid {
-                var: "TELEGRAM_WEBHOOK_SECRET",
+                var,
                 reason: "expected 1-256 characters of A-Z a-z 0-9 _ -".to_owned(),
             });
         }
@@ -186,27 +209,57 @@ impl Config {
         Fut: Future<Output = S>,
     {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let token = match (
-            get("TELEGRAM_BOT_TOKEN"),
-            get("TELEGRAM_BOT_TOKEN_PARAMETER"),
-        ) {
-            (Some(token), _) => BotToken::parse(&token)?,
-            (None, Some(name)) => {
-                let name = name.trim().to_owned();
-                let secret =
-                    make_store()
-                        .await
-                        .get_secure_string(&name)
-                        .await
-                        .map_err(|error| ConfigError::Parameter {
-                            name: name.clone(),
-                            error,
-                        })?;
-                BotToken::parse_from("TELEGRAM_BOT_TOKEN_PARAMETER", secret.expose_secret())?
+        // What is not in the environment comes from Parameter Store, both in
+        // one request: one round trip at cold start.
+        let mut wanted = Vec::new();
+        if get("TELEGRAM_BOT_TOKEN").is_none() {
+            let name =
+                get("TELEGRAM_BOT_TOKEN_PARAMETER").ok_or(ConfigError::Missing(TOKEN_VARS))?;
+            wanted.push((TOKEN_PARAMETER, name.trim().to_owned()));
+        }
+        if get("TELEGRAM_WEBHOOK_SECRET").is_none() {
+            if let Some(name) = get(SECRET_PARAMETER) {
+                wanted.push((SECRET_PARAMETER, name.trim().to_owned()));
             }
+        }
+        let mut stored = Vec::new();
+        if !wanted.is_empty() {
+            let names: Vec<&str> = wanted.iter().map(|(_, name)| name.as_str()).collect();
+            let values = make_store()
+                .await
+                .get_secure_strings(&names)
+                .await
+                .map_err(|error| ConfigError::Parameter {
+                    names: describe_parameters(&wanted),
+                    error,
+                })?;
+            for ((var, name), value) in wanted.iter().zip(values) {
+                let value = value.map_err(|error| ConfigError::Parameter {
+                    names: format!("{var} {name}"),
+                    error,
+                })?;
+                stored.push((*var, value));
+            }
+        }
+        let from_store = |var: &str| {
+            stored
+                .iter()
+                .find(|(v, _)| *v == var)
+                .map(|(_, value)| value.expose_secret().to_owned())
+        };
+        let token = match (get("TELEGRAM_BOT_TOKEN"), from_store(TOKEN_PARAMETER)) {
+            (Some(token), _) => BotToken::parse(&token)?,
+            (None, Some(token)) => BotToken::parse_from(TOKEN_PARAMETER, &token)?,
             (None, None) => return Err(ConfigError::Missing(TOKEN_VARS)),
         };
-        Self::with_token(&get, token)
+        let secret = from_store(SECRET_PARAMETER)
+            .map(|secret| WebhookSecret::parse_from(SECRET_PARAMETER, &secret))
+            .transpose()?;
+        let mut config = Self::with_token(&get, token)?;
+        if secret.is_some() {
+            config.webhook_secret = secret;
+        }
+        Ok(config)
     }
 
     /// Reads variables through `lookup`, so tests need not touch the process
@@ -371,12 +424,117 @@ mod tests {
         assert!(debug.contains("123456"), "the bot id is public: {debug}");
     }
 
+    /// Answers every name with the same value, or fails the request.
     struct FakeStore(Result<&'static str, ParameterError>);
 
     impl ParameterStore for FakeStore {
-        async fn get_secure_string(&self, _name: &str) -> Result<SecretString, ParameterError> {
-            self.0.clone().map(SecretString::from)
+        async fn get_secure_strings(
+            &self,
+            names: &[&str],
+        ) -> Result<Vec<Result<SecretString, ParameterError>>, ParameterError> {
+            let value = self.0.clone()?;
+            Ok(names
+                .iter()
+                .map(|_| Ok(SecretString::from(value)))
+                .collect())
         }
+    }
+
+    /// Holds named values, and counts requests.
+    #[derive(Default)]
+    struct Parameters {
+        values: Vec<(&'static str, &'static str)>,
+        requests: std::sync::atomic::AtomicUsize,
+    }
+
+    impl ParameterStore for &Parameters {
+        async fn get_secure_strings(
+            &self,
+            names: &[&str],
+        ) -> Result<Vec<Result<SecretString, ParameterError>>, ParameterError> {
+            self.requests
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(names
+                .iter()
+                .map(|name| {
+                    self.values
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| SecretString::from(*v))
+                        .ok_or(ParameterError::NotFound)
+                })
+                .collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_token_and_the_secret_are_read_in_one_request() {
+        let store = Parameters {
+            values: vec![("/bot/token", TOKEN), ("/bot/secret", "s3cret_from-ssm")],
+            ..Parameters::default()
+        };
+        let vars = [
+            ("TELEGRAM_BOT_TOKEN_PARAMETER", "/bot/token"),
+            ("TELEGRAM_WEBHOOK_SECRET_PARAMETER", "/bot/secret"),
+        ];
+        let config = Config::load_with(lookup(&vars), || async { &store })
+            .await
+            .unwrap();
+        assert_eq!(config.token.expose(), TOKEN);
+        let secret = config.webhook_secret.unwrap();
+        assert!(secret.matches(b"s3cret_from-ssm"));
+        assert_eq!(store.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_missing_secret_parameter_is_named_and_an_environment_secret_wins() {
+        let store = Parameters {
+            values: vec![("/bot/token", TOKEN)],
+            ..Parameters::default()
+        };
+        let vars = [
+            ("TELEGRAM_BOT_TOKEN_PARAMETER", "/bot/token"),
+            ("TELEGRAM_WEBHOOK_SECRET_PARAMETER", "/bot/secret"),
+        ];
+        let error = Config::load_with(lookup(&vars), || async { &store })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "TELEGRAM_WEBHOOK_SECRET_PARAMETER /bot/secret: parameter not found"
+        );
+        let vars = [
+            ("TELEGRAM_BOT_TOKEN_PARAMETER", "/bot/token"),
+            ("TELEGRAM_WEBHOOK_SECRET_PARAMETER", "/bot/secret"),
+            ("TELEGRAM_WEBHOOK_SECRET", "from_the_environment"),
+        ];
+        let config = Config::load_with(lookup(&vars), || async { &store })
+            .await
+            .unwrap();
+        assert!(config
+            .webhook_secret
+            .unwrap()
+            .matches(b"from_the_environment"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_request_names_both_parameters() {
+        let vars = [
+            ("TELEGRAM_BOT_TOKEN_PARAMETER", "/bot/token"),
+            ("TELEGRAM_WEBHOOK_SECRET_PARAMETER", "/bot/secret"),
+        ];
+        let error = load(
+            &vars,
+            Err(ParameterError::AccessDenied("AccessDeniedException".into())),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "TELEGRAM_BOT_TOKEN_PARAMETER /bot/token, TELEGRAM_WEBHOOK_SECRET_PARAMETER /bot/secret: \
+             access denied (AccessDeniedException); the function's role needs ssm:GetParameters \
+             on it and kms:Decrypt on its key"
+        );
     }
 
     async fn load(

@@ -1,7 +1,8 @@
-//! Reading the bot token from AWS Systems Manager Parameter Store at cold
-//! start: a SecureString parameter is free, and keeps the token out of the
-//! function's environment, where anyone with read access to the function's
-//! configuration would see it.
+//! Reading the bot token and the webhook secret from AWS Systems Manager
+//! Parameter Store at cold start, in one GetParameters call: a SecureString
+//! parameter is free, and keeps them out of the function's environment,
+//! where anyone with read access to the function's configuration would see
+//! them (and with the secret, could forge updates).
 
 use secrecy::SecretString;
 use std::future::Future;
@@ -12,7 +13,7 @@ use std::future::Future;
 pub enum ParameterError {
     #[error("parameter not found")]
     NotFound,
-    #[error("access denied ({0}); the function's role needs ssm:GetParameter on it and kms:Decrypt on its key")]
+    #[error("access denied ({0}); the function's role needs ssm:GetParameters on it and kms:Decrypt on its key")]
     AccessDenied(String),
     #[error("parameter has no value")]
     Empty,
@@ -22,11 +23,28 @@ pub enum ParameterError {
 
 /// Where secrets come from; a trait so that tests can stand in for AWS at
 /// the SDK boundary (an access-denied answer cannot be produced by moto).
-pub trait ParameterStore {
+pub trait ParameterStore: Sync {
+    /// The decrypted values of `names` (at most 10), in their order, read in
+    /// one request: each is `Ok`, or [`ParameterError::NotFound`] /
+    /// [`ParameterError::Empty`]. A failure of the request as a whole
+    /// (access denied, throttling, the network) is the outer error.
+    fn get_secure_strings(
+        &self,
+        names: &[&str],
+    ) -> impl Future<Output = Result<Vec<Result<SecretString, ParameterError>>, ParameterError>> + Send;
+
+    /// One parameter's decrypted value.
     fn get_secure_string(
         &self,
         name: &str,
-    ) -> impl Future<Output = Result<SecretString, ParameterError>> + Send;
+    ) -> impl Future<Output = Result<SecretString, ParameterError>> + Send {
+        async move {
+            self.get_secure_strings(&[name])
+                .await?
+                .pop()
+                .unwrap_or(Err(ParameterError::NotFound))
+        }
+    }
 }
 
 /// Parameter Store through the AWS SDK, configured the usual way
@@ -61,33 +79,40 @@ impl Ssm {
 }
 
 impl ParameterStore for Ssm {
-    async fn get_secure_string(&self, name: &str) -> Result<SecretString, ParameterError> {
+    async fn get_secure_strings(
+        &self,
+        names: &[&str],
+    ) -> Result<Vec<Result<SecretString, ParameterError>>, ParameterError> {
         use aws_sdk_ssm::error::ProvideErrorMetadata;
         let output = self
             .client
-            .get_parameter()
-            .name(name)
+            .get_parameters()
+            .set_names(Some(names.iter().map(|n| n.to_string()).collect()))
             .with_decryption(true)
             .send()
             .await
             .map_err(|error| {
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_parameter_not_found())
-                {
-                    return ParameterError::NotFound;
-                }
                 let code = error.code().unwrap_or_default().to_owned();
-                if code.contains("AccessDenied") || code.contains("KMS.AccessDenied") {
+                if code.contains("AccessDenied") {
                     return ParameterError::AccessDenied(code);
                 }
                 ParameterError::Other(crate::error::chain(&error))
             })?;
-        output
-            .parameter
-            .and_then(|p| p.value)
-            .filter(|v| !v.is_empty())
-            .map(SecretString::from)
-            .ok_or(ParameterError::Empty)
+        let found = output.parameters.unwrap_or_default();
+        Ok(names
+            .iter()
+            .map(|name| {
+                // Names not found come back in InvalidParameters, not here.
+                match found.iter().find(|p| p.name.as_deref() == Some(*name)) {
+                    None => Err(ParameterError::NotFound),
+                    Some(parameter) => parameter
+                        .value
+                        .as_deref()
+                        .filter(|v| !v.is_empty())
+                        .map(SecretString::from)
+                        .ok_or(ParameterError::Empty),
+                }
+            })
+            .collect())
     }
 }

@@ -156,6 +156,12 @@ struct InfoArgs {
     /// seconds ago.
     #[arg(long)]
     fail_on_error_within: Option<u64>,
+    /// Exit 1 if Telegram reported a delivery error at or after this time
+    /// (Unix seconds), such as the moment of the deploy's setWebhook; an
+    /// older error is shown as a note. Telegram keeps the last error
+    /// across a setWebhook that changes nothing.
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    fail_on_error_since: Option<i64>,
 }
 
 /// Why a command failed; shown as one line after `bot: `.
@@ -442,16 +448,24 @@ async fn webhook_info(api: &BotApi, args: InfoArgs) -> Result<(), CommandError> 
             });
         }
     }
-    if let (Some(window), Some(date)) = (args.fail_on_error_within, info.last_error_date) {
-        let age = now.saturating_sub(date);
-        if age < i64::try_from(window).unwrap_or(i64::MAX) {
-            return Err(CommandError::RecentDeliveryError {
-                age: human_age(age),
-                message: info
-                    .last_error_message
-                    .unwrap_or_else(|| "(no message)".to_owned()),
-            });
-        }
+    let Some(date) = info.last_error_date else {
+        return Ok(());
+    };
+    let age = now.saturating_sub(date);
+    let within = args
+        .fail_on_error_within
+        .is_some_and(|window| age < i64::try_from(window).unwrap_or(i64::MAX));
+    let since = args.fail_on_error_since.is_some_and(|since| date >= since);
+    if within || since {
+        return Err(CommandError::RecentDeliveryError {
+            age: human_age(age),
+            message: info
+                .last_error_message
+                .unwrap_or_else(|| "(no message)".to_owned()),
+        });
+    }
+    if args.fail_on_error_since.is_some() {
+        println!("Note: the last error is older than this deploy; delivery has not failed since.");
     }
     Ok(())
 }

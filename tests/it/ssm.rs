@@ -48,6 +48,54 @@ async fn the_function_answers_with_a_token_read_from_a_secure_string() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_secret_is_read_from_a_secure_string_with_the_token() {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    moto.put_secure_string("/echo-bot/token", DEFAULT_TOKEN)
+        .await;
+    moto.put_secure_string("/echo-bot/webhook-secret", SECRET)
+        .await;
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let vars = [
+        ("TELEGRAM_BOT_TOKEN_PARAMETER", "/echo-bot/token".to_owned()),
+        (
+            "TELEGRAM_WEBHOOK_SECRET_PARAMETER",
+            "/echo-bot/webhook-secret".to_owned(),
+        ),
+        ("TELEGRAM_API_BASE_URL", stand_in.base_url()),
+    ];
+    let sdk = moto.sdk_config();
+    let config = Config::load_with(
+        |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        },
+        || async { Ssm::from_sdk_config(&sdk) },
+    )
+    .await
+    .unwrap();
+    let webhook = Webhook::new(&config).unwrap();
+    let deadline = || tokio::time::Instant::now() + Duration::from_secs(10);
+    let event = event("text");
+    stand_in.observe_update(&crate::helpers::update_in(&event).unwrap());
+    assert_eq!(
+        handle_event(&webhook, event.clone(), deadline())
+            .await
+            .status(),
+        200
+    );
+    let mut forged = event;
+    forged["headers"]["x-telegram-bot-api-secret-token"] = "a-guess".into();
+    assert_eq!(
+        handle_event(&webhook, forged, deadline()).await.status(),
+        401
+    );
+    assert_eq!(stand_in.sent_messages().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_parameter_stops_the_function_at_init_naming_it() {
     let Some(moto) = Moto::start().await else {
         return;

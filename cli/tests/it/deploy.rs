@@ -11,26 +11,63 @@ use testkit::stderr;
 
 const URL: &str = "https://abc123.execute-api.eu-west-1.amazonaws.com/webhook";
 
-/// A fake `aws`: logs its arguments, shows what a file:// value holds, and
-/// answers the calls the script makes. FAKE_FAIL names a call to fail,
-/// FAKE_NO_SECRET makes the stored secret absent.
+/// A fake `aws` that keeps a Parameter Store in a directory ($FAKE_SSM: one
+/// file per parameter, "version value"), logs its arguments (and what a
+/// file:// value holds), and fails as the real CLI does: exit 254 and
+/// "An error occurred (Code) when calling the Operation operation: ...".
+/// FAKE_FAIL names a call to fail ("aws ssm get-parameter"), FAKE_FAIL_ON
+/// limits it to calls naming that text, FAKE_FAIL_CODE picks the error
+/// (AccessDeniedException by default).
 const FAKE_AWS: &str = r#"#!/usr/bin/env bash
 echo "aws $*" >> "$FAKE_LOG"
 for arg in "$@"; do
   if [[ "$arg" == file://* ]]; then echo "  value: $(cat "${arg#file://}")" >> "$FAKE_LOG"; fi
 done
 call="$1 $2"
-if [[ -n "${FAKE_FAIL:-}" && "aws $call" == "$FAKE_FAIL" ]]; then
-  echo "An error occurred (AccessDeniedException) when calling the operation" >&2; exit 254
+operation() { case "$call" in
+  "ssm get-parameter") echo GetParameter ;; "ssm put-parameter") echo PutParameter ;;
+  "ssm delete-parameter") echo DeleteParameter ;; *) echo DescribeStacks ;; esac; }
+fail() { echo "" >&2; echo "An error occurred ($1) when calling the $(operation) operation: $2" >&2; exit 254; }
+if [[ -n "${FAKE_FAIL:-}" && "aws $call" == "$FAKE_FAIL" && "$*" == *"${FAKE_FAIL_ON:-}"* ]]; then
+  case "${FAKE_FAIL_CODE:-AccessDeniedException}" in
+    AccessDeniedException) fail AccessDeniedException "User: arn:aws:iam::123456789012:user/dev is not authorized to perform: ssm:$(operation) because no identity-based policy allows the ssm:$(operation) action" ;;
+    ThrottlingException) fail ThrottlingException "Rate exceeded" ;;
+    KMS) fail AccessDeniedException "The ciphertext refers to a customer master key that does not exist, does not exist in this region, or you are not allowed to access." ;;
+    *) fail "$FAKE_FAIL_CODE" "injected" ;;
+  esac
 fi
+name="" value="" query=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --name) name="$2"; shift ;;
+    --value) value="$(cat "${2#file://}")"; shift ;;
+    --query) query="$2"; shift ;;
+  esac
+  shift
+done
+file="$FAKE_SSM/${name//\//%}"
 case "$call" in
   "ssm get-parameter")
-    if [[ "$*" == *webhook-secret* ]]; then
-      if [[ -n "${FAKE_NO_SECRET:-}" ]]; then echo "An error occurred (ParameterNotFound)" >&2; exit 254; fi
-      echo "stored_secret-123"
-    else echo "/telegram-bot/bot-token"; fi ;;
+    [[ -f "$file" ]] || fail ParameterNotFound ""
+    read -r version stored < "$file"
+    case "$query" in
+      "Parameter.[Version,Value]") printf '%s	%s
+' "$version" "$stored" ;;
+      Parameter.Version) echo "$version" ;;
+      Parameter.Value) echo "$stored" ;;
+      *) echo "{"Parameter": {"Name": "$name", "Version": $version}}" ;;
+    esac ;;
+  "ssm put-parameter")
+    version=0
+    [[ -f "$file" ]] && read -r version _ < "$file"
+    version=$((version + 1))
+    echo "$version $value" > "$file"
+    if [[ "$query" == Version ]]; then echo "$version"; else echo "{"Version": $version, "Tier": "Standard"}"; fi ;;
+  "ssm delete-parameter")
+    [[ -f "$file" ]] || fail ParameterNotFound ""
+    rm "$file" ;;
   "cloudformation describe-stacks")
-    if [[ "$*" == *MemoryTableName* ]]; then echo "${FAKE_TABLE:-telegram-bot-MemoryTable-1A2B3C}"; else echo "$FAKE_URL"; fi ;;
+    if [[ "$query" == *MemoryTableName* ]]; then echo "${FAKE_TABLE:-telegram-bot-MemoryTable-1A2B3C}"; else echo "$FAKE_URL"; fi ;;
 esac
 "#;
 
@@ -54,6 +91,7 @@ echo "unexpected cargo $*" >&2; exit 1
 struct Fakes {
     dir: PathBuf,
     log: PathBuf,
+    ssm: PathBuf,
 }
 
 fn fakes(tools: &[(&str, &str)]) -> Fakes {
@@ -74,12 +112,31 @@ fn fakes(tools: &[(&str, &str)]) -> Fakes {
     }
     let log = dir.join("calls.log");
     std::fs::write(&log, "").unwrap();
-    Fakes { dir, log }
+    let ssm = dir.join("ssm");
+    std::fs::create_dir_all(&ssm).unwrap();
+    Fakes { dir, log, ssm }
 }
 
 impl Fakes {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
+    }
+
+    /// A parameter as a deploy before this one left it.
+    fn store(&self, name: &str, version: u32, value: &str) {
+        let file = self.ssm.join(name.replace('/', "%"));
+        std::fs::write(file, format!("{version} {value}\n")).unwrap();
+    }
+
+    /// A stored parameter's value and version.
+    fn stored(&self, name: &str) -> Option<(u32, String)> {
+        let text = std::fs::read_to_string(self.ssm.join(name.replace('/', "%"))).ok()?;
+        let (version, value) = text.trim_end().split_once(' ')?;
+        Some((version.parse().ok()?, value.to_owned()))
+    }
+
+    fn clear_log(&self) {
+        std::fs::write(&self.log, "").unwrap();
     }
 }
 
@@ -103,6 +160,7 @@ async fn deploy(fakes: &Fakes, stand_in: &StandIn, args: &[&str], envs: &[(&str,
         // The fakes, then only what bash itself needs.
         .env("PATH", format!("{}:/usr/bin:/bin", fakes.dir.display()))
         .env("FAKE_LOG", &fakes.log)
+        .env("FAKE_SSM", &fakes.ssm)
         .env("FAKE_URL", URL)
         .env("BOT_BIN", env!("CARGO_BIN_EXE_bot"))
         .env("TELEGRAM_API_BASE_URL", stand_in.base_url())
@@ -117,8 +175,35 @@ async fn deploy(fakes: &Fakes, stand_in: &StandIn, args: &[&str], envs: &[(&str,
         .unwrap()
 }
 
+const TOKEN_PARAMETER: &str = "/telegram-bot/bot-token";
+const SECRET_PARAMETER: &str = "/telegram-bot/webhook-secret";
+/// A secret as a deploy generates one: 48 random characters.
+const STORED_SECRET: &str = "q8Zr-2vKx_7TmW4nYb0sLc9HdJ3fGpXe6AuRk1NiVoQyE5Bw";
+
+/// The command lines of the log, without the file values under them.
+fn commands(log: &str) -> Vec<&str> {
+    log.lines().filter(|l| !l.starts_with(' ')).collect()
+}
+
+/// Asserts that neither the token nor the secret is on any command line or
+/// in anything the deploy printed.
+fn assert_no_secret_shown(fakes: &Fakes, output: &Output, secrets: &[&str]) {
+    let log = fakes.log();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(output)
+    );
+    for secret in secrets {
+        for line in commands(&log) {
+            assert!(!line.contains(secret), "on a command line: {line}");
+        }
+        assert!(!printed.contains(secret), "printed: {printed}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_first_deploy_stores_the_token_builds_deploys_and_sets_the_webhook() {
+async fn a_first_deploy_stores_the_token_and_a_new_secret_then_deploys_and_checks() {
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let fakes = all_fakes();
     let token = stand_in.token().to_owned();
@@ -126,7 +211,7 @@ async fn a_first_deploy_stores_the_token_builds_deploys_and_sets_the_webhook() {
         &fakes,
         &stand_in,
         &["--store-token", "--region", "eu-west-1"],
-        &[("TELEGRAM_BOT_TOKEN", &token), ("FAKE_NO_SECRET", "1")],
+        &[("TELEGRAM_BOT_TOKEN", &token)],
     )
     .await;
     assert!(
@@ -155,27 +240,35 @@ async fn a_first_deploy_stores_the_token_builds_deploys_and_sets_the_webhook() {
     assert!(secret
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+    assert_eq!(fakes.stored(SECRET_PARAMETER), Some((1, secret.clone())));
     assert_eq!(
         lines[5],
         "sam build --parameter-overrides Architecture=arm64"
     );
     assert!(lines[6].starts_with("sam deploy --config-file "), "{log}");
     assert!(lines[6].ends_with("--stack-name telegram-bot --capabilities CAPABILITY_IAM --resolve-s3 --no-confirm-changeset --no-fail-on-empty-changeset --region eu-west-1"), "{log}");
+    // The stack gets the parameters' names and versions, never the secret.
     assert_eq!(
         lines[7],
-        format!("  parameter_overrides = \"Architecture=\\\"arm64\\\" EndpointType=\\\"HttpApi\\\" BotTokenParameter=\\\"/telegram-bot/bot-token\\\" BotUsername=\\\"EchoLambdaBot\\\" ReservedConcurrency=\\\"0\\\" Memory=\\\"DynamoDB\\\" WebhookSecret=\\\"{secret}\\\"\"")
+        "  parameter_overrides = \"Architecture=\\\"arm64\\\" EndpointType=\\\"HttpApi\\\" BotTokenParameter=\\\"/telegram-bot/bot-token\\\" BotUsername=\\\"EchoLambdaBot\\\" ReservedConcurrency=\\\"0\\\" Memory=\\\"DynamoDB\\\" WebhookSecretParameter=\\\"/telegram-bot/webhook-secret\\\" BotTokenVersion=\\\"1\\\" WebhookSecretVersion=\\\"1\\\"\""
     );
     assert!(
         lines[8].starts_with("aws cloudformation describe-stacks --stack-name telegram-bot"),
         "{log}"
     );
     assert_eq!(lines.len(), 9, "{log}");
-    // No secret on any command line.
-    for line in lines.iter().filter(|l| !l.starts_with(' ')) {
-        assert!(!line.contains(&secret) && !line.contains(&token), "{line}");
-    }
+    assert_no_secret_shown(&fakes, &output, &[&secret, &token]);
     let methods: Vec<String> = stand_in.calls().iter().map(|c| c.method.clone()).collect();
-    assert_eq!(methods, ["getMe", "setWebhook", "getWebhookInfo"]);
+    assert_eq!(
+        methods,
+        [
+            "getMe",
+            "setWebhook",
+            "getMyCommands",
+            "setMyCommands",
+            "getWebhookInfo"
+        ]
+    );
     assert_eq!(
         stand_in.calls_to("setWebhook")[0],
         json!({
@@ -183,32 +276,37 @@ async fn a_first_deploy_stores_the_token_builds_deploys_and_sets_the_webhook() {
             "max_connections": 40, "drop_pending_updates": false
         })
     );
+    let menu: Vec<String> = stand_in
+        .commands()
+        .iter()
+        .map(|c| c.command.clone())
+        .collect();
+    assert_eq!(menu, ["start", "help", "count", "counter"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_update_keeps_the_stored_secret_and_takes_the_options() {
+async fn a_redeploy_keeps_what_is_stored_and_takes_the_options() {
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let fakes = all_fakes();
-    let token = stand_in.token().to_owned();
-    let output = deploy(
-        &fakes,
-        &stand_in,
-        &[
-            "--stack-name",
-            "my-bot",
-            "--endpoint",
-            "FunctionUrl",
-            "--architecture",
-            "x86_64",
-            "--bot-username",
-            "MyBot",
-            "--drop-pending-updates",
-            "--reserved-concurrency",
-            "40",
-        ],
-        &[("TELEGRAM_BOT_TOKEN", &token)],
-    )
-    .await;
+    fakes.store("/my-bot/bot-token", 3, stand_in.token());
+    fakes.store("/my-bot/webhook-secret", 2, STORED_SECRET);
+    let args = [
+        "--stack-name",
+        "my-bot",
+        "--endpoint",
+        "FunctionUrl",
+        "--architecture",
+        "x86_64",
+        "--bot-username",
+        "MyBot",
+        "--drop-pending-updates",
+        "--reserved-concurrency",
+        "20",
+        "--memory",
+        "Off",
+    ];
+    // No token in this shell: the stored one is used.
+    let output = deploy(&fakes, &stand_in, &args, &[]).await;
     assert!(
         output.status.success(),
         "{}\n{}",
@@ -216,22 +314,214 @@ async fn an_update_keeps_the_stored_secret_and_takes_the_options() {
         fakes.log()
     );
     let log = fakes.log();
-    assert!(
-        log.starts_with("aws ssm get-parameter --name /my-bot/bot-token"),
-        "{log}"
-    );
-    assert!(log.contains("  value: stored_secret-123\n"), "{log}");
+    assert!(!log.contains("put-parameter"), "nothing rewritten: {log}");
     assert!(
         log.contains("sam build --parameter-overrides Architecture=x86_64\n"),
         "{log}"
     );
-    assert!(log.contains("EndpointType=\\\"FunctionUrl\\\" BotTokenParameter=\\\"/my-bot/bot-token\\\" BotUsername=\\\"MyBot\\\" ReservedConcurrency=\\\"40\\\" Memory=\\\"DynamoDB\\\" WebhookSecret=\\\"stored_secret-123\\\""), "{log}");
+    assert!(log.contains("EndpointType=\\\"FunctionUrl\\\" BotTokenParameter=\\\"/my-bot/bot-token\\\" BotUsername=\\\"MyBot\\\" ReservedConcurrency=\\\"20\\\" Memory=\\\"Off\\\" WebhookSecretParameter=\\\"/my-bot/webhook-secret\\\" BotTokenVersion=\\\"3\\\" WebhookSecretVersion=\\\"2\\\""), "{log}");
     let set = &stand_in.calls_to("setWebhook")[0];
-    assert_eq!(set["secret_token"], "stored_secret-123");
+    assert_eq!(set["secret_token"], STORED_SECRET);
     assert_eq!(set["drop_pending_updates"], true);
+    assert_eq!(set["max_connections"], 20, "never more than the executions");
     assert!(
         stand_in.calls_to("getMe").is_empty(),
         "the username was given"
+    );
+    let menu: Vec<String> = stand_in
+        .commands()
+        .iter()
+        .map(|c| c.command.clone())
+        .collect();
+    assert_eq!(menu, ["start", "help"], "no /counter without a store");
+    assert_no_secret_shown(&fakes, &output, &[STORED_SECRET, stand_in.token()]);
+
+    // Again, with nothing changed: the menu is not set again.
+    let output = deploy(&fakes, &stand_in, &args, &[]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stand_in.set_my_commands_calls(), 1);
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("Command menu already up to date"),
+        "{printed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_is_capped_at_telegrams_100() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let fakes = all_fakes();
+    fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
+    fakes.store(SECRET_PARAMETER, 1, STORED_SECRET);
+    let output = deploy(&fakes, &stand_in, &["--reserved-concurrency", "500"], &[]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stand_in.calls_to("setWebhook")[0]["max_connections"], 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_read_of_a_stored_secret_stops_the_deploy_before_any_change() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let token = stand_in.token().to_owned();
+    for (code, on, shown) in [
+        (
+            "AccessDeniedException",
+            "bot-token",
+            "(AccessDeniedException) when calling the GetParameter operation",
+        ),
+        (
+            "ThrottlingException",
+            "webhook-secret",
+            "(ThrottlingException) when calling the GetParameter operation: Rate exceeded",
+        ),
+        ("KMS", "webhook-secret", "customer master key"),
+    ] {
+        let fakes = all_fakes();
+        fakes.store(TOKEN_PARAMETER, 1, &token);
+        fakes.store(SECRET_PARAMETER, 1, STORED_SECRET);
+        let output = deploy(
+            &fakes,
+            &stand_in,
+            &[],
+            &[
+                ("FAKE_FAIL", "aws ssm get-parameter"),
+                ("FAKE_FAIL_ON", on),
+                ("FAKE_FAIL_CODE", code),
+            ],
+        )
+        .await;
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{code}: {err}");
+        assert!(
+            err.contains(&format!(
+                "deploy: could not read /telegram-bot/{on}, so nothing was changed"
+            )),
+            "{code}: {err}"
+        );
+        assert!(err.contains(shown), "{code}: {err}");
+        let log = fakes.log();
+        assert!(
+            !log.contains("put-parameter") && !log.contains("sam "),
+            "{code}: {log}"
+        );
+        assert_eq!(
+            fakes.stored(SECRET_PARAMETER),
+            Some((1, STORED_SECRET.to_owned()))
+        );
+        assert_no_secret_shown(&fakes, &output, &[STORED_SECRET, &token]);
+    }
+    assert!(stand_in.calls().is_empty(), "Telegram was not called");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_stored_token_without_store_token_is_named() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let fakes = all_fakes();
+    let output = deploy(&fakes, &stand_in, &[], &[]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains(
+            "deploy: no token stored at /telegram-bot/bot-token: run once with --store-token"
+        ),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_token_of_another_bot_stops_the_deploy_naming_both_ids() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let stored = stand_in.token().to_owned();
+    let stored_id = stored.split(':').next().unwrap().to_owned();
+    for (shell, expected) in [
+        (
+            "987654321:AAotherBotsToken_abcdefghijklmnop".to_owned(),
+            format!("deploy: TELEGRAM_BOT_TOKEN is bot 987654321, but /telegram-bot/bot-token holds bot {stored_id}: add --store-token"),
+        ),
+        (
+            format!("{stored_id}:AAregeneratedToken_abcdefghijklm"),
+            format!("deploy: TELEGRAM_BOT_TOKEN differs from the token stored at /telegram-bot/bot-token for the same bot {stored_id} (regenerated with @BotFather?)"),
+        ),
+    ] {
+        let fakes = all_fakes();
+        fakes.store(TOKEN_PARAMETER, 1, &stored);
+        fakes.store(SECRET_PARAMETER, 1, STORED_SECRET);
+        let output = deploy(&fakes, &stand_in, &[], &[("TELEGRAM_BOT_TOKEN", &shell)]).await;
+        assert_eq!(output.status.code(), Some(1));
+        assert!(stderr(&output).contains(&expected), "{}", stderr(&output));
+        assert!(!fakes.log().contains("sam "), "nothing deployed");
+        assert_no_secret_shown(&fakes, &output, &[&stored, &shell]);
+    }
+    assert!(stand_in.calls().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weak_or_public_secret_is_refused_and_a_weak_stored_one_warned_about() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let token = stand_in.token().to_owned();
+    for (given, reason) in [
+        (
+            "has spaces!",
+            "TELEGRAM_WEBHOOK_SECRET must be 1-256 characters",
+        ),
+        (
+            "local-dev-secret",
+            "TELEGRAM_WEBHOOK_SECRET is shorter than 32 characters",
+        ),
+        // Any text of this repository is public: here, a test's name.
+        (
+            "twenty_presses_at_once_on_four_instances_count_exactly_twenty",
+            "TELEGRAM_WEBHOOK_SECRET appears in this repository, so it is public",
+        ),
+    ] {
+        let fakes = all_fakes();
+        fakes.store(TOKEN_PARAMETER, 1, &token);
+        let output = deploy(
+            &fakes,
+            &stand_in,
+            &[],
+            &[("TELEGRAM_WEBHOOK_SECRET", given)],
+        )
+        .await;
+        assert_eq!(output.status.code(), Some(1), "{given}");
+        assert!(
+            stderr(&output).contains(reason),
+            "{given}: {}",
+            stderr(&output)
+        );
+        assert!(!fakes.log().contains("put-parameter"), "{given}");
+        assert!(!fakes.log().contains("sam "), "{given}");
+    }
+
+    // A bot already running with a short secret keeps working, and is told.
+    let fakes = all_fakes();
+    fakes.store(TOKEN_PARAMETER, 1, &token);
+    fakes.store(SECRET_PARAMETER, 4, "local-dev-secret");
+    let output = deploy(&fakes, &stand_in, &[], &[]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("warning: the stored webhook secret is shorter than 32 characters; rotate it with: scripts/deploy --new-secret"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        stand_in.calls_to("setWebhook")[0]["secret_token"],
+        "local-dev-secret"
+    );
+
+    // Rotation: a new secret, stored as a new version the stack is given.
+    fakes.clear_log();
+    let output = deploy(&fakes, &stand_in, &["--new-secret"], &[]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (version, rotated) = fakes.stored(SECRET_PARAMETER).unwrap();
+    assert_eq!((version, rotated.len()), (5, 48));
+    assert!(
+        fakes.log().contains("WebhookSecretVersion=\\\"5\\\""),
+        "{}",
+        fakes.log()
+    );
+    assert_eq!(
+        stand_in.calls_to("setWebhook")[1]["secret_token"],
+        rotated.as_str()
     );
 }
 
@@ -286,25 +576,12 @@ async fn the_first_failure_stops_the_deploy_with_a_clear_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_secret_or_missing_token_stops_before_anything_is_deployed() {
+async fn store_token_needs_a_token() {
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let fakes = all_fakes();
-    let token = stand_in.token().to_owned();
-    let output = deploy(
-        &fakes,
-        &stand_in,
-        &[],
-        &[
-            ("TELEGRAM_BOT_TOKEN", &token),
-            ("TELEGRAM_WEBHOOK_SECRET", "has spaces!"),
-        ],
-    )
-    .await;
-    assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("TELEGRAM_WEBHOOK_SECRET must be 1-256 characters"));
-    assert!(!fakes.log().contains("sam"));
     let output = deploy(&fakes, &stand_in, &["--store-token"], &[]).await;
     assert!(stderr(&output).contains("deploy: --store-token needs TELEGRAM_BOT_TOKEN"));
+    assert_eq!(fakes.log(), "");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,13 +604,9 @@ async fn a_delivery_error_after_deploy_fails_loudly() {
             }
         })
     };
-    let output = deploy(
-        &fakes,
-        &stand_in,
-        &[],
-        &[("TELEGRAM_BOT_TOKEN", &token), ("DEPLOY_VERIFY_WAIT", "1")],
-    )
-    .await;
+    fakes.store(TOKEN_PARAMETER, 1, &token);
+    fakes.store(SECRET_PARAMETER, 1, STORED_SECRET);
+    let output = deploy(&fakes, &stand_in, &[], &[("DEPLOY_VERIFY_WAIT", "1")]).await;
     watcher.await.unwrap();
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
@@ -344,6 +617,32 @@ async fn a_delivery_error_after_deploy_fails_loudly() {
     assert!(
         err.contains("deploy: Telegram reports a problem with the webhook"),
         "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_from_before_this_deploy_is_a_note_not_a_failure() {
+    // Telegram keeps the last error across a setWebhook that changes
+    // nothing: the one from a broken deploy an hour ago is history.
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let fakes = all_fakes();
+    fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
+    fakes.store(SECRET_PARAMETER, 1, STORED_SECRET);
+    let output = deploy(&fakes, &stand_in, &[], &[]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    stand_in.record_delivery_error("Wrong response from the webhook: 502 Bad Gateway", 3600);
+    let output = deploy(&fakes, &stand_in, &[], &[]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains(
+            "Last error:      60 min ago: Wrong response from the webhook: 502 Bad Gateway"
+        ),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("Note: the last error is older than this deploy"),
+        "{printed}"
     );
 }
 

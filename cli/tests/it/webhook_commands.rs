@@ -197,3 +197,42 @@ async fn webhook_delete_sends_delete_webhook() {
         [json!({"drop_pending_updates": true})]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_show_compares_the_menu_and_set_makes_it_match() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let output = bot(&stand_in, &["commands", "show"], &[]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stdout(&output),
+        "Telegram's menu:  (empty)\nThe bot's commands: /start /help /count /counter\n"
+    );
+    assert!(stderr(&output).contains("differs from the bot's commands (run `bot commands set`)"));
+
+    let output = bot(&stand_in, &["commands", "set"], &[]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "Command menu set: /start /help /count /counter\n"
+    );
+    let set = stand_in.calls_to("setMyCommands");
+    assert_eq!(set.len(), 1);
+    assert_eq!(
+        set[0]["commands"][3],
+        json!({"command": "counter", "description": "a count you change with buttons"})
+    );
+    let output = bot(&stand_in, &["commands", "show"], &[]).await;
+    assert!(output.status.success(), "{}", stdout(&output));
+
+    // Without a store, /count and /counter leave the menu, as /help.
+    let output = bot(&stand_in, &["commands", "show", "--no-memory"], &[]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let output = bot(&stand_in, &["commands", "set", "--no-memory"], &[]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let menu: Vec<String> = stand_in
+        .commands()
+        .iter()
+        .map(|c| c.command.clone())
+        .collect();
+    assert_eq!(menu, ["start", "help"]);
+}
