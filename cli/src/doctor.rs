@@ -780,3 +780,255 @@ fn unix_now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use telegram_lambda_bot::telegram::UserId;
+
+    fn me(username: &str) -> Me {
+        Me {
+            id: UserId(42),
+            is_bot: true,
+            first_name: "Echo".to_owned(),
+            username: Some(username.to_owned()),
+        }
+    }
+
+    fn info(url: &str, kinds: &[&str]) -> WebhookInfo {
+        WebhookInfo {
+            url: url.to_owned(),
+            allowed_updates: Some(kinds.iter().map(|k| k.to_string()).collect()),
+            ..WebhookInfo::default()
+        }
+    }
+
+    fn command(name: &str) -> BotCommand {
+        BotCommand {
+            command: name.to_owned(),
+            description: "does it".to_owned(),
+        }
+    }
+
+    fn finding(mark: Mark, check: &'static str, detail: &str) -> Finding {
+        Finding::new(mark, check, detail)
+    }
+
+    #[test]
+    fn a_line_starts_with_its_verdict() {
+        let line = finding(Mark::Ok, "token", "@EchoBot (id 42)").to_string();
+        assert_eq!(line, "ok    token: @EchoBot (id 42)");
+        assert!(finding(Mark::Note, "delivery", "x")
+            .to_string()
+            .starts_with("note  delivery: "));
+        assert!(finding(Mark::Unreachable, "endpoint", "x")
+            .to_string()
+            .starts_with("FAIL  endpoint: "));
+    }
+
+    #[test]
+    fn the_exit_status_is_3_only_when_nothing_but_reaching_failed() {
+        let ok = finding(Mark::Ok, "token", "");
+        let note = finding(Mark::Note, "delivery", "");
+        let away = finding(Mark::Unreachable, "endpoint", "");
+        let fail = finding(Mark::Fail, "webhook", "");
+        assert_eq!(exit_status(&[ok.clone(), note.clone()]), 0);
+        assert_eq!(exit_status(&[ok.clone(), away.clone(), note]), 3);
+        assert_eq!(exit_status(&[ok, away, fail]), 1);
+        assert_eq!(exit_status(&[]), 0);
+    }
+
+    #[test]
+    fn the_stack_outputs_are_read_and_empty_ones_are_absent() {
+        let json = br#"{"Stacks":[{"StackName":"telegram-bot","Outputs":[
+            {"OutputKey":"WebhookUrl","OutputValue":"https://abc.example/webhook"},
+            {"OutputKey":"FunctionName","OutputValue":"telegram-bot-Webhook-1"},
+            {"OutputKey":"BotUsername","OutputValue":""},
+            {"OutputKey":"BotTokenParameter","OutputValue":"/telegram-bot/bot-token"},
+            {"OutputKey":"WebhookSecretParameter","OutputValue":"/telegram-bot/webhook-secret"}
+        ]}]}"#;
+        assert_eq!(
+            parse_stack(json).unwrap(),
+            Stack {
+                webhook_url: "https://abc.example/webhook".to_owned(),
+                function_name: Some("telegram-bot-Webhook-1".to_owned()),
+                memory: false,
+                bot_username: None,
+                token_parameter: Some("/telegram-bot/bot-token".to_owned()),
+                secret_parameter: Some("/telegram-bot/webhook-secret".to_owned()),
+            }
+        );
+        let with_memory = br#"{"Stacks":[{"Outputs":[
+            {"OutputKey":"WebhookUrl","OutputValue":"https://abc.example/webhook"},
+            {"OutputKey":"MemoryTableName","OutputValue":"telegram-bot-MemoryTable-1"},
+            {"OutputKey":"BotUsername","OutputValue":"@EchoBot"}]}]}"#;
+        let stack = parse_stack(with_memory).unwrap();
+        assert!(stack.memory);
+        assert_eq!(stack.bot_username.as_deref(), Some("EchoBot"));
+    }
+
+    #[test]
+    fn a_stack_without_its_webhook_url_is_an_error_that_names_it() {
+        let error = parse_stack(br#"{"Stacks":[{"StackStatus":"CREATE_IN_PROGRESS"}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("no WebhookUrl output"), "{error}");
+        assert!(matches!(
+            parse_stack(br#"{"Stacks":[]}"#),
+            Err(StackError::NoStack)
+        ));
+        assert!(matches!(parse_stack(b"<html>"), Err(StackError::Json(_))));
+    }
+
+    #[test]
+    fn the_token_must_be_the_stacks_bot() {
+        let echo = Ok(me("EchoBot"));
+        assert_eq!(check_token(&echo, None).mark, Mark::Ok);
+        assert_eq!(check_token(&echo, Some("echobot")).mark, Mark::Ok);
+        let other = check_token(&echo, Some("OtherBot"));
+        assert_eq!(other.mark, Mark::Fail);
+        assert_eq!(
+            other.detail,
+            "it is @EchoBot's, but the stack is for @OtherBot"
+        );
+        let refused = Err(ApiError::Telegram {
+            method: "getMe",
+            code: 401,
+            description: "Unauthorized".to_owned(),
+            retry_after: None,
+            migrate_to_chat_id: None,
+        });
+        let refused = check_token(&refused, Some("EchoBot"));
+        assert_eq!(refused.mark, Mark::Fail);
+        assert_eq!(refused.detail, "getMe: Telegram answered 401: Unauthorized");
+    }
+
+    #[test]
+    fn the_webhook_must_be_the_url_with_the_bots_kinds_in_any_order() {
+        let url = "https://abc.example/webhook";
+        let ok = check_webhook(&info(url, &["callback_query", "message"]), url);
+        assert_eq!(ok.mark, Mark::Ok);
+        assert_eq!(
+            ok.detail,
+            "https://abc.example/webhook (updates callback_query, message)"
+        );
+        let elsewhere = check_webhook(&info("https://old.example/", ALLOWED_UPDATES), url);
+        assert_eq!(elsewhere.mark, Mark::Fail);
+        assert!(elsewhere.detail.starts_with(
+            "Telegram has https://old.example/, expected https://abc.example/webhook"
+        ));
+        let none = check_webhook(&info("", &[]), url);
+        assert_eq!(none.mark, Mark::Fail);
+        assert!(
+            none.detail.starts_with("none set, expected"),
+            "{}",
+            none.detail
+        );
+        let kinds = check_webhook(&info(url, &["message"]), url);
+        assert_eq!(kinds.mark, Mark::Fail);
+        assert!(kinds
+            .detail
+            .contains("updates message, expected callback_query, message"));
+        let default = WebhookInfo {
+            url: url.to_owned(),
+            ..WebhookInfo::default()
+        };
+        assert!(check_webhook(&default, url)
+            .detail
+            .contains("updates Telegram's default kinds"));
+    }
+
+    #[test]
+    fn a_recent_delivery_error_fails_and_an_old_one_is_a_note() {
+        let now = 1_800_000_000;
+        let mut info = info("https://abc.example/webhook", ALLOWED_UPDATES);
+        info.pending_update_count = 3;
+        assert_eq!(
+            check_delivery(&info, now),
+            finding(Mark::Ok, "delivery", "3 pending, no delivery error")
+        );
+        info.last_error_message = Some("Wrong response from the webhook: 502 Bad Gateway".into());
+        info.last_error_date = Some(now - 300);
+        assert_eq!(
+            check_delivery(&info, now),
+            finding(
+                Mark::Fail,
+                "delivery",
+                "3 pending; last error 5 min ago: Wrong response from the webhook: 502 Bad Gateway"
+            )
+        );
+        info.last_error_date = Some(now - 600);
+        let old = check_delivery(&info, now);
+        assert_eq!(old.mark, Mark::Note);
+        assert_eq!(
+            old.detail,
+            "3 pending; last error 10 min ago (old): Wrong response from the webhook: 502 Bad Gateway"
+        );
+    }
+
+    #[test]
+    fn the_endpoint_must_refuse_without_the_secret_and_accept_with_it() {
+        assert_eq!(check_refusal(&Ok(401)).mark, Mark::Ok);
+        let open = check_refusal(&Ok(200));
+        assert_eq!(open.mark, Mark::Fail);
+        assert!(open.detail.contains("anyone can post updates"));
+        assert_eq!(check_refusal(&Ok(500)).mark, Mark::Fail);
+        assert_eq!(check_refusal(&Ok(404)).mark, Mark::Fail);
+        assert_eq!(check_acceptance(&Ok(200)).mark, Mark::Ok);
+        let wrong_secret = check_acceptance(&Ok(401));
+        assert_eq!(wrong_secret.mark, Mark::Fail);
+        assert!(wrong_secret.detail.contains("another one"));
+        let broken = check_acceptance(&Ok(500));
+        assert_eq!(
+            broken.detail,
+            "answered 500 to an authenticated request, expected 200"
+        );
+    }
+
+    #[test]
+    fn an_endpoint_that_does_not_answer_in_time_is_unreachable_not_wrong() {
+        let slow = Err(ProbeError::Timeout(PROBE_TIMEOUT));
+        let finding = check_refusal(&slow);
+        assert_eq!(finding.mark, Mark::Unreachable);
+        assert_eq!(finding.detail, "not reached: no answer within 10s");
+        assert_eq!(check_acceptance(&slow).mark, Mark::Unreachable);
+    }
+
+    #[test]
+    fn the_menu_must_be_the_codes() {
+        let wanted = Ok(vec![command("start"), command("help")]);
+        let same = check_menu(&Ok(vec![command("start"), command("help")]), &wanted, true);
+        assert_eq!(
+            same,
+            finding(Mark::Ok, "menu", "/start /help (as in the code)")
+        );
+        let empty = check_menu(&Ok(vec![]), &wanted, false);
+        assert_eq!(
+            empty,
+            finding(
+                Mark::Fail,
+                "menu",
+                "Telegram shows (empty), the code has /start /help (run `bot commands set --no-memory`)"
+            )
+        );
+        let unserved = Err(ApiError::Http {
+            method: "getMyCommands",
+            status: 502,
+            retry_after: None,
+        });
+        assert_eq!(check_menu(&unserved, &wanted, true).mark, Mark::Fail);
+    }
+
+    #[test]
+    fn the_aws_error_shown_is_its_first_line() {
+        use std::os::unix::process::ExitStatusExt;
+        let status = std::process::ExitStatus::from_raw(254 << 8);
+        let stderr = b"\nAn error occurred (AccessDeniedException) when calling the DescribeStacks operation: User: x is not authorized\nmore\n";
+        assert_eq!(
+            first_line(stderr, status),
+            "An error occurred (AccessDeniedException) when calling the DescribeStacks operation: User: x is not authorized"
+        );
+        assert_eq!(first_line(b"", status), "exit status: 254");
+        assert_eq!(first_line(&[b'x'; 1000], status).len(), 300);
+    }
+}
