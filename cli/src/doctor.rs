@@ -309,15 +309,24 @@ impl ProbeError {
     }
 }
 
-/// reqwest reports a failed handshake as a connect error; tokio-rustls
-/// wraps the TLS error in an `InvalidData` I/O error. A bad certificate is
-/// a problem to fix, not an endpoint to wait for.
+/// reqwest reports a failed handshake as a connect error: an I/O error
+/// (kind Other) around tokio-rustls's `InvalidData` one around the TLS
+/// error. A bad certificate is a problem to fix, not an endpoint to wait
+/// for.
 fn is_tls(error: &reqwest::Error) -> bool {
+    fn invalid_data(io: &std::io::Error) -> bool {
+        // An I/O error's `source` skips the error it wraps: look inside.
+        io.kind() == std::io::ErrorKind::InvalidData
+            || io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<std::io::Error>())
+                .is_some_and(invalid_data)
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
     while let Some(cause) = source {
         if cause
             .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
+            .is_some_and(invalid_data)
         {
             return true;
         }
@@ -327,12 +336,15 @@ fn is_tls(error: &reqwest::Error) -> bool {
 }
 
 fn probe_failed(error: &ProbeError) -> Finding {
-    let mark = if error.unreachable() {
-        Mark::Unreachable
+    if error.unreachable() {
+        Finding::new(
+            Mark::Unreachable,
+            "endpoint",
+            format!("not reached: {}", Chain(error)),
+        )
     } else {
-        Mark::Fail
-    };
-    Finding::new(mark, "endpoint", format!("not reached: {}", Chain(error)))
+        Finding::new(Mark::Fail, "endpoint", Chain(error).to_string())
+    }
 }
 
 /// A request without the secret is refused, so nobody else can make the
@@ -502,8 +514,9 @@ async fn read_stack(name: &str, region: Option<&str>) -> Result<Stack, ReadStack
 /// Why the webhook secret stored with the stack could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("WebhookSecretParameter {name}: {source}")]
-    Read { name: String, source: AwsError },
+    // The cause is in the message, not a `source`, so it is shown once.
+    #[error("WebhookSecretParameter {name}: {error}")]
+    Read { name: String, error: AwsError },
     #[error("WebhookSecretParameter {name} does not hold a webhook secret")]
     Invalid {
         name: String,
@@ -529,9 +542,9 @@ async fn read_secret(name: &str, region: Option<&str>) -> Result<WebhookSecret, 
         region,
     )
     .await
-    .map_err(|source| SecretError::Read {
+    .map_err(|error| SecretError::Read {
         name: name.to_owned(),
-        source,
+        error,
     })?;
     let value = String::from_utf8_lossy(&value);
     WebhookSecret::parse(value.trim()).map_err(|source| SecretError::Invalid {
