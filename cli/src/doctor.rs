@@ -16,6 +16,8 @@ use telegram_lambda_bot::ssm::Ssm;
 use telegram_lambda_bot::telegram::{BotCommand, BotCommandError, Me, WebhookInfo};
 use telegram_lambda_bot::webhook::SECRET_HEADER;
 
+use crate::human_age;
+
 /// A delivery error younger than this is a problem now; an older one is
 /// history, since Telegram keeps the last error after delivery recovered.
 const RECENT_ERROR_SECS: i64 = 600;
@@ -434,10 +436,6 @@ fn menu_line(menu: &[BotCommand]) -> String {
         .map(|c| format!("/{}", c.command))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn human_age(seconds: i64) -> String {
-    crate::human_age(seconds)
 }
 
 /// Why an `aws` call gave nothing usable. Holds the first line of the
