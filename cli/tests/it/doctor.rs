@@ -125,58 +125,14 @@ async fn set_webhook(stand_in: &StandIn, url: &str) {
     stand_in.reset();
 }
 
-/// The menu `bot commands set` makes.
-fn code_menu(memory: bool) -> Value {
-    let bot = Bot::new(Some(USERNAME.to_owned())).with_memory(memory);
-    serde_json::to_value(BotCommand::menu(&bot.commands()).unwrap()).unwrap()
-}
-
-/// The stand-in's Bot API, with getMyCommands answered `menu`: the
-/// stand-in here does not serve getMyCommands yet (another branch adds
-/// it), and without it every run would fail on the menu. Everything else
-/// is passed through. Returns the base URL.
-async fn with_menu(stand_in: &StandIn, menu: Value) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let upstream = stand_in.base_url();
-    let http = reqwest::Client::new();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (upstream, http, menu) = (upstream.clone(), http.clone(), menu.clone());
-            let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                let (upstream, http, menu) = (upstream.clone(), http.clone(), menu.clone());
-                async move {
-                    let (parts, body) = request.into_parts();
-                    let body = body.collect().await.unwrap().to_bytes();
-                    let (status, answer): (u16, bytes::Bytes) =
-                        if parts.uri.path().ends_with("/getMyCommands") {
-                            (200, json!({"ok": true, "result": menu}).to_string().into())
-                        } else {
-                            let mut forward = http
-                                .post(format!("{upstream}{}", parts.uri.path()))
-                                .body(body);
-                            if let Some(kind) = parts.headers.get("content-type") {
-                                forward = forward.header("content-type", kind.as_bytes());
-                            }
-                            let answer = forward.send().await.unwrap();
-                            (answer.status().as_u16(), answer.bytes().await.unwrap())
-                        };
-                    let mut response = hyper::Response::new(Full::new(answer));
-                    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                    response.headers_mut().insert(
-                        "content-type",
-                        hyper::header::HeaderValue::from_static("application/json"),
-                    );
-                    Ok::<_, std::convert::Infallible>(response)
-                }
-            });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
-            );
-        }
-    });
-    format!("http://{addr}")
+/// Sets the menu `bot commands set` makes, as scripts/deploy does.
+async fn set_code_menu(stand_in: &StandIn) {
+    let bot = Bot::new(Some(USERNAME.to_owned())).with_memory(true);
+    let api = BotApi::new(&config(stand_in, &stand_in.base_url())).unwrap();
+    api.set_my_commands(&BotCommand::menu(&bot.commands()).unwrap())
+        .await
+        .unwrap();
+    stand_in.reset();
 }
 
 async fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
@@ -228,13 +184,13 @@ fn assert_no_secret(stand_in: &StandIn, output: &Output) {
 }
 
 /// A stand-in whose webhook is what `endpoint` makes, served on loopback,
-/// and the Bot API with the code's menu. Returns the webhook URL and the
-/// API's base URL.
+/// with the code's menu. Returns the webhook URL and the Bot API's base URL.
 async fn deployed(endpoint: fn(&StandIn) -> Endpoint) -> (StandIn, String, String) {
     let stand_in = StandIn::start(Default::default()).await.unwrap();
     let url = serve(endpoint(&stand_in)).await;
     set_webhook(&stand_in, &url).await;
-    let api = with_menu(&stand_in, code_menu(true)).await;
+    set_code_menu(&stand_in).await;
+    let api = stand_in.base_url();
     (stand_in, url, api)
 }
 
@@ -263,44 +219,37 @@ async fn a_healthy_bot_passes_every_check_and_the_probe_sends_nothing() {
     assert_eq!(stderr(&output), "");
     assert!(stand_in.sent_messages().is_empty());
     let methods: Vec<String> = stand_in.calls().iter().map(|c| c.method.clone()).collect();
-    assert_eq!(methods, ["getMe", "getWebhookInfo"]);
+    assert_eq!(methods, ["getMe", "getWebhookInfo", "getMyCommands"]);
     assert_no_secret(&stand_in, &output);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_menu_check_asks_telegram_for_its_menu() {
-    // Against the stand-in itself: until it serves getMyCommands, the line
-    // is only required to be there.
+async fn a_menu_that_is_not_the_codes_fails_and_says_how_to_fix_it() {
     let stand_in = StandIn::start(Default::default()).await.unwrap();
     let url = serve(function(&stand_in)).await;
     set_webhook(&stand_in, &url).await;
     let output = doctor(&stand_in, &stand_in.base_url(), &url).await;
-    let menu = line(&output, "menu");
-    assert!(
-        menu.starts_with("ok    menu: ") || menu.starts_with("FAIL  menu: getMyCommands: "),
-        "{menu}"
-    );
-    assert_eq!(stand_in.calls_to("getMyCommands").len(), 1);
-    for other in ["token", "webhook", "delivery", "endpoint"] {
-        assert!(
-            line(&output, other).starts_with("ok "),
-            "{}",
-            stdout(&output)
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_menu_that_is_not_the_codes_fails_and_says_how_to_fix_it() {
-    let (stand_in, url, _) = healthy().await;
-    let api = with_menu(&stand_in, json!([])).await;
-    let output = doctor(&stand_in, &api, &url).await;
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         line(&output, "menu"),
         "FAIL  menu: Telegram shows (empty), the code has /start /help /count /counter (run `bot commands set`)"
     );
     assert_eq!(stderr(&output), "bot: 1 check failed\n");
+    // A bot without memory has a shorter menu: the longer one is wrong too.
+    set_code_menu(&stand_in).await;
+    let no_memory = run(
+        &["--url", &url, "--no-memory"],
+        &[
+            ("TELEGRAM_BOT_TOKEN", stand_in.token()),
+            ("TELEGRAM_API_BASE_URL", &stand_in.base_url()),
+            ("TELEGRAM_WEBHOOK_SECRET", SECRET),
+        ],
+    )
+    .await;
+    assert_eq!(
+        line(&no_memory, "menu"),
+        "FAIL  menu: Telegram shows /start /help /count /counter, the code has /start /help (run `bot commands set --no-memory`)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
