@@ -4,6 +4,7 @@
 //! Parameter Store parameter `TELEGRAM_BOT_TOKEN_PARAMETER` names.
 
 mod chat;
+mod doctor;
 mod function;
 
 use clap::{Parser, Subcommand};
@@ -52,6 +53,25 @@ enum Command {
     /// from the commands `/help` lists.
     #[command(subcommand)]
     Commands(CommandsCommand),
+    /// Check the deployed bot from outside: the token, the webhook Telegram
+    /// has, its delivery errors, the endpoint's answers with and without the
+    /// secret, and the command menu. One line per check: ok, note or FAIL.
+    #[command(after_help = "\
+Reads the stack with `aws cloudformation describe-stacks` (or checks --url), \
+the token from TELEGRAM_BOT_TOKEN or the stack's BotTokenParameter, the \
+webhook secret from TELEGRAM_WEBHOOK_SECRET or the stack's \
+WebhookSecretParameter (`aws ssm get-parameter`).
+
+The endpoint gets two POSTs: one without the secret (expects 401) and one \
+with it whose JSON body is not an update (expects 200; the bot sends nothing).
+
+Exit status:
+  0  every check passed (notes are not problems)
+  1  a check failed, or the stack, token or secret could not be read
+  2  the arguments are wrong
+  3  the only problem: the endpoint was not reached (name not resolved, \
+connection refused or timed out), as a just-created endpoint can be")]
+    Doctor(doctor::DoctorArgs),
     /// Show the bot's own account (getMe): a check that the token works.
     Me {
         /// Print only the username, for scripts.
@@ -183,7 +203,7 @@ enum CommandError {
     MenuDiffers,
     #[error("cannot print the answer as JSON")]
     Json(#[from] serde_json::Error),
-    #[error("internal: `chat` is run before the configuration is read")]
+    #[error("internal: `chat` and `doctor` are run before the configuration is read")]
     ChatAfterSetup,
 }
 
@@ -214,6 +234,11 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(async move {
+        if let Command::Doctor(args) = cli.command {
+            // Reads its configuration itself: the stack tells where the
+            // token is.
+            return doctor::run(args).await;
+        }
         if let Command::Chat(args) = cli.command {
             // Needs no configuration: it brings its own Telegram.
             return match chat::run(args).await {
@@ -242,7 +267,7 @@ fn main() -> ExitCode {
                 show_commands(&config, &api, args).await
             }
             Command::Me { username } => me(&api, username).await,
-            Command::Chat(_) => Err(CommandError::ChatAfterSetup),
+            Command::Chat(_) | Command::Doctor(_) => Err(CommandError::ChatAfterSetup),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,7 @@
 
 mod chat;
 mod deploy;
+mod doctor;
 mod helpers;
 mod parameter_store;
 mod poll_command;

@@ -1,0 +1,593 @@
+//! `bot doctor` against the Telegram stand-in and the real webhook handler
+//! served on loopback, the stack read through a fake `aws`: each verdict,
+//! the exit status, and that neither the token nor the secret is shown.
+
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::Arc;
+use std::time::Duration;
+use telegram_lambda_bot::bot::{Bot, ALLOWED_UPDATES};
+use telegram_lambda_bot::client::BotApi;
+use telegram_lambda_bot::config::Config;
+use telegram_lambda_bot::telegram::{BotCommand, SetWebhook};
+use telegram_lambda_bot::webhook::{handle_event, Webhook};
+use telegram_stand_in::StandIn;
+use testkit::{stderr, stdout, Moto};
+
+const SECRET: &str = "doctor-test_secret-42";
+const USERNAME: &str = "EchoLambdaBot";
+
+/// What answers at the webhook URL.
+#[derive(Clone)]
+enum Endpoint {
+    /// The real handler, checking `SECRET`, with the bot's memory.
+    Function(Arc<Webhook>),
+    /// Something that answers this status to every request.
+    Status(u16),
+    /// Nothing: a loopback port where nothing listens.
+    Closed,
+}
+
+fn config(stand_in: &StandIn, base_url: &str) -> Config {
+    let vars = [
+        ("TELEGRAM_BOT_TOKEN", stand_in.token()),
+        ("TELEGRAM_API_BASE_URL", base_url),
+        ("TELEGRAM_WEBHOOK_SECRET", SECRET),
+        ("TELEGRAM_BOT_USERNAME", USERNAME),
+    ];
+    Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .unwrap()
+}
+
+fn function(stand_in: &StandIn) -> Endpoint {
+    let webhook = Webhook::new(&config(stand_in, &stand_in.base_url())).unwrap();
+    Endpoint::Function(Arc::new(webhook))
+}
+
+/// Serves `endpoint` over HTTP on loopback, each request made into the
+/// Function URL event Lambda would build. Returns the webhook URL.
+async fn serve(endpoint: Endpoint) -> String {
+    if let Endpoint::Closed = endpoint {
+        return closed_url().await;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let endpoint = endpoint.clone();
+            let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let endpoint = endpoint.clone();
+                async move {
+                    let status = match endpoint {
+                        Endpoint::Status(status) => status,
+                        Endpoint::Closed => unreachable!("nothing listens"),
+                        Endpoint::Function(webhook) => invoke(&webhook, request).await,
+                    };
+                    let mut response = hyper::Response::new(Full::new(bytes::Bytes::new()));
+                    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    format!("http://{addr}/webhook")
+}
+
+async fn invoke(webhook: &Webhook, request: hyper::Request<hyper::body::Incoming>) -> u16 {
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    let headers: serde_json::Map<String, Value> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap())))
+        .collect();
+    let event = json!({
+        "version": "2.0",
+        "rawPath": parts.uri.path(),
+        "headers": headers,
+        "requestContext": {"http": {"method": parts.method.as_str(), "path": parts.uri.path()}},
+        "body": String::from_utf8_lossy(&body),
+        "isBase64Encoded": false
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    handle_event(webhook, event, deadline).await.status()
+}
+
+/// A loopback URL where nothing listens.
+async fn closed_url() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}/webhook")
+}
+
+/// Points the stand-in's webhook at `url`, as scripts/deploy does.
+async fn set_webhook(stand_in: &StandIn, url: &str) {
+    let api = BotApi::new(&config(stand_in, &stand_in.base_url())).unwrap();
+    let request = SetWebhook {
+        url: url.to_owned(),
+        secret_token: Some(SECRET.to_owned()),
+        allowed_updates: Some(ALLOWED_UPDATES.iter().map(|k| k.to_string()).collect()),
+        ..SetWebhook::default()
+    };
+    api.set_webhook(&request).await.unwrap();
+    stand_in.reset();
+}
+
+/// Sets the menu `bot commands set` makes, as scripts/deploy does.
+async fn set_code_menu(stand_in: &StandIn) {
+    let bot = Bot::new(Some(USERNAME.to_owned())).with_memory(true);
+    let api = BotApi::new(&config(stand_in, &stand_in.base_url())).unwrap();
+    api.set_my_commands(&BotCommand::menu(&bot.commands()).unwrap())
+        .await
+        .unwrap();
+    stand_in.reset();
+}
+
+async fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_bot"));
+    command
+        .env_clear()
+        .arg("doctor")
+        .args(args)
+        .kill_on_drop(true);
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    tokio::time::timeout(Duration::from_secs(40), command.output())
+        .await
+        .expect("bot doctor finishes within 40 s")
+        .unwrap()
+}
+
+/// `bot doctor --url URL` with the token, Telegram at `api` and the secret.
+async fn doctor(stand_in: &StandIn, api: &str, url: &str) -> Output {
+    let envs = [
+        ("TELEGRAM_BOT_TOKEN", stand_in.token()),
+        ("TELEGRAM_API_BASE_URL", api),
+        ("TELEGRAM_WEBHOOK_SECRET", SECRET),
+    ];
+    run(&["--url", url], &envs).await
+}
+
+fn lines(output: &Output) -> Vec<String> {
+    stdout(output).lines().map(str::to_owned).collect()
+}
+
+/// The line of check `check` (`token`, `webhook`...); the first if several.
+fn line(output: &Output, check: &str) -> String {
+    let label = format!(" {check}: ");
+    lines(output)
+        .into_iter()
+        .find(|l| l.contains(&label))
+        .unwrap_or_else(|| panic!("no {check} line in:\n{}", stdout(output)))
+}
+
+/// Neither the token's secret part nor the webhook secret is shown.
+fn assert_no_secret(stand_in: &StandIn, output: &Output) {
+    let token_secret = stand_in.token().split(':').nth(1).unwrap();
+    for text in [stdout(output), stderr(output)] {
+        assert!(!text.contains(token_secret), "token shown:\n{text}");
+        assert!(!text.contains(SECRET), "webhook secret shown:\n{text}");
+    }
+}
+
+/// A stand-in whose webhook is what `endpoint` makes, served on loopback,
+/// with the code's menu. Returns the webhook URL and the Bot API's base URL.
+async fn deployed(endpoint: fn(&StandIn) -> Endpoint) -> (StandIn, String, String) {
+    let stand_in = StandIn::start(Default::default()).await.unwrap();
+    let url = serve(endpoint(&stand_in)).await;
+    set_webhook(&stand_in, &url).await;
+    set_code_menu(&stand_in).await;
+    let api = stand_in.base_url();
+    (stand_in, url, api)
+}
+
+/// [`deployed`] with the real function.
+async fn healthy() -> (StandIn, String, String) {
+    deployed(function).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_bot_passes_every_check_and_the_probe_sends_nothing() {
+    let (stand_in, url, api) = healthy().await;
+    let output = doctor(&stand_in, &api, &url).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        lines(&output),
+        [
+            "ok    token: @EchoLambdaBot (id 123456789)".to_owned(),
+            format!("ok    webhook: {url} (updates callback_query, message)"),
+            "ok    delivery: 0 pending, no delivery error".to_owned(),
+            "ok    endpoint: refuses a request without the secret (401)".to_owned(),
+            "ok    endpoint: accepts an authenticated request that is not an update (200)"
+                .to_owned(),
+            "ok    menu: /start /help /count /counter (as in the code)".to_owned(),
+        ]
+    );
+    assert_eq!(stderr(&output), "");
+    assert!(stand_in.sent_messages().is_empty());
+    let methods: Vec<String> = stand_in.calls().iter().map(|c| c.method.clone()).collect();
+    assert_eq!(methods, ["getMe", "getWebhookInfo", "getMyCommands"]);
+    assert_no_secret(&stand_in, &output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_menu_that_is_not_the_codes_fails_and_says_how_to_fix_it() {
+    let stand_in = StandIn::start(Default::default()).await.unwrap();
+    let url = serve(function(&stand_in)).await;
+    set_webhook(&stand_in, &url).await;
+    let output = doctor(&stand_in, &stand_in.base_url(), &url).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        line(&output, "menu"),
+        "FAIL  menu: Telegram shows (empty), the code has /start /help /count /counter (run `bot commands set`)"
+    );
+    assert_eq!(stderr(&output), "bot: 1 check failed\n");
+    // A bot without memory has a shorter menu: the longer one is wrong too.
+    set_code_menu(&stand_in).await;
+    let no_memory = run(
+        &["--url", &url, "--no-memory"],
+        &[
+            ("TELEGRAM_BOT_TOKEN", stand_in.token()),
+            ("TELEGRAM_API_BASE_URL", &stand_in.base_url()),
+            ("TELEGRAM_WEBHOOK_SECRET", SECRET),
+        ],
+    )
+    .await;
+    assert_eq!(
+        line(&no_memory, "menu"),
+        "FAIL  menu: Telegram shows /start /help /count /counter, the code has /start /help (run `bot commands set --no-memory`)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_set_to_another_url_fails() {
+    let (stand_in, url, api) = healthy().await;
+    let elsewhere = closed_url().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // one setWebhook a second
+    set_webhook(&stand_in, &elsewhere).await;
+    let output = doctor(&stand_in, &api, &url).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert_eq!(
+        line(&output, "webhook"),
+        format!("FAIL  webhook: Telegram has {elsewhere}, expected {url} (scripts/deploy sets it)")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recent_delivery_error_fails_and_an_old_one_is_a_note() {
+    let (stand_in, url, api) = healthy().await;
+    stand_in.record_delivery_error("Wrong response from the webhook: 502 Bad Gateway", 300);
+    let recent = doctor(&stand_in, &api, &url).await;
+    assert_eq!(recent.status.code(), Some(1), "{}", stdout(&recent));
+    assert_eq!(
+        line(&recent, "delivery"),
+        "FAIL  delivery: 0 pending; last error 5 min ago: Wrong response from the webhook: 502 Bad Gateway"
+    );
+    stand_in.record_delivery_error("Wrong response from the webhook: 502 Bad Gateway", 3 * 3600);
+    let old = doctor(&stand_in, &api, &url).await;
+    assert_eq!(old.status.code(), Some(0), "{}", stdout(&old));
+    assert_eq!(
+        line(&old, "delivery"),
+        "note  delivery: 0 pending; last error 3 h ago (old): Wrong response from the webhook: 502 Bad Gateway"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_does_not_check_the_secret_fails() {
+    let (stand_in, open, api) = deployed(|_| Endpoint::Status(200)).await;
+    let output = doctor(&stand_in, &api, &open).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        line(&output, "endpoint"),
+        "FAIL  endpoint: accepted a request without the secret (200): anyone can post updates"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_answers_500_fails() {
+    let (stand_in, broken, api) = deployed(|_| Endpoint::Status(500)).await;
+    let output = doctor(&stand_in, &api, &broken).await;
+    assert_eq!(output.status.code(), Some(1));
+    let endpoint: Vec<String> = lines(&output)
+        .into_iter()
+        .filter(|l| l.contains(" endpoint: "))
+        .collect();
+    assert_eq!(
+        endpoint,
+        [
+            "FAIL  endpoint: answered 500 to a request without the secret, expected 401",
+            "FAIL  endpoint: answered 500 to an authenticated request, expected 200",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_not_reached_is_exit_3_when_nothing_else_is_wrong() {
+    let (stand_in, closed, api) = deployed(|_| Endpoint::Closed).await;
+    let output = doctor(&stand_in, &api, &closed).await;
+    assert_eq!(output.status.code(), Some(3), "{}", stdout(&output));
+    let endpoint = line(&output, "endpoint");
+    assert!(
+        endpoint.starts_with("FAIL  endpoint: not reached: could not connect"),
+        "{endpoint}"
+    );
+    // One line: the authenticated request would only say so again.
+    assert_eq!(stdout(&output).matches(" endpoint: ").count(), 1);
+    assert!(
+        stderr(&output).contains(&format!("run `bot doctor --url {closed}` later")),
+        "{}",
+        stderr(&output)
+    );
+    // With another problem besides, it is a plain failure.
+    stand_in.record_delivery_error("Connection refused", 10);
+    let worse = doctor(&stand_in, &api, &closed).await;
+    assert_eq!(worse.status.code(), Some(1));
+}
+
+/// A fake `aws`: logs its arguments; answers describe-stacks with the file
+/// FAKE_STACK and get-parameter with FAKE_SECRET; fails the call FAKE_FAIL
+/// names as AWS does when access is denied.
+const FAKE_AWS: &str = r#"#!/usr/bin/env bash
+echo "aws $*" >> "$FAKE_LOG"
+call="$1 $2"
+if [[ "aws $call" == "${FAKE_FAIL:-}" ]]; then
+  echo "" >&2
+  echo "An error occurred (AccessDeniedException) when calling the operation: User: arn:aws:iam::123456789012:user/ci is not authorized" >&2
+  echo "second line" >&2
+  exit 254
+fi
+case "$call" in
+  "cloudformation describe-stacks") cat "$FAKE_STACK" ;;
+  "ssm get-parameter") echo "$FAKE_SECRET" ;;
+  *) echo "unexpected: aws $*" >&2; exit 2 ;;
+esac
+"#;
+
+struct FakeAws {
+    dir: PathBuf,
+}
+
+impl FakeAws {
+    /// The fake, and the stack it describes with these outputs.
+    fn new(outputs: &[(&str, &str)]) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "doctor-fakes-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let aws = dir.join("aws");
+        std::fs::write(&aws, FAKE_AWS).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&aws, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let outputs: Vec<Value> = outputs
+            .iter()
+            .map(|(k, v)| json!({"OutputKey": k, "OutputValue": v}))
+            .collect();
+        let stack = json!({"Stacks": [{"StackName": "telegram-bot", "Outputs": outputs}]});
+        std::fs::write(dir.join("stack.json"), stack.to_string()).unwrap();
+        std::fs::write(dir.join("calls.log"), "").unwrap();
+        FakeAws { dir }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("PATH", format!("{}:/usr/bin:/bin", self.dir.display())),
+            ("FAKE_LOG", self.dir.join("calls.log").display().to_string()),
+            (
+                "FAKE_STACK",
+                self.dir.join("stack.json").display().to_string(),
+            ),
+            ("FAKE_SECRET", SECRET.to_owned()),
+        ]
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("calls.log")).unwrap()
+    }
+}
+
+impl Drop for FakeAws {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The outputs scripts/deploy's stack has, with the webhook at `url`.
+fn outputs(url: &str, username: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("WebhookUrl", url.to_owned()),
+        (
+            "FunctionName",
+            "telegram-bot-WebhookFunction-1A2B".to_owned(),
+        ),
+        (
+            "MemoryTableName",
+            "telegram-bot-MemoryTable-3C4D".to_owned(),
+        ),
+        ("BotUsername", username.to_owned()),
+        ("BotTokenParameter", "/telegram-bot/bot-token".to_owned()),
+        (
+            "WebhookSecretParameter",
+            "/telegram-bot/webhook-secret".to_owned(),
+        ),
+    ]
+}
+
+/// `bot doctor` reading the stack through `fake`, with `envs` besides.
+async fn doctor_with_stack(fake: &FakeAws, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let fake_env = fake.env();
+    let mut all: Vec<(&str, &str)> = fake_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    all.extend_from_slice(envs);
+    run(args, &all).await
+}
+
+fn fake_for(url: &str, username: &str) -> FakeAws {
+    let outputs = outputs(url, username);
+    let outputs: Vec<(&str, &str)> = outputs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    FakeAws::new(&outputs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stack_gives_the_url_the_bot_and_the_stored_secret() {
+    let (stand_in, url, api) = healthy().await;
+    let fake = fake_for(&url, USERNAME);
+    let output = doctor_with_stack(
+        &fake,
+        &["--stack-name", "telegram-bot", "--region", "eu-west-1"],
+        &[
+            ("TELEGRAM_BOT_TOKEN", stand_in.token()),
+            ("TELEGRAM_API_BASE_URL", &api),
+        ],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let lines = lines(&output);
+    assert_eq!(
+        lines[0],
+        "ok    stack: telegram-bot, function telegram-bot-WebhookFunction-1A2B, memory on"
+    );
+    assert!(lines.iter().all(|l| l.starts_with("ok    ")), "{lines:#?}");
+    assert_eq!(lines.len(), 7);
+    assert_eq!(
+        fake.log(),
+        "aws cloudformation describe-stacks --stack-name telegram-bot --output json --region eu-west-1\n\
+         aws ssm get-parameter --name /telegram-bot/webhook-secret --with-decryption --query Parameter.Value --output text --region eu-west-1\n"
+    );
+    assert_no_secret(&stand_in, &output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_of_another_bot_than_the_stacks_fails() {
+    let (stand_in, url, api) = healthy().await;
+    let fake = fake_for(&url, "OtherBot");
+    let output = doctor_with_stack(
+        &fake,
+        &[],
+        &[
+            ("TELEGRAM_BOT_TOKEN", stand_in.token()),
+            ("TELEGRAM_API_BASE_URL", &api),
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        line(&output, "token"),
+        "FAIL  token: it is @EchoLambdaBot's, but the stack is for @OtherBot"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_refusing_to_describe_the_stack_is_named_and_nothing_else_runs() {
+    let (stand_in, url, api) = healthy().await;
+    let fake = fake_for(&url, USERNAME);
+    let output = doctor_with_stack(
+        &fake,
+        &["--stack-name", "my-bot"],
+        &[
+            ("TELEGRAM_BOT_TOKEN", stand_in.token()),
+            ("TELEGRAM_API_BASE_URL", &api),
+            ("FAKE_FAIL", "aws cloudformation describe-stacks"),
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stdout(&output),
+        "FAIL  stack: my-bot: aws cloudformation describe-stacks failed: An error occurred \
+         (AccessDeniedException) when calling the operation: User: \
+         arn:aws:iam::123456789012:user/ci is not authorized\n"
+    );
+    assert!(stand_in.calls().is_empty());
+    assert_no_secret(&stand_in, &output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_that_cannot_be_read_fails_the_authenticated_probe_only() {
+    let (stand_in, url, api) = healthy().await;
+    let fake = fake_for(&url, USERNAME);
+    let output = doctor_with_stack(
+        &fake,
+        &[],
+        &[
+            ("TELEGRAM_BOT_TOKEN", stand_in.token()),
+            ("TELEGRAM_API_BASE_URL", &api),
+            ("FAKE_FAIL", "aws ssm get-parameter"),
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    let endpoint: Vec<String> = lines(&output)
+        .into_iter()
+        .filter(|l| l.contains(" endpoint: "))
+        .collect();
+    assert_eq!(
+        endpoint,
+        [
+            "ok    endpoint: refuses a request without the secret (401)",
+            "FAIL  endpoint: authenticated request not tried: WebhookSecretParameter \
+             /telegram-bot/webhook-secret: aws ssm get-parameter failed: An error occurred \
+             (AccessDeniedException) when calling the operation: User: \
+             arn:aws:iam::123456789012:user/ci is not authorized",
+        ]
+    );
+    assert_no_secret(&stand_in, &output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_is_read_from_the_stacks_parameter_as_the_function_reads_it() {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    let (stand_in, url, api) = healthy().await;
+    moto.put_secure_string("/telegram-bot/bot-token", stand_in.token())
+        .await;
+    let fake = fake_for(&url, USERNAME);
+    let moto_env = moto.env();
+    let mut envs: Vec<(&str, &str)> = moto_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    envs.push(("TELEGRAM_API_BASE_URL", &api));
+    let output = doctor_with_stack(&fake, &[], &envs).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert_eq!(
+        line(&output, "token"),
+        "ok    token: @EchoLambdaBot (id 123456789)"
+    );
+    assert_no_secret(&stand_in, &output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_whose_certificate_is_not_trusted_fails_rather_than_waits() {
+    let (stand_in, _, api) = healthy().await;
+    // Any HTTPS server with a certificate from no trusted authority.
+    let (untrusted, _ca) = StandIn::start_tls(Default::default()).await.unwrap();
+    let url = format!("{}/webhook", untrusted.base_url());
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let output = doctor(&stand_in, &api, &url).await;
+    assert_eq!(output.status.code(), Some(1));
+    let endpoint = line(&output, "endpoint");
+    assert!(
+        endpoint.starts_with("FAIL  endpoint: the TLS handshake failed"),
+        "{endpoint}{}",
+        stderr(&output)
+    );
+    assert!(untrusted.calls().is_empty());
+}
