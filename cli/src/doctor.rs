@@ -50,6 +50,12 @@ pub struct DoctorArgs {
     /// commands that need memory.
     #[arg(long, requires = "url")]
     no_memory: bool,
+    /// Count only delivery errors dated at or after this time (Unix
+    /// seconds) as failures: scripts/deploy passes its setWebhook's time,
+    /// since Telegram keeps an older error across a setWebhook that
+    /// changes nothing. Without it, an error of the last 10 minutes fails.
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    errors_since: Option<i64>,
 }
 
 /// How a check came out.
@@ -246,8 +252,9 @@ pub fn check_webhook(info: &WebhookInfo, expected_url: &str) -> Finding {
     }
 }
 
-/// Updates reach the function: no delivery error lately.
-pub fn check_delivery(info: &WebhookInfo, now: i64) -> Finding {
+/// Updates reach the function: no delivery error lately, or none since
+/// `since`.
+pub fn check_delivery(info: &WebhookInfo, now: i64, since: Option<i64>) -> Finding {
     let pending = format!("{} pending", info.pending_update_count);
     let Some(date) = info.last_error_date else {
         return Finding::new(
@@ -258,7 +265,11 @@ pub fn check_delivery(info: &WebhookInfo, now: i64) -> Finding {
     };
     let age = now.saturating_sub(date);
     let message = info.last_error_message.as_deref().unwrap_or("(no message)");
-    if age < RECENT_ERROR_SECS {
+    let recent = match since {
+        Some(since) => date >= since,
+        None => age < RECENT_ERROR_SECS,
+    };
+    if recent {
         Finding::new(
             Mark::Fail,
             "delivery",
@@ -716,7 +727,7 @@ async fn check(args: &DoctorArgs, report: &mut Report) {
     match api.get_webhook_info().await {
         Ok(info) => {
             report.add(check_webhook(&info, &target.url));
-            report.add(check_delivery(&info, unix_now()));
+            report.add(check_delivery(&info, unix_now(), args.errors_since));
         }
         Err(error) => report.add(Finding::new(
             Mark::Fail,
@@ -955,21 +966,24 @@ mod tests {
         let mut info = info("https://abc.example/webhook", ALLOWED_UPDATES);
         info.pending_update_count = 3;
         assert_eq!(
-            check_delivery(&info, now),
+            check_delivery(&info, now, None),
             finding(Mark::Ok, "delivery", "3 pending, no delivery error")
         );
         info.last_error_message = Some("Wrong response from the webhook: 502 Bad Gateway".into());
         info.last_error_date = Some(now - 300);
         assert_eq!(
-            check_delivery(&info, now),
+            check_delivery(&info, now, None),
             finding(
                 Mark::Fail,
                 "delivery",
                 "3 pending; last error 5 min ago: Wrong response from the webhook: 502 Bad Gateway"
             )
         );
+        // After a deploy, only errors since its setWebhook count.
+        assert_eq!(check_delivery(&info, now, Some(now - 60)).mark, Mark::Note);
+        assert_eq!(check_delivery(&info, now, Some(now - 300)).mark, Mark::Fail);
         info.last_error_date = Some(now - 600);
-        let old = check_delivery(&info, now);
+        let old = check_delivery(&info, now, None);
         assert_eq!(old.mark, Mark::Note);
         assert_eq!(
             old.detail,

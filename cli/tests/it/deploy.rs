@@ -9,8 +9,6 @@ use std::time::Duration;
 use telegram_stand_in::{Options, StandIn};
 use testkit::stderr;
 
-const URL: &str = "https://abc123.execute-api.eu-west-1.amazonaws.com/webhook";
-
 /// A fake `aws` that keeps a Parameter Store in a directory ($FAKE_SSM: one
 /// file per parameter, "version value"), logs its arguments (and what a
 /// file:// value holds), and fails as the real CLI does: exit 254 and
@@ -42,6 +40,7 @@ while [[ $# -gt 0 ]]; do
     --name) name="$2"; shift ;;
     --value) value="$(cat "${2#file://}")"; shift ;;
     --query) query="$2"; shift ;;
+    --stack-name) name="$2"; shift ;;
   esac
   shift
 done
@@ -67,7 +66,23 @@ case "$call" in
     [[ -f "$file" ]] || fail ParameterNotFound ""
     rm "$file" ;;
   "cloudformation describe-stacks")
-    if [[ "$query" == *MemoryTableName* ]]; then echo "${FAKE_TABLE:-telegram-bot-MemoryTable-1A2B3C}"; else echo "$FAKE_URL"; fi ;;
+    overrides="$(cat "$FAKE_SSM/../overrides" 2>/dev/null || true)"
+    parameter() { tr ' ' '\n' <<< "$overrides" | sed -n "s|^$1=||p"; }
+    table="${FAKE_TABLE:-telegram-bot-MemoryTable-1A2B3C}"
+    if [[ "$query" == *MemoryTableName* ]]; then echo "$table"
+    elif [[ "$query" == *WebhookUrl* ]]; then echo "$FAKE_URL"
+    else
+      [[ "$(parameter Memory)" == Off ]] && table=""
+      cat <<JSON
+{"Stacks": [{"StackName": "$name", "Outputs": [
+  {"OutputKey": "WebhookUrl", "OutputValue": "$FAKE_URL"},
+  {"OutputKey": "FunctionName", "OutputValue": "telegram-bot-WebhookFunction-1A2B"},
+  {"OutputKey": "BotUsername", "OutputValue": "$(parameter BotUsername)"},
+  {"OutputKey": "BotTokenParameter", "OutputValue": "$(parameter BotTokenParameter)"},
+  {"OutputKey": "WebhookSecretParameter", "OutputValue": "$(parameter WebhookSecretParameter)"}
+  $([[ -n "$table" ]] && echo ", {\"OutputKey\": \"MemoryTableName\", \"OutputValue\": \"$table\"}")]}]}
+JSON
+    fi ;;
 esac
 "#;
 
@@ -77,7 +92,10 @@ echo "sam $*" >> "$FAKE_LOG"
 if [[ -n "${FAKE_FAIL:-}" && "sam $1" == "$FAKE_FAIL" ]]; then echo "Error: Build Failed" >&2; exit 1; fi
 if [[ "$1" == deploy ]]; then
   while [[ $# -gt 0 ]]; do
-    if [[ "$1" == --config-file ]]; then grep parameter_overrides "$2" | sed 's/^/  /' >> "$FAKE_LOG"; fi
+    if [[ "$1" == --config-file ]]; then
+      grep parameter_overrides "$2" | sed 's/^/  /' >> "$FAKE_LOG"
+      grep parameter_overrides "$2" | sed 's/^parameter_overrides = //' | tr -d '\\"' > "$FAKE_SSM/../overrides"
+    fi
     shift
   done
 fi
@@ -92,6 +110,58 @@ struct Fakes {
     dir: PathBuf,
     log: PathBuf,
     ssm: PathBuf,
+    /// The deployed function's endpoint, on loopback (the stack's
+    /// WebhookUrl): it answers as the function does at its door.
+    url: String,
+}
+
+/// Serves the door of the deployed function on loopback: 200 to a POST
+/// carrying the secret stored at /<stack>/webhook-secret in `ssm` (the one
+/// the function would read), 401 to anything else. Ends with the test
+/// process; each connection is one request.
+fn serve_endpoint(ssm: PathBuf) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/webhook", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(&stream);
+            let mut secret = None;
+            let mut length = 0usize;
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                let lower = line.to_ascii_lowercase();
+                if let Some(value) = lower.strip_prefix("x-telegram-bot-api-secret-token:") {
+                    secret = Some(line[line.len() - value.len()..].trim().to_owned());
+                }
+                if let Some(value) = lower.strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            let _ = std::io::Read::read_exact(&mut reader, &mut body);
+            let stored = std::fs::read_dir(&ssm)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|f| f.file_name().to_string_lossy().ends_with("%webhook-secret"))
+                .filter_map(|f| std::fs::read_to_string(f.path()).ok())
+                .filter_map(|text| text.trim_end().split_once(' ').map(|(_, v)| v.to_owned()))
+                .next();
+            let status = if secret.is_some() && secret == stored {
+                "200 OK"
+            } else {
+                "401 Unauthorized"
+            };
+            let _ = write!(
+                &stream,
+                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    url
 }
 
 fn fakes(tools: &[(&str, &str)]) -> Fakes {
@@ -114,7 +184,8 @@ fn fakes(tools: &[(&str, &str)]) -> Fakes {
     std::fs::write(&log, "").unwrap();
     let ssm = dir.join("ssm");
     std::fs::create_dir_all(&ssm).unwrap();
-    Fakes { dir, log, ssm }
+    let url = serve_endpoint(ssm.clone());
+    Fakes { dir, log, ssm, url }
 }
 
 impl Fakes {
@@ -161,7 +232,7 @@ async fn deploy(fakes: &Fakes, stand_in: &StandIn, args: &[&str], envs: &[(&str,
         .env("PATH", format!("{}:/usr/bin:/bin", fakes.dir.display()))
         .env("FAKE_LOG", &fakes.log)
         .env("FAKE_SSM", &fakes.ssm)
-        .env("FAKE_URL", URL)
+        .env("FAKE_URL", &fakes.url)
         .env("BOT_BIN", env!("CARGO_BIN_EXE_bot"))
         .env("TELEGRAM_API_BASE_URL", stand_in.base_url())
         .env("DEPLOY_VERIFY_WAIT", "0")
@@ -177,8 +248,14 @@ async fn deploy(fakes: &Fakes, stand_in: &StandIn, args: &[&str], envs: &[(&str,
 
 const TOKEN_PARAMETER: &str = "/telegram-bot/bot-token";
 const SECRET_PARAMETER: &str = "/telegram-bot/webhook-secret";
-/// A secret as a deploy generates one: 48 random characters.
-const STORED_SECRET: &str = "q8Zr-2vKx_7TmW4nYb0sLc9HdJ3fGpXe6AuRk1NiVoQyE5Bw";
+/// A secret as a deploy generates one: 48 random characters. Made afresh:
+/// any text of this repository counts as public, so the deploy would
+/// rightly warn about a constant written here.
+fn stored_secret() -> String {
+    std::iter::repeat_with(fastrand::alphanumeric)
+        .take(48)
+        .collect()
+}
 
 /// The command lines of the log, without the file values under them.
 fn commands(log: &str) -> Vec<&str> {
@@ -256,7 +333,12 @@ async fn a_first_deploy_stores_the_token_and_a_new_secret_then_deploys_and_check
         lines[8].starts_with("aws cloudformation describe-stacks --stack-name telegram-bot"),
         "{log}"
     );
-    assert_eq!(lines.len(), 9, "{log}");
+    // The doctor reads the stack it checks.
+    assert_eq!(
+        lines[9],
+        "aws cloudformation describe-stacks --stack-name telegram-bot --output json --region eu-west-1"
+    );
+    assert_eq!(lines.len(), 10, "{log}");
     assert_no_secret_shown(&fakes, &output, &[&secret, &token]);
     let methods: Vec<String> = stand_in.calls().iter().map(|c| c.method.clone()).collect();
     assert_eq!(
@@ -266,13 +348,16 @@ async fn a_first_deploy_stores_the_token_and_a_new_secret_then_deploys_and_check
             "setWebhook",
             "getMyCommands",
             "setMyCommands",
-            "getWebhookInfo"
+            // The doctor's checks.
+            "getMe",
+            "getWebhookInfo",
+            "getMyCommands"
         ]
     );
     assert_eq!(
         stand_in.calls_to("setWebhook")[0],
         json!({
-            "url": URL, "secret_token": secret, "allowed_updates": ["message", "callback_query"],
+            "url": fakes.url, "secret_token": secret, "allowed_updates": ["message", "callback_query"],
             "max_connections": 40, "drop_pending_updates": false
         })
     );
@@ -286,10 +371,11 @@ async fn a_first_deploy_stores_the_token_and_a_new_secret_then_deploys_and_check
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redeploy_keeps_what_is_stored_and_takes_the_options() {
+    let stored_secret = stored_secret();
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let fakes = all_fakes();
     fakes.store("/my-bot/bot-token", 3, stand_in.token());
-    fakes.store("/my-bot/webhook-secret", 2, STORED_SECRET);
+    fakes.store("/my-bot/webhook-secret", 2, &stored_secret);
     let args = [
         "--stack-name",
         "my-bot",
@@ -298,7 +384,7 @@ async fn a_redeploy_keeps_what_is_stored_and_takes_the_options() {
         "--architecture",
         "x86_64",
         "--bot-username",
-        "MyBot",
+        "EchoLambdaBot",
         "--drop-pending-updates",
         "--reserved-concurrency",
         "20",
@@ -319,14 +405,15 @@ async fn a_redeploy_keeps_what_is_stored_and_takes_the_options() {
         log.contains("sam build --parameter-overrides Architecture=x86_64\n"),
         "{log}"
     );
-    assert!(log.contains("EndpointType=\\\"FunctionUrl\\\" BotTokenParameter=\\\"/my-bot/bot-token\\\" BotUsername=\\\"MyBot\\\" ReservedConcurrency=\\\"20\\\" Memory=\\\"Off\\\" WebhookSecretParameter=\\\"/my-bot/webhook-secret\\\" BotTokenVersion=\\\"3\\\" WebhookSecretVersion=\\\"2\\\""), "{log}");
+    assert!(log.contains("EndpointType=\\\"FunctionUrl\\\" BotTokenParameter=\\\"/my-bot/bot-token\\\" BotUsername=\\\"EchoLambdaBot\\\" ReservedConcurrency=\\\"20\\\" Memory=\\\"Off\\\" WebhookSecretParameter=\\\"/my-bot/webhook-secret\\\" BotTokenVersion=\\\"3\\\" WebhookSecretVersion=\\\"2\\\""), "{log}");
     let set = &stand_in.calls_to("setWebhook")[0];
-    assert_eq!(set["secret_token"], STORED_SECRET);
+    assert_eq!(set["secret_token"], stored_secret.as_str());
     assert_eq!(set["drop_pending_updates"], true);
     assert_eq!(set["max_connections"], 20, "never more than the executions");
-    assert!(
-        stand_in.calls_to("getMe").is_empty(),
-        "the username was given"
+    assert_eq!(
+        stand_in.calls_to("getMe").len(),
+        1,
+        "the username was given: only the doctor's check asks"
     );
     let menu: Vec<String> = stand_in
         .commands()
@@ -334,7 +421,7 @@ async fn a_redeploy_keeps_what_is_stored_and_takes_the_options() {
         .map(|c| c.command.clone())
         .collect();
     assert_eq!(menu, ["start", "help"], "no /counter without a store");
-    assert_no_secret_shown(&fakes, &output, &[STORED_SECRET, stand_in.token()]);
+    assert_no_secret_shown(&fakes, &output, &[&stored_secret, stand_in.token()]);
 
     // Again, with nothing changed: the menu is not set again.
     let output = deploy(&fakes, &stand_in, &args, &[]).await;
@@ -349,10 +436,11 @@ async fn a_redeploy_keeps_what_is_stored_and_takes_the_options() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_connections_is_capped_at_telegrams_100() {
+    let stored_secret = stored_secret();
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let fakes = all_fakes();
     fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
-    fakes.store(SECRET_PARAMETER, 1, STORED_SECRET);
+    fakes.store(SECRET_PARAMETER, 1, &stored_secret);
     let output = deploy(&fakes, &stand_in, &["--reserved-concurrency", "500"], &[]).await;
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stand_in.calls_to("setWebhook")[0]["max_connections"], 100);
@@ -360,6 +448,7 @@ async fn max_connections_is_capped_at_telegrams_100() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_read_of_a_stored_secret_stops_the_deploy_before_any_change() {
+    let stored_secret = stored_secret();
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let token = stand_in.token().to_owned();
     for (code, on, shown) in [
@@ -377,7 +466,7 @@ async fn a_failed_read_of_a_stored_secret_stops_the_deploy_before_any_change() {
     ] {
         let fakes = all_fakes();
         fakes.store(TOKEN_PARAMETER, 1, &token);
-        fakes.store(SECRET_PARAMETER, 1, STORED_SECRET);
+        fakes.store(SECRET_PARAMETER, 1, &stored_secret);
         let output = deploy(
             &fakes,
             &stand_in,
@@ -405,9 +494,9 @@ async fn a_failed_read_of_a_stored_secret_stops_the_deploy_before_any_change() {
         );
         assert_eq!(
             fakes.stored(SECRET_PARAMETER),
-            Some((1, STORED_SECRET.to_owned()))
+            Some((1, stored_secret.clone()))
         );
-        assert_no_secret_shown(&fakes, &output, &[STORED_SECRET, &token]);
+        assert_no_secret_shown(&fakes, &output, &[&stored_secret, &token]);
     }
     assert!(stand_in.calls().is_empty(), "Telegram was not called");
 }
@@ -429,6 +518,7 @@ async fn no_stored_token_without_store_token_is_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shell_token_of_another_bot_stops_the_deploy_naming_both_ids() {
+    let stored_secret = stored_secret();
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let stored = stand_in.token().to_owned();
     let stored_id = stored.split(':').next().unwrap().to_owned();
@@ -444,7 +534,7 @@ async fn a_shell_token_of_another_bot_stops_the_deploy_naming_both_ids() {
     ] {
         let fakes = all_fakes();
         fakes.store(TOKEN_PARAMETER, 1, &stored);
-        fakes.store(SECRET_PARAMETER, 1, STORED_SECRET);
+        fakes.store(SECRET_PARAMETER, 1, &stored_secret);
         let output = deploy(&fakes, &stand_in, &[], &[("TELEGRAM_BOT_TOKEN", &shell)]).await;
         assert_eq!(output.status.code(), Some(1));
         assert!(stderr(&output).contains(&expected), "{}", stderr(&output));
@@ -586,6 +676,7 @@ async fn store_token_needs_a_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_error_after_deploy_fails_loudly() {
+    let stored_secret = stored_secret();
     let stand_in = std::sync::Arc::new(StandIn::start(Options::default()).await.unwrap());
     let fakes = all_fakes();
     let token = stand_in.token().to_owned();
@@ -605,29 +696,32 @@ async fn a_delivery_error_after_deploy_fails_loudly() {
         })
     };
     fakes.store(TOKEN_PARAMETER, 1, &token);
-    fakes.store(SECRET_PARAMETER, 1, STORED_SECRET);
+    fakes.store(SECRET_PARAMETER, 1, &stored_secret);
     let output = deploy(&fakes, &stand_in, &[], &[("DEPLOY_VERIFY_WAIT", "1")]).await;
     watcher.await.unwrap();
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
+    let printed = String::from_utf8_lossy(&output.stdout);
     assert!(
-        err.contains("Wrong response from the webhook: 500 Internal Server Error"),
-        "{err}"
+        printed.contains("FAIL  delivery: 0 pending; last error ")
+            && printed.contains("Wrong response from the webhook: 500 Internal Server Error"),
+        "{printed}"
     );
     assert!(
-        err.contains("deploy: Telegram reports a problem with the webhook"),
+        err.contains("deploy: the deployed bot is not healthy (see above)"),
         "{err}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_from_before_this_deploy_is_a_note_not_a_failure() {
+    let stored_secret = stored_secret();
     // Telegram keeps the last error across a setWebhook that changes
     // nothing: the one from a broken deploy an hour ago is history.
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let fakes = all_fakes();
     fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
-    fakes.store(SECRET_PARAMETER, 1, STORED_SECRET);
+    fakes.store(SECRET_PARAMETER, 1, &stored_secret);
     let output = deploy(&fakes, &stand_in, &[], &[]).await;
     assert!(output.status.success(), "{}", stderr(&output));
     stand_in.record_delivery_error("Wrong response from the webhook: 502 Bad Gateway", 3600);
@@ -635,13 +729,7 @@ async fn an_error_from_before_this_deploy_is_a_note_not_a_failure() {
     assert!(output.status.success(), "{}", stderr(&output));
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(
-        printed.contains(
-            "Last error:      60 min ago: Wrong response from the webhook: 502 Bad Gateway"
-        ),
-        "{printed}"
-    );
-    assert!(
-        printed.contains("Note: the last error is older than this deploy"),
+        printed.contains("note  delivery: 0 pending; last error 60 min ago (old): Wrong response from the webhook: 502 Bad Gateway"),
         "{printed}"
     );
 }
