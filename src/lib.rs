@@ -18,6 +18,7 @@
 //! - [`config`]: configuration from the environment, and start-up errors;
 //! - [`ssm`]: the token from Parameter Store;
 //! - [`logging`]: structured logs, JSON in Lambda;
+//! - [`metrics`]: CloudWatch metrics carried by log lines;
 //! - [`error`]: showing an error with its causes.
 
 pub mod action;
@@ -28,6 +29,7 @@ pub mod error;
 pub mod handling;
 pub mod logging;
 pub mod memory;
+pub mod metrics;
 pub mod poll;
 pub mod recent;
 pub mod retry;

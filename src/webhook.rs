@@ -14,6 +14,7 @@ use crate::client::BotApi;
 use crate::config::{Config, ConfigError, InitError, WebhookSecret};
 use crate::handling::{log_update, Outcome, Responder};
 use crate::memory::Memory;
+use crate::metrics::{self, Line};
 use crate::recent::{Progress, RecentUpdates};
 use crate::retry::{RetryPolicy, Stop};
 use crate::telegram::Update;
@@ -27,6 +28,7 @@ use serde_json::Value;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
+use tracing::Level;
 
 /// Telegram's header carrying the webhook's `secret_token`.
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
@@ -209,11 +211,23 @@ pub async fn handle_event(webhook: &Webhook, event: Value, deadline: Instant) ->
     let body = match read_request(webhook, event) {
         Ok(body) => body,
         Err(rejection) => {
-            tracing::warn!(
-                outcome = rejection.verdict.as_str(),
-                method = rejection.method,
-                reason = rejection.reason,
-                "request rejected"
+            let outcome = rejection.verdict.as_str();
+            metrics::emit(
+                || {
+                    Line::new(Level::WARN, "request rejected")
+                        .field("outcome", outcome)
+                        .field("method", rejection.method.as_str())
+                        .field("reason", rejection.reason)
+                        .by_outcome(metrics::UPDATES, 1.0)
+                },
+                || {
+                    tracing::warn!(
+                        outcome,
+                        method = rejection.method,
+                        reason = rejection.reason,
+                        "request rejected"
+                    )
+                },
             );
             return rejection.verdict;
         }
@@ -221,7 +235,16 @@ pub async fn handle_event(webhook: &Webhook, event: Value, deadline: Instant) ->
     let update = match Update::from_slice(&body) {
         Ok(update) => update,
         Err(error) => {
-            tracing::warn!(outcome = "not_an_update", error = %error, "acknowledged a body that is not an update");
+            const MESSAGE: &str = "acknowledged a body that is not an update";
+            metrics::emit(
+                || {
+                    Line::new(Level::WARN, MESSAGE)
+                        .field("outcome", "not_an_update")
+                        .field("error", error.to_string())
+                        .by_outcome(metrics::UPDATES, 1.0)
+                },
+                || tracing::warn!(outcome = "not_an_update", error = %error, "{MESSAGE}"),
+            );
             return Verdict::NotAnUpdate;
         }
     };
@@ -365,7 +388,13 @@ impl Webhook {
         let seen = lock(&self.recent).get(update.id);
         let resume_from = match seen {
             Some(Progress::Done) => {
-                log_update(update, Outcome::Duplicate, Instant::now(), None);
+                log_update(
+                    update,
+                    Outcome::Duplicate,
+                    Instant::now(),
+                    None,
+                    &Default::default(),
+                );
                 return Outcome::Duplicate;
             }
             // With a store, the store knows how far it got.

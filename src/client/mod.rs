@@ -189,22 +189,28 @@ impl BotApi {
                 ApiError::Transport { method, source }
             }
         };
-        let response = self
-            .http
-            .post(url)
-            .timeout(timeout)
-            .json(params)
-            .send()
-            .await
-            .map_err(transport)?;
-        let status = response.status().as_u16();
-        let header_retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(retry_after_secs);
-        let body = response.bytes().await.map_err(transport)?;
+        // Timed whole, the answer's body too, for the update's metrics.
+        let exchange = async {
+            let response = self
+                .http
+                .post(url)
+                .timeout(timeout)
+                .json(params)
+                .send()
+                .await
+                .map_err(transport)?;
+            let status = response.status().as_u16();
+            let header_retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(retry_after_secs);
+            let body = response.bytes().await.map_err(transport)?;
+            Ok((status, header_retry_after, body))
+        };
+        let (status, header_retry_after, body) =
+            crate::metrics::timed(crate::metrics::Call::BotApi, exchange).await?;
         tracing::debug!(
             method,
             status,
