@@ -19,6 +19,7 @@
 //! - [`ssm`]: the token from Parameter Store;
 //! - [`logging`]: structured logs, JSON in Lambda;
 //! - [`metrics`]: CloudWatch metrics carried by log lines;
+//! - [`health`]: the scheduled health check of the webhook at Telegram;
 //! - [`error`]: showing an error with its causes.
 
 pub mod action;
@@ -27,6 +28,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod handling;
+pub mod health;
 pub mod logging;
 pub mod memory;
 pub mod metrics;

@@ -13,6 +13,7 @@ use crate::bot::Bot;
 use crate::client::BotApi;
 use crate::config::{Config, ConfigError, InitError, WebhookSecret};
 use crate::handling::{log_update, Outcome, Responder};
+use crate::health::{Health, HealthCheck};
 use crate::memory::Memory;
 use crate::metrics::{self, Line};
 use crate::recent::{Progress, RecentUpdates};
@@ -181,9 +182,22 @@ pub async fn function_handler(
     event: LambdaEvent<Value>,
 ) -> Result<ApiGatewayV2httpResponse, lambda_runtime::Error> {
     let deadline = deadline_of(&event.context);
+    if let Some(check) = HealthCheck::of_event(&event.payload) {
+        let health = check.run(&webhook.api, deadline).await;
+        health.log();
+        return Ok(health_response(&health));
+    }
     Ok(handle_event(webhook, event.payload, deadline)
         .await
         .response())
+}
+
+/// The scheduler reads no answer; this one is for `cargo lambda invoke`.
+fn health_response(health: &Health) -> ApiGatewayV2httpResponse {
+    let mut response = ApiGatewayV2httpResponse::default();
+    response.status_code = 200;
+    response.body = Some(Body::Text(health.outcome().to_owned()));
+    response
 }
 
 /// The invocation's deadline as an instant, keeping back the margin needed

@@ -124,6 +124,15 @@ impl BotApi {
             .await
     }
 
+    /// As [`BotApi::get_webhook_info`], given up at `deadline`.
+    pub async fn get_webhook_info_before(
+        &self,
+        deadline: Instant,
+    ) -> Result<WebhookInfo, ApiError> {
+        self.call_before("getWebhookInfo", &serde_json::json!({}), Some(deadline))
+            .await
+    }
+
     /// Long-polls for updates. The HTTP timeout is the poll's own timeout plus
     /// the client's, so a long poll is never cut short by the client.
     /// Elements without an `update_id` cannot be confirmed and are dropped.
