@@ -131,8 +131,8 @@ impl Line {
 
     /// The line as one JSON object, with the `_aws` block that tells
     /// CloudWatch which members are metrics (`timestamp_ms`: when they were
-    /// measured). The shape of tracing's JSON lines: `level`, `message`,
-    /// then the fields.
+    /// measured). The members tracing's JSON lines have (`level`,
+    /// `message`, the fields), so both read alike in CloudWatch.
     pub fn to_json(&self, target: &Target, timestamp_ms: u64) -> String {
         let mut root = Map::new();
         root.insert("level".into(), self.level.as_str().into());
