@@ -80,6 +80,20 @@ async fn a_healthy_webhook_is_reported_through_the_function() {
 }
 
 #[tokio::test]
+async fn the_sample_event_is_a_health_check() {
+    let t = spawn().await;
+    let sample = crate::helpers::event("health-check");
+    let expected = sample["health_check"]["expected_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(HealthCheck::of_event(&sample), Some(check(&expected)));
+    let response = t.invoke(sample).await;
+    // No webhook is set at the stand-in: Telegram delivers nowhere.
+    assert_eq!(response.body, "wrong_url");
+}
+
+#[tokio::test]
 async fn a_growing_backlog_is_reported_as_pending_updates() {
     let stand_in = StandIn::start(Default::default()).await.unwrap();
     let api = api_for(&stand_in);
