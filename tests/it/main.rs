@@ -11,6 +11,7 @@ mod faults;
 mod health;
 mod helpers;
 mod memory;
+mod metric_lines;
 mod poll;
 mod processes;
 mod secrets;
