@@ -132,6 +132,54 @@ check(props.get("ReservedConcurrentExecutions", {}).get("If", [None])[0] == "Has
 throttle = resources["WebhookApiOverrides"]["Properties"]["Stage"]["DefaultRouteSettings"]
 check(throttle["ThrottlingRateLimit"] > 0 and throttle["ThrottlingBurstLimit"] > 0, "the HTTP API is throttled")
 
+# Monitoring: off by default, everything it adds behind its condition, the
+# function's permissions unchanged (checked above), the schedule never
+# retrying, and the metric lines passing Lambda's log-level filter.
+conditions = template["Conditions"]
+check(params["Monitoring"]["Default"] == "Off" and set(params["Monitoring"]["AllowedValues"]) == {"On", "Off"},
+      "monitoring off by default, and a parameter to turn it on")
+check(params["AlarmEmail"]["Default"] == "", "no alarm e-mail by default")
+check(conditions["NotifyByEmail"]["And"][0] == {"Condition": "UseMonitoring"}, "e-mail only with monitoring")
+monitoring_types = {"AWS::Scheduler::Schedule", "AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard",
+                    "AWS::SNS::Topic", "AWS::SNS::Subscription", "AWS::Lambda::EventInvokeConfig", "AWS::IAM::Role"}
+for name, resource in resources.items():
+    if resource["Type"] in monitoring_types:
+        check(resource.get("Condition") in ("UseMonitoring", "NotifyByEmail"), f"{name} only with Monitoring=On")
+namespace = env.get("METRICS_NAMESPACE", {}).get("If", [None, None, None])
+check(namespace[0] == "UseMonitoring" and namespace[2] == "",
+      "METRICS_NAMESPACE only with monitoring (each extracted metric is billed)")
+check(env.get("RUST_LOG") == {"Ref": "LogLevel"}, "the function filters by LogLevel itself")
+check(glob["LoggingConfig"]["ApplicationLogLevel"] == {"If": ["UseMonitoring", "TRACE", {"Ref": "LogLevel"}]},
+      "with metrics, Lambda must not drop the INFO metric lines")
+schedule = resources["HealthCheckSchedule"]["Properties"]
+check(schedule["ScheduleExpression"] == "rate(5 minutes)", "a health check every 5 minutes")
+check(schedule["Target"]["RetryPolicy"]["MaximumRetryAttempts"] == 0, "the schedule never retries a run")
+check(schedule["Target"]["Arn"] == {"GetAtt": "WebhookFunction.Arn"}, "the schedule runs the same function")
+check(resources["HealthCheckInvokeConfig"]["Properties"]["MaximumRetryAttempts"] == 0,
+      "Lambda never retries a run either")
+role_statements = [st for policy in resources["HealthCheckScheduleRole"]["Properties"]["Policies"]
+                   for st in policy["PolicyDocument"]["Statement"]]
+check([(st["Action"], st["Resource"]) for st in role_statements]
+      == [("lambda:InvokeFunction", {"GetAtt": "WebhookFunction.Arn"})],
+      "the schedule's role may only invoke the function")
+alarms = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+check(set(alarms) == {"ErrorsAlarm", "PendingUpdatesAlarm", "HealthCheckAlarm"}, f"three alarms, got {sorted(alarms)}")
+for name, alarm in alarms.items():
+    for query in alarm["Metrics"]:
+        metric = query.get("MetricStat", {}).get("Metric")
+        if metric and metric["Namespace"] != "AWS/Lambda":
+            check(metric["Namespace"] == namespace[1], f"{name} reads the namespace the function writes")
+            dims = {d["Name"]: d["Value"] for d in metric["Dimensions"]}
+            check(dims.get("function") == {"Ref": "WebhookFunction"}, f"{name}: by the function's name")
+            # Retryable failures and deliberate 503s must never page.
+            check(dims.get("outcome", "configuration_failure") == "configuration_failure",
+                  f"{name} counts only configuration failures among outcomes")
+    for action in ("AlarmActions", "OKActions"):
+        check(alarm[action] == {"If": ["NotifyByEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]},
+              f"{name} notifies the topic when there is one")
+check(alarms["HealthCheckAlarm"]["TreatMissingData"] == "breaching", "a silent health check is an alarm")
+check(alarms["PendingUpdatesAlarm"]["EvaluationPeriods"] * 300 == 900, "pending updates: 15 minutes")
+
 if errors:
     print("template.yaml:\n  " + "\n  ".join(errors), file=sys.stderr)
     sys.exit(1)

@@ -18,6 +18,8 @@
 //! - [`config`]: configuration from the environment, and start-up errors;
 //! - [`ssm`]: the token from Parameter Store;
 //! - [`logging`]: structured logs, JSON in Lambda;
+//! - [`metrics`]: CloudWatch metrics carried by log lines;
+//! - [`health`]: the scheduled health check of the webhook at Telegram;
 //! - [`error`]: showing an error with its causes.
 
 pub mod action;
@@ -26,8 +28,10 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod handling;
+pub mod health;
 pub mod logging;
 pub mod memory;
+pub mod metrics;
 pub mod poll;
 pub mod recent;
 pub mod retry;

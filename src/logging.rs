@@ -59,7 +59,8 @@ where
 
 /// Installs the global subscriber. The level comes from `RUST_LOG`, else from
 /// Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`. JSON is used when running in
-/// Lambda or when `LOG_FORMAT=json`; `LOG_FORMAT=text` forces text.
+/// Lambda or when `LOG_FORMAT=json`; `LOG_FORMAT=text` forces text. With
+/// JSON and `METRICS_NAMESPACE`, metrics are on (see [`crate::metrics`]).
 pub fn init() {
     init_with_default("info");
 }
@@ -79,6 +80,12 @@ pub fn init_with_default(default: &str) {
     let layer = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_writer(std::io::stderr);
+    // Metric lines need JSON: CloudWatch reads `_aws` from a JSON object.
+    if json {
+        if let Some(target) = crate::metrics::Target::from_lookup(|name| std::env::var(name).ok()) {
+            crate::metrics::install(crate::metrics::Sink::stderr(target));
+        }
+    }
     let result = if json {
         let layer = layer
             .json()

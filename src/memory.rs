@@ -135,7 +135,7 @@ impl Ticket {
 impl Memory {
     pub fn new(store: Arc<dyn Store>, leases: Leases) -> Self {
         Memory {
-            store,
+            store: Arc::new(crate::store::Timed(store)),
             leases,
             keep_chats: None,
         }

@@ -13,7 +13,9 @@ use crate::bot::Bot;
 use crate::client::BotApi;
 use crate::config::{Config, ConfigError, InitError, WebhookSecret};
 use crate::handling::{log_update, Outcome, Responder};
+use crate::health::{Health, HealthCheck};
 use crate::memory::Memory;
+use crate::metrics::{self, Line};
 use crate::recent::{Progress, RecentUpdates};
 use crate::retry::{RetryPolicy, Stop};
 use crate::telegram::Update;
@@ -27,6 +29,7 @@ use serde_json::Value;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
+use tracing::Level;
 
 /// Telegram's header carrying the webhook's `secret_token`.
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
@@ -179,9 +182,22 @@ pub async fn function_handler(
     event: LambdaEvent<Value>,
 ) -> Result<ApiGatewayV2httpResponse, lambda_runtime::Error> {
     let deadline = deadline_of(&event.context);
+    if let Some(check) = HealthCheck::of_event(&event.payload) {
+        let health = check.run(&webhook.api, deadline).await;
+        health.log();
+        return Ok(health_response(&health));
+    }
     Ok(handle_event(webhook, event.payload, deadline)
         .await
         .response())
+}
+
+/// The scheduler reads no answer; this one is for `cargo lambda invoke`.
+fn health_response(health: &Health) -> ApiGatewayV2httpResponse {
+    let mut response = ApiGatewayV2httpResponse::default();
+    response.status_code = 200;
+    response.body = Some(Body::Text(health.outcome().to_owned()));
+    response
 }
 
 /// The invocation's deadline as an instant, keeping back the margin needed
@@ -209,11 +225,23 @@ pub async fn handle_event(webhook: &Webhook, event: Value, deadline: Instant) ->
     let body = match read_request(webhook, event) {
         Ok(body) => body,
         Err(rejection) => {
-            tracing::warn!(
-                outcome = rejection.verdict.as_str(),
-                method = rejection.method,
-                reason = rejection.reason,
-                "request rejected"
+            let outcome = rejection.verdict.as_str();
+            metrics::emit(
+                || {
+                    Line::new(Level::WARN, "request rejected")
+                        .field("outcome", outcome)
+                        .field("method", rejection.method.as_str())
+                        .field("reason", rejection.reason)
+                        .by_outcome(metrics::UPDATES, 1.0)
+                },
+                || {
+                    tracing::warn!(
+                        outcome,
+                        method = rejection.method,
+                        reason = rejection.reason,
+                        "request rejected"
+                    )
+                },
             );
             return rejection.verdict;
         }
@@ -221,7 +249,16 @@ pub async fn handle_event(webhook: &Webhook, event: Value, deadline: Instant) ->
     let update = match Update::from_slice(&body) {
         Ok(update) => update,
         Err(error) => {
-            tracing::warn!(outcome = "not_an_update", error = %error, "acknowledged a body that is not an update");
+            const MESSAGE: &str = "acknowledged a body that is not an update";
+            metrics::emit(
+                || {
+                    Line::new(Level::WARN, MESSAGE)
+                        .field("outcome", "not_an_update")
+                        .field("error", error.to_string())
+                        .by_outcome(metrics::UPDATES, 1.0)
+                },
+                || tracing::warn!(outcome = "not_an_update", error = %error, "{MESSAGE}"),
+            );
             return Verdict::NotAnUpdate;
         }
     };
@@ -365,7 +402,13 @@ impl Webhook {
         let seen = lock(&self.recent).get(update.id);
         let resume_from = match seen {
             Some(Progress::Done) => {
-                log_update(update, Outcome::Duplicate, Instant::now(), None);
+                log_update(
+                    update,
+                    Outcome::Duplicate,
+                    Instant::now(),
+                    None,
+                    &Default::default(),
+                );
                 return Outcome::Duplicate;
             }
             // With a store, the store knows how far it got.

@@ -137,6 +137,15 @@ impl BotApi {
             .await
     }
 
+    /// As [`BotApi::get_webhook_info`], given up at `deadline`.
+    pub async fn get_webhook_info_before(
+        &self,
+        deadline: Instant,
+    ) -> Result<WebhookInfo, ApiError> {
+        self.call_before("getWebhookInfo", &serde_json::json!({}), Some(deadline))
+            .await
+    }
+
     /// Long-polls for updates. The HTTP timeout is the poll's own timeout plus
     /// the client's, so a long poll is never cut short by the client.
     /// Elements without an `update_id` cannot be confirmed and are dropped.
@@ -202,22 +211,28 @@ impl BotApi {
                 ApiError::Transport { method, source }
             }
         };
-        let response = self
-            .http
-            .post(url)
-            .timeout(timeout)
-            .json(params)
-            .send()
-            .await
-            .map_err(transport)?;
-        let status = response.status().as_u16();
-        let header_retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(retry_after_secs);
-        let body = response.bytes().await.map_err(transport)?;
+        // Timed whole, the answer's body too, for the update's metrics.
+        let exchange = async {
+            let response = self
+                .http
+                .post(url)
+                .timeout(timeout)
+                .json(params)
+                .send()
+                .await
+                .map_err(transport)?;
+            let status = response.status().as_u16();
+            let header_retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(retry_after_secs);
+            let body = response.bytes().await.map_err(transport)?;
+            Ok((status, header_retry_after, body))
+        };
+        let (status, header_retry_after, body) =
+            crate::metrics::timed(crate::metrics::Call::BotApi, exchange).await?;
         tracing::debug!(
             method,
             status,

@@ -14,6 +14,7 @@
 pub mod dynamodb;
 pub mod file;
 
+use crate::metrics::{timed, Call};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
@@ -152,6 +153,59 @@ pub trait Store: fmt::Debug + Send + Sync {
     /// the whole table).
     fn unfinished(&self) -> StoreFuture<'_, Option<Vec<(String, i64)>>> {
         Box::pin(async { Ok(None) })
+    }
+}
+
+/// A store whose every call is timed for the update's metrics
+/// ([`crate::metrics::timed`]).
+#[derive(Debug)]
+pub struct Timed(pub std::sync::Arc<dyn Store>);
+
+impl Store for Timed {
+    fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+
+    fn load<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<ChatRecord>> {
+        Box::pin(timed(Call::Store, self.0.load(key)))
+    }
+
+    fn commit<'a>(&'a self, key: &'a str, commit: &'a Commit) -> StoreFuture<'a, ()> {
+        Box::pin(timed(Call::Store, self.0.commit(key, commit)))
+    }
+
+    fn take_over<'a>(
+        &'a self,
+        key: &'a str,
+        update: i64,
+        seen_lease: i64,
+        lease_until: i64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(timed(
+            Call::Store,
+            self.0.take_over(key, update, seen_lease, lease_until),
+        ))
+    }
+
+    fn progress<'a>(
+        &'a self,
+        key: &'a str,
+        update: i64,
+        sent: u32,
+        lease_until: i64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(timed(
+            Call::Store,
+            self.0.progress(key, update, sent, lease_until),
+        ))
+    }
+
+    fn finish<'a>(&'a self, key: &'a str, update: i64, at: i64) -> StoreFuture<'a, ()> {
+        Box::pin(timed(Call::Store, self.0.finish(key, update, at)))
+    }
+
+    fn unfinished(&self) -> StoreFuture<'_, Option<Vec<(String, i64)>>> {
+        self.0.unfinished()
     }
 }
 

@@ -786,3 +786,35 @@ async fn delete_with_delete_data_also_removes_the_table() {
             < lines.iter().position(|l| l.starts_with("aws dynamodb"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitoring_and_its_email_are_passed_only_when_given() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let fakes = all_fakes();
+    fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
+    fakes.store(SECRET_PARAMETER, 1, &stored_secret());
+    let args = ["--monitoring", "On", "--alarm-email", "ops@example.com"];
+    let output = deploy(&fakes, &stand_in, &args, &[]).await;
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        stderr(&output),
+        fakes.log()
+    );
+    let log = fakes.log();
+    assert!(
+        log.contains("WebhookSecretVersion=\\\"1\\\" Monitoring=\\\"On\\\" AlarmEmail=\\\"ops@example.com\\\"\""),
+        "{log}"
+    );
+    for (args, error) in [
+        (["--monitoring", "yes"], "--monitoring must be On or Off"),
+        (
+            ["--alarm-email", "a\"b@c"],
+            "--alarm-email needs an address",
+        ),
+    ] {
+        let output = deploy(&fakes, &stand_in, &args, &[]).await;
+        assert!(!output.status.success());
+        assert!(stderr(&output).contains(error), "{}", stderr(&output));
+    }
+}
