@@ -131,6 +131,8 @@ pub struct Stack {
     pub bot_username: Option<String>,
     pub token_parameter: Option<String>,
     pub secret_parameter: Option<String>,
+    /// Deployed with `Monitoring=On`: it has alarms.
+    pub monitoring: bool,
 }
 
 /// Why the stack's description is not usable.
@@ -173,6 +175,7 @@ pub fn parse_stack(json: &[u8]) -> Result<Stack, StackError> {
         bot_username: output("BotUsername").map(|u| u.trim_start_matches('@').to_owned()),
         token_parameter: output("BotTokenParameter"),
         secret_parameter: output("WebhookSecretParameter"),
+        monitoring: output("DashboardUrl").is_some(),
     })
 }
 
@@ -403,6 +406,84 @@ pub fn check_acceptance(answer: &Result<u16, ProbeError>) -> Finding {
         ),
         Err(error) => probe_failed(error),
     }
+}
+
+/// The alarms template.yaml creates with `Monitoring=On`, after the stack's
+/// name and a dash.
+pub const ALARMS: &[&str] = &["errors", "pending-updates", "health-check"];
+
+/// The stack's alarms are quiet. `states` holds (name, state) as
+/// CloudWatch reports them.
+pub fn check_alarms(
+    states: &Result<Vec<(String, String)>, AwsError>,
+    expected: &[String],
+) -> Finding {
+    let states = match states {
+        Ok(states) => states,
+        Err(error) => return Finding::new(Mark::Fail, "alarms", error.to_string()),
+    };
+    let state_of = |name: &String| {
+        states
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, state)| state.as_str())
+    };
+    let missing: Vec<&str> = expected
+        .iter()
+        .filter(|name| state_of(name).is_none())
+        .map(String::as_str)
+        .collect();
+    let firing: Vec<&str> = expected
+        .iter()
+        .filter(|name| state_of(name) == Some("ALARM"))
+        .map(String::as_str)
+        .collect();
+    let waiting = expected
+        .iter()
+        .filter(|name| state_of(name) == Some("INSUFFICIENT_DATA"))
+        .count();
+    if !firing.is_empty() {
+        let detail = format!(
+            "{} in ALARM (README, Operate, says what each means)",
+            firing.join(", ")
+        );
+        return Finding::new(Mark::Fail, "alarms", detail);
+    }
+    if !missing.is_empty() {
+        let detail = format!(
+            "{} not found (deploy again with --monitoring On)",
+            missing.join(", ")
+        );
+        return Finding::new(Mark::Fail, "alarms", detail);
+    }
+    if waiting > 0 {
+        // A new stack's alarms wait for their first data points.
+        let detail = format!(
+            "{} OK, {waiting} waiting for data",
+            expected.len() - waiting
+        );
+        return Finding::new(Mark::Note, "alarms", detail);
+    }
+    Finding::new(Mark::Ok, "alarms", format!("{} OK", expected.len()))
+}
+
+async fn read_alarms(
+    names: &[String],
+    region: Option<&str>,
+) -> Result<Vec<(String, String)>, AwsError> {
+    let mut args = vec!["cloudwatch", "describe-alarms", "--alarm-names"];
+    args.extend(names.iter().map(String::as_str));
+    args.extend([
+        "--query",
+        "MetricAlarms[].[AlarmName,StateValue]",
+        "--output",
+        "json",
+    ]);
+    let json = aws("cloudwatch describe-alarms", &args, region).await?;
+    serde_json::from_slice(&json).map_err(|_| AwsError::Failed {
+        call: "cloudwatch describe-alarms",
+        reason: "the answer is not a list of alarms".to_owned(),
+    })
 }
 
 /// Telegram's command menu is the one the code would set.
@@ -641,6 +722,8 @@ impl Report {
 struct Target {
     url: String,
     memory: bool,
+    /// The stack's alarms, when it has them; `None` with --url.
+    alarms: Option<Vec<String>>,
     bot_username: Option<String>,
     token_parameter: Option<String>,
     secret_parameter: Option<String>,
@@ -687,6 +770,7 @@ async fn check(args: &DoctorArgs, report: &mut Report) {
         Some(url) => Target {
             url: url.clone(),
             memory: !args.no_memory,
+            alarms: None,
             bot_username: None,
             token_parameter: None,
             secret_parameter: None,
@@ -694,9 +778,14 @@ async fn check(args: &DoctorArgs, report: &mut Report) {
         None => match read_stack(&args.stack_name, region).await {
             Ok(stack) => {
                 report.add(stack_finding(&args.stack_name, &stack));
+                let alarms = ALARMS
+                    .iter()
+                    .map(|alarm| format!("{}-{alarm}", args.stack_name))
+                    .collect();
                 Target {
                     url: stack.webhook_url,
                     memory: stack.memory,
+                    alarms: stack.monitoring.then_some(alarms),
                     bot_username: stack.bot_username,
                     token_parameter: stack.token_parameter,
                     secret_parameter: stack.secret_parameter,
@@ -747,6 +836,17 @@ async fn check(args: &DoctorArgs, report: &mut Report) {
     let wanted = BotCommand::menu(&bot.commands());
     let shown = api.get_my_commands().await;
     report.add(check_menu(&shown, &wanted, target.memory));
+
+    if args.url.is_none() {
+        report.add(match &target.alarms {
+            Some(names) => check_alarms(&read_alarms(names, region).await, names),
+            None => Finding::new(
+                Mark::Note,
+                "alarms",
+                "none: monitoring is off (scripts/deploy --monitoring On)",
+            ),
+        });
+    }
 }
 
 async fn probe_endpoint(
@@ -801,6 +901,56 @@ fn unix_now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod alarm_tests {
+    use super::*;
+
+    fn names() -> Vec<String> {
+        ALARMS.iter().map(|a| format!("bot-{a}")).collect()
+    }
+
+    fn states(states: &[&str]) -> Result<Vec<(String, String)>, AwsError> {
+        Ok(names()
+            .into_iter()
+            .zip(states.iter().map(|s| s.to_string()))
+            .collect())
+    }
+
+    #[test]
+    fn an_alarm_firing_fails_naming_it_and_a_new_one_is_a_note() {
+        assert_eq!(
+            check_alarms(&states(&["OK", "OK", "OK"]), &names()),
+            Finding::new(Mark::Ok, "alarms", "3 OK")
+        );
+        let firing = check_alarms(&states(&["OK", "ALARM", "INSUFFICIENT_DATA"]), &names());
+        assert_eq!(firing.mark, Mark::Fail);
+        assert!(
+            firing.detail.starts_with("bot-pending-updates in ALARM"),
+            "{}",
+            firing.detail
+        );
+        let new = check_alarms(
+            &states(&["OK", "INSUFFICIENT_DATA", "INSUFFICIENT_DATA"]),
+            &names(),
+        );
+        assert_eq!(
+            new,
+            Finding::new(Mark::Note, "alarms", "1 OK, 2 waiting for data")
+        );
+        let missing = check_alarms(&states(&["OK", "OK"]), &names());
+        assert_eq!(missing.mark, Mark::Fail);
+        assert!(missing.detail.starts_with("bot-health-check not found"));
+        let denied = check_alarms(
+            &Err(AwsError::Failed {
+                call: "cloudwatch describe-alarms",
+                reason: "An error occurred (AccessDenied)".to_owned(),
+            }),
+            &names(),
+        );
+        assert_eq!(denied.mark, Mark::Fail);
+    }
 }
 
 #[cfg(test)]
@@ -878,6 +1028,7 @@ mod tests {
                 bot_username: None,
                 token_parameter: Some("/telegram-bot/bot-token".to_owned()),
                 secret_parameter: Some("/telegram-bot/webhook-secret".to_owned()),
+                monitoring: false,
             }
         );
         let with_memory = br#"{"Stacks":[{"Outputs":[

@@ -24,7 +24,8 @@ done
 call="$1 $2"
 operation() { case "$call" in
   "ssm get-parameter") echo GetParameter ;; "ssm put-parameter") echo PutParameter ;;
-  "ssm delete-parameter") echo DeleteParameter ;; *) echo DescribeStacks ;; esac; }
+  "ssm delete-parameter") echo DeleteParameter ;; "cloudwatch describe-alarms") echo DescribeAlarms ;;
+  *) echo DescribeStacks ;; esac; }
 fail() { echo "" >&2; echo "An error occurred ($1) when calling the $(operation) operation: $2" >&2; exit 254; }
 if [[ -n "${FAKE_FAIL:-}" && "aws $call" == "$FAKE_FAIL" && "$*" == *"${FAKE_FAIL_ON:-}"* ]]; then
   case "${FAKE_FAIL_CODE:-AccessDeniedException}" in
@@ -34,9 +35,10 @@ if [[ -n "${FAKE_FAIL:-}" && "aws $call" == "$FAKE_FAIL" && "$*" == *"${FAKE_FAI
     *) fail "$FAKE_FAIL_CODE" "injected" ;;
   esac
 fi
-name="" value="" query=""
+name="" value="" query="" alarms=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
+    --alarm-names) while [[ $# -gt 1 && "$2" != --* ]]; do alarms+=("$2"); shift; done ;;
     --name) name="$2"; shift ;;
     --value) value="$(cat "${2#file://}")"; shift ;;
     --query) query="$2"; shift ;;
@@ -65,6 +67,11 @@ case "$call" in
   "ssm delete-parameter")
     [[ -f "$file" ]] || fail ParameterNotFound ""
     rm "$file" ;;
+  "cloudwatch describe-alarms")
+    # A new stack's alarms, waiting for their first data points.
+    printf '['; sep=""
+    for alarm in "${alarms[@]}"; do printf '%s["%s", "INSUFFICIENT_DATA"]' "$sep" "$alarm"; sep=", "; done
+    echo ']' ;;
   "cloudformation describe-stacks")
     overrides="$(cat "$FAKE_SSM/../overrides" 2>/dev/null || true)"
     parameter() { tr ' ' '\n' <<< "$overrides" | sed -n "s|^$1=||p"; }
@@ -80,6 +87,7 @@ case "$call" in
   {"OutputKey": "BotUsername", "OutputValue": "$(parameter BotUsername)"},
   {"OutputKey": "BotTokenParameter", "OutputValue": "$(parameter BotTokenParameter)"},
   {"OutputKey": "WebhookSecretParameter", "OutputValue": "$(parameter WebhookSecretParameter)"}
+  $([[ "$(parameter Monitoring)" == On ]] && echo ', {"OutputKey": "DashboardUrl", "OutputValue": "https://console.aws.amazon.com/cloudwatch"}')
   $([[ -n "$table" ]] && echo ", {\"OutputKey\": \"MemoryTableName\", \"OutputValue\": \"$table\"}")]}]}
 JSON
     fi ;;
@@ -805,6 +813,11 @@ async fn monitoring_and_its_email_are_passed_only_when_given() {
     assert!(
         log.contains("WebhookSecretVersion=\\\"1\\\" Monitoring=\\\"On\\\" AlarmEmail=\\\"ops@example.com\\\"\""),
         "{log}"
+    );
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("note  alarms: 0 OK, 3 waiting for data"),
+        "{printed}"
     );
     for (args, error) in [
         (["--monitoring", "yes"], "--monitoring must be On or Off"),

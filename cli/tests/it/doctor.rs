@@ -352,6 +352,7 @@ fi
 case "$call" in
   "cloudformation describe-stacks") cat "$FAKE_STACK" ;;
   "ssm get-parameter") echo "$FAKE_SECRET" ;;
+  "cloudwatch describe-alarms") echo "${FAKE_ALARMS:-[]}" ;;
   *) echo "unexpected: aws $*" >&2; exit 2 ;;
 esac
 "#;
@@ -466,14 +467,62 @@ async fn the_stack_gives_the_url_the_bot_and_the_stored_secret() {
         lines[0],
         "ok    stack: telegram-bot, function telegram-bot-WebhookFunction-1A2B, memory on"
     );
-    assert!(lines.iter().all(|l| l.starts_with("ok    ")), "{lines:#?}");
-    assert_eq!(lines.len(), 7);
+    assert!(
+        lines[..7].iter().all(|l| l.starts_with("ok    ")),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines[7],
+        "note  alarms: none: monitoring is off (scripts/deploy --monitoring On)"
+    );
+    assert_eq!(lines.len(), 8);
     assert_eq!(
         fake.log(),
         "aws cloudformation describe-stacks --stack-name telegram-bot --output json --region eu-west-1\n\
          aws ssm get-parameter --name /telegram-bot/webhook-secret --with-decryption --query Parameter.Value --output text --region eu-west-1\n"
     );
     assert_no_secret(&stand_in, &output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_monitoring_the_alarms_states_are_shown_and_one_firing_fails() {
+    let (stand_in, url, api) = healthy().await;
+    let mut outputs = outputs(&url, USERNAME);
+    outputs.push((
+        "DashboardUrl",
+        "https://eu-west-1.console.aws.amazon.com/cloudwatch/home#dashboards:name=telegram-bot"
+            .to_owned(),
+    ));
+    let outputs: Vec<(&str, &str)> = outputs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let fake = FakeAws::new(&outputs);
+    let doctor = |alarms: &'static str| {
+        let (token, api) = (stand_in.token().to_owned(), api.clone());
+        let fake = &fake;
+        async move {
+            doctor_with_stack(
+                fake,
+                &[],
+                &[
+                    ("TELEGRAM_BOT_TOKEN", &token),
+                    ("TELEGRAM_API_BASE_URL", &api),
+                    ("FAKE_ALARMS", alarms),
+                ],
+            )
+            .await
+        }
+    };
+    let quiet = doctor(r#"[["telegram-bot-errors","OK"],["telegram-bot-pending-updates","OK"],["telegram-bot-health-check","OK"]]"#).await;
+    assert_eq!(quiet.status.code(), Some(0), "{}", stdout(&quiet));
+    assert_eq!(line(&quiet, "alarms"), "ok    alarms: 3 OK");
+    assert!(fake.log().contains(
+        "aws cloudwatch describe-alarms --alarm-names telegram-bot-errors telegram-bot-pending-updates telegram-bot-health-check --query MetricAlarms[].[AlarmName,StateValue] --output json\n"
+    ), "{}", fake.log());
+    let firing = doctor(r#"[["telegram-bot-errors","OK"],["telegram-bot-pending-updates","ALARM"],["telegram-bot-health-check","OK"]]"#).await;
+    assert_eq!(firing.status.code(), Some(1));
+    assert_eq!(
+        line(&firing, "alarms"),
+        "FAIL  alarms: telegram-bot-pending-updates in ALARM (README, Operate, says what each means)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
