@@ -143,3 +143,54 @@ async fn no_polling_path_shows_a_secret() {
     );
     assert_clean(&output);
 }
+
+/// Answers every name with `value`, as a parameter store would.
+struct Stored(&'static str);
+
+impl telegram_lambda_bot::ssm::ParameterStore for Stored {
+    async fn get_secure_strings(
+        &self,
+        names: &[&str],
+    ) -> Result<
+        Vec<Result<secrecy::SecretString, telegram_lambda_bot::ssm::ParameterError>>,
+        telegram_lambda_bot::ssm::ParameterError,
+    > {
+        Ok(names
+            .iter()
+            .map(|_| Ok(secrecy::SecretString::from(self.0)))
+            .collect())
+    }
+}
+
+#[tokio::test]
+async fn secrets_read_from_parameter_store_show_nowhere() {
+    // Both read from parameters: the configuration's Debug shows neither.
+    let vars = [
+        ("TELEGRAM_BOT_TOKEN_PARAMETER", "/bot/token"),
+        ("TELEGRAM_WEBHOOK_SECRET_PARAMETER", "/bot/secret"),
+    ];
+    let lookup = |name: &str| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    };
+    let mut output = String::new();
+    // The same value stands for both: a token is not a valid secret (':'),
+    // so the secret's error is reached; neither message may quote it.
+    let failed = Config::load_with(lookup, || async { Stored(SECRETS.token) }).await;
+    match failed {
+        Ok(config) => output.push_str(&format!("{config:?}")),
+        Err(error) => output.push_str(&format!("{error} {error:?} {}", chain(&error))),
+    }
+    assert!(
+        output.contains("TELEGRAM_WEBHOOK_SECRET_PARAMETER"),
+        "{output}"
+    );
+    let secret_shaped = "webhook-SECRET-never-log-QQQ-and-long-enough";
+    let failed = Config::load_with(lookup, || async { Stored(secret_shaped) }).await;
+    match failed {
+        Ok(config) => output.push_str(&format!("{config:?}")),
+        Err(error) => output.push_str(&format!("{error} {error:?} {}", chain(&error))),
+    }
+    assert_clean(&output);
+}
