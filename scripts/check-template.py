@@ -56,15 +56,16 @@ check(function["Metadata"]["BuildProperties"]["Binary"] == "webhook", "build the
 
 env = props["Environment"]["Variables"]
 check("TELEGRAM_BOT_TOKEN" not in env, "no token in the function's environment")
-check(env.get("TELEGRAM_BOT_TOKEN_PARAMETER") == {"Ref": "BotTokenParameter"}, "token parameter name from the parameter")
+check(env.get("TELEGRAM_BOT_TOKEN_PARAMETER") == {"If": ["HasTokenVersion", {"Sub": "${BotTokenParameter}:${BotTokenVersion}"},
+                                                        {"Ref": "BotTokenParameter"}]},
+      "the token read at the version the deploy stored")
 check("TELEGRAM_WEBHOOK_SECRET" not in env, "no webhook secret in the function's environment")
 for name in ["TELEGRAM_WEBHOOK_SECRET_PARAMETER", "TELEGRAM_BOT_USERNAME", "TELEGRAM_API_BASE_URL"]:
     check(name in env, f"{name} must be set")
-check(env["TELEGRAM_WEBHOOK_SECRET_PARAMETER"] == {"Ref": "WebhookSecretParameter"},
-      "secret parameter name from the parameter")
-check(env.get("BOT_TOKEN_VERSION") == {"Ref": "BotTokenVersion"}
-      and env.get("WEBHOOK_SECRET_VERSION") == {"Ref": "WebhookSecretVersion"},
-      "the parameters' versions in the configuration, so a rotation replaces every instance")
+check(env["TELEGRAM_WEBHOOK_SECRET_PARAMETER"] == {"If": ["HasSecretVersion",
+                                                          {"Sub": "${WebhookSecretParameter}:${WebhookSecretVersion}"},
+                                                          {"Ref": "WebhookSecretParameter"}]},
+      "the secret read at the version the deploy stored")
 
 # The store: DynamoDB by default, off by a parameter; two item actions on the one table.
 check(params["Memory"]["Default"] == "DynamoDB" and set(params["Memory"]["AllowedValues"]) == {"DynamoDB", "Off"},

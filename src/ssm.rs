@@ -103,7 +103,19 @@ impl ParameterStore for Ssm {
             .iter()
             .map(|name| {
                 // Names not found come back in InvalidParameters, not here.
-                match found.iter().find(|p| p.name.as_deref() == Some(*name)) {
+                // A name asked for at a version (`/bot/token:3`) comes back
+                // as the bare name.
+                let bare = without_version(name);
+                let version = name
+                    .get(bare.len() + 1..)
+                    .and_then(|v| v.parse::<i64>().ok());
+                // Unversioned means the latest.
+                let answer = found
+                    .iter()
+                    .filter(|p| p.name.as_deref() == Some(bare))
+                    .filter(|p| version.is_none_or(|v| p.version == v))
+                    .max_by_key(|p| p.version);
+                match answer {
                     None => Err(ParameterError::NotFound),
                     Some(parameter) => parameter
                         .value
@@ -114,5 +126,31 @@ impl ParameterStore for Ssm {
                 }
             })
             .collect())
+    }
+}
+
+/// `/bot/token` for `/bot/token:3`: a parameter name has no `:`, so one
+/// ending in `:<digits>` names a version.
+pub fn without_version(name: &str) -> &str {
+    match name.rsplit_once(':') {
+        Some((bare, version))
+            if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            bare
+        }
+        _ => name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_selector_is_not_part_of_the_name() {
+        assert_eq!(without_version("/bot/token:3"), "/bot/token");
+        assert_eq!(without_version("/bot/token"), "/bot/token");
+        assert_eq!(without_version("/bot/token:"), "/bot/token:");
+        assert_eq!(without_version("/bot/token:latest"), "/bot/token:latest");
     }
 }

@@ -177,3 +177,32 @@ async fn a_denied_read_is_reported_as_access_denied() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parameter_is_read_at_the_version_named() {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    moto.put_secure_string("/echo-bot/webhook-secret", "the_first_secret")
+        .await;
+    // A rotation in progress: version 2 stored, the stack still names 1.
+    aws_sdk_ssm::Client::new(&moto.sdk_config())
+        .put_parameter()
+        .name("/echo-bot/webhook-secret")
+        .value("the_second_secret")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    let values = Ssm::from_sdk_config(&moto.sdk_config())
+        .get_secure_strings(&["/echo-bot/webhook-secret:1", "/echo-bot/webhook-secret"])
+        .await
+        .unwrap();
+    use secrecy::ExposeSecret;
+    let values: Vec<String> = values
+        .into_iter()
+        .map(|v| v.unwrap().expose_secret().to_owned())
+        .collect();
+    assert_eq!(values, ["the_first_secret", "the_second_secret"]);
+}

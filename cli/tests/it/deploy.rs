@@ -97,6 +97,7 @@ esac
 /// A fake `sam`: logs its arguments and the deploy parameters it was given.
 const FAKE_SAM: &str = r#"#!/usr/bin/env bash
 echo "sam $*" >> "$FAKE_LOG"
+if [[ -n "${TELEGRAM_BOT_TOKEN:-}${TELEGRAM_WEBHOOK_SECRET:-}" ]]; then echo "  sam was given a secret" >> "$FAKE_LOG"; fi
 if [[ -n "${FAKE_FAIL:-}" && "sam $1" == "$FAKE_FAIL" ]]; then echo "Error: Build Failed" >&2; exit 1; fi
 if [[ "$1" == deploy ]]; then
   while [[ $# -gt 0 ]]; do
@@ -274,6 +275,10 @@ fn commands(log: &str) -> Vec<&str> {
 /// in anything the deploy printed.
 fn assert_no_secret_shown(fakes: &Fakes, output: &Output, secrets: &[&str]) {
     let log = fakes.log();
+    assert!(
+        !log.contains("sam was given a secret"),
+        "sam's environment held the token or the secret: {log}"
+    );
     let printed = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -307,52 +312,60 @@ async fn a_first_deploy_stores_the_token_and_a_new_secret_then_deploys_and_check
     );
     let log = fakes.log();
     let lines: Vec<&str> = log.lines().collect();
-    assert!(lines[0].starts_with("aws ssm put-parameter --name /telegram-bot/bot-token --type SecureString --overwrite --value file://"), "{log}");
-    assert!(lines[0].ends_with("--region eu-west-1"), "{log}");
-    assert_eq!(lines[1], format!("  value: {token}"));
+    // Read both; build; only then store, right before the deploy.
+    assert_eq!(
+        lines[0],
+        "aws ssm get-parameter --name /telegram-bot/bot-token --with-decryption --query Parameter.[Version,Value] --output text --region eu-west-1"
+    );
     assert!(
-        lines[2].starts_with(
+        lines[1].starts_with(
             "aws ssm get-parameter --name /telegram-bot/webhook-secret --with-decryption"
         ),
         "{log}"
     );
+    assert_eq!(
+        lines[2],
+        "sam build --parameter-overrides Architecture=arm64"
+    );
+    assert!(lines[3].starts_with("aws ssm put-parameter --name /telegram-bot/bot-token --type SecureString --overwrite --value file://"), "{log}");
+    assert!(lines[3].ends_with("--region eu-west-1"), "{log}");
+    assert_eq!(lines[4], format!("  value: {token}"));
     assert!(
-        lines[3].starts_with("aws ssm put-parameter --name /telegram-bot/webhook-secret"),
+        lines[5].starts_with("aws ssm put-parameter --name /telegram-bot/webhook-secret"),
         "{log}"
     );
-    let secret = lines[4].strip_prefix("  value: ").unwrap().to_owned();
+    let secret = lines[6].strip_prefix("  value: ").unwrap().to_owned();
     assert_eq!(secret.len(), 48);
     assert!(secret
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
     assert_eq!(fakes.stored(SECRET_PARAMETER), Some((1, secret.clone())));
-    assert_eq!(
-        lines[5],
-        "sam build --parameter-overrides Architecture=arm64"
-    );
-    assert!(lines[6].starts_with("sam deploy --config-file "), "{log}");
-    assert!(lines[6].ends_with("--stack-name telegram-bot --capabilities CAPABILITY_IAM --resolve-s3 --no-confirm-changeset --no-fail-on-empty-changeset --region eu-west-1"), "{log}");
+    assert!(lines[7].starts_with("sam deploy --config-file "), "{log}");
+    assert!(lines[7].ends_with("--stack-name telegram-bot --capabilities CAPABILITY_IAM --resolve-s3 --no-confirm-changeset --no-fail-on-empty-changeset --region eu-west-1"), "{log}");
     // The stack gets the parameters' names and versions, never the secret.
     assert_eq!(
-        lines[7],
+        lines[8],
         "  parameter_overrides = \"Architecture=\\\"arm64\\\" EndpointType=\\\"HttpApi\\\" BotTokenParameter=\\\"/telegram-bot/bot-token\\\" BotUsername=\\\"EchoLambdaBot\\\" ReservedConcurrency=\\\"0\\\" Memory=\\\"DynamoDB\\\" WebhookSecretParameter=\\\"/telegram-bot/webhook-secret\\\" BotTokenVersion=\\\"1\\\" WebhookSecretVersion=\\\"1\\\"\""
     );
     assert!(
-        lines[8].starts_with("aws cloudformation describe-stacks --stack-name telegram-bot"),
+        lines[9].starts_with("aws cloudformation describe-stacks --stack-name telegram-bot"),
         "{log}"
     );
     // The doctor reads the stack it checks.
     assert_eq!(
-        lines[9],
+        lines[10],
         "aws cloudformation describe-stacks --stack-name telegram-bot --output json --region eu-west-1"
     );
-    assert_eq!(lines.len(), 10, "{log}");
+    assert_eq!(lines.len(), 11, "{log}");
     assert_no_secret_shown(&fakes, &output, &[&secret, &token]);
     let methods: Vec<String> = stand_in.calls().iter().map(|c| c.method.clone()).collect();
     assert_eq!(
         methods,
         [
+            // The new token checked before it is stored.
             "getMe",
+            // The last error before this deploy's setWebhook.
+            "getWebhookInfo",
             "setWebhook",
             "getMyCommands",
             "setMyCommands",
@@ -758,7 +771,8 @@ async fn delete_removes_the_webhook_then_the_stack() {
     assert_eq!(stand_in.calls()[0].method, "deleteWebhook");
     assert_eq!(
         fakes.log(),
-        "aws cloudformation describe-stacks --stack-name telegram-bot --query Stacks[0].Outputs[?OutputKey=='MemoryTableName'].OutputValue --output text --region eu-west-1\n\
+        "aws ssm get-parameter --name /telegram-bot/bot-token --with-decryption --query Parameter.[Version,Value] --output text --region eu-west-1\n\
+         aws cloudformation describe-stacks --stack-name telegram-bot --query Stacks[0].Outputs[?OutputKey=='MemoryTableName'].OutputValue --output text --region eu-west-1\n\
          sam delete --stack-name telegram-bot --no-prompts --region eu-west-1\n\
          aws ssm delete-parameter --name /telegram-bot/webhook-secret --region eu-west-1\n"
     );
@@ -766,6 +780,80 @@ async fn delete_removes_the_webhook_then_the_stack() {
     assert!(
         out.contains("The chats' data stays in the DynamoDB table telegram-bot-MemoryTable-1A2B3C"),
         "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_with_another_bots_token_in_the_shell_removes_nothing() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let fakes = all_fakes();
+    fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
+    let other = "987654321:AAotherBotsToken_abcdefghijklmnop";
+    let output = deploy(
+        &fakes,
+        &stand_in,
+        &["--delete"],
+        &[("TELEGRAM_BOT_TOKEN", other)],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains(
+            "TELEGRAM_BOT_TOKEN is bot 987654321, but /telegram-bot/bot-token holds bot 123456789"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stand_in.calls().is_empty(), "no webhook deleted");
+    assert!(!fakes.log().contains("sam delete"), "{}", fakes.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_token_is_checked_and_new_values_are_stored_only_after_the_build() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let stored_secret = stored_secret();
+    // A token Telegram refuses replaces nothing.
+    let fakes = all_fakes();
+    fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
+    fakes.store(SECRET_PARAMETER, 1, &stored_secret);
+    let refused = "123456789:AAmistyped-token_abcdefghijklmnopq";
+    let output = deploy(
+        &fakes,
+        &stand_in,
+        &["--store-token"],
+        &[("TELEGRAM_BOT_TOKEN", refused)],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("deploy: getMe refused TELEGRAM_BOT_TOKEN"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        fakes.stored(TOKEN_PARAMETER),
+        Some((1, stand_in.token().to_owned()))
+    );
+    assert_no_secret_shown(&fakes, &output, &[refused, stand_in.token()]);
+
+    // A build that fails leaves the stored secret as it was.
+    let output = deploy(
+        &fakes,
+        &stand_in,
+        &["--new-secret"],
+        &[("FAKE_FAIL", "sam build")],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(!fakes.log().contains("put-parameter"), "{}", fakes.log());
+    assert_eq!(
+        fakes.stored(SECRET_PARAMETER),
+        Some((1, stored_secret.clone()))
+    );
+    assert!(
+        !fakes.log().contains("sam was given a secret"),
+        "{}",
+        fakes.log()
     );
 }
 
