@@ -71,6 +71,11 @@ struct Args {
     /// moto's server found through $MOTO_SERVER, target/tools or the PATH)
     #[arg(long)]
     no_store: bool,
+    /// Run the webhook with metrics on (METRICS_NAMESPACE, as the template
+    /// sets it with Monitoring=On): each update's log line then carries
+    /// CloudWatch's embedded metric format. Compare with a run without.
+    #[arg(long)]
+    metrics: bool,
 }
 
 /// The repository's sample event, wherever the bench is run from.

@@ -89,7 +89,13 @@ pub async fn run(args: Args) -> Result<(), BenchError> {
     let ca_file = scratch.path.join("stand-in-ca.pem");
     std::fs::write(&ca_file, &ca_pem)
         .map_err(|e| BenchError::io(format!("writing {}", ca_file.display()), e))?;
-    let env = lambda_env(&stand_in, &ca_file, args.rust_log.as_deref());
+    let mut env = lambda_env(&stand_in, &ca_file, args.rust_log.as_deref());
+    if args.metrics {
+        // The baseline ignores it; the webhook (and webhook+store) writes
+        // its per-update line with the embedded metric format.
+        env.push(("METRICS_NAMESPACE".to_owned(), "TelegramBot".to_owned()));
+        eprintln!("lambda-bench: metrics on (METRICS_NAMESPACE=TelegramBot)");
+    }
     let api = lambda_runtime_api::Options {
         function_timeout: FUNCTION_TIMEOUT,
         function_arn: format!("arn:aws:lambda:{REGION}:123456789012:function:{FUNCTION_NAME}"),
