@@ -5,7 +5,9 @@ Starts moto's server on loopback with the token in a SecureString, then
 runs the release `webhook` binary as fresh processes, each pointed at a
 stub Lambda Runtime API, and times spawn -> first /next request (init):
 alternately with TELEGRAM_BOT_TOKEN in the environment and with
-TELEGRAM_BOT_TOKEN_PARAMETER read through the AWS SDK. Prints medians.
+TELEGRAM_BOT_TOKEN_PARAMETER read through the AWS SDK, and with both the
+token and the webhook secret read (one GetParameters call, as deployed).
+Prints medians.
 Loopback only; every wait is bounded.
 
     scripts/measure-ssm-init.py [RUNS]        (default 20; needs moto_server
@@ -26,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "123456789:AAStandIn-token_for-local-tests-only"
+SECRET_PARAMETER = "/measure/webhook-secret"
 PARAMETER = "/bench/bot-token"
 
 
@@ -58,9 +61,10 @@ def aws_env(endpoint):
     }
 
 
-def put_parameter(endpoint):
+def put_parameter(endpoint, name=None, value=None):
     # moto's JSON API, called directly: no AWS client needed.
-    body = json.dumps({"Name": PARAMETER, "Value": TOKEN, "Type": "SecureString", "Overwrite": True})
+    body = json.dumps({"Name": name or PARAMETER, "Value": value or TOKEN, "Type": "SecureString",
+                       "Overwrite": True})
     request = urllib.request.Request(endpoint, data=body.encode(), method="POST", headers={
         "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "AmazonSSM.PutParameter",
         "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=x",
@@ -75,7 +79,9 @@ def init_time(binary, env):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{port}", AWS_LAMBDA_FUNCTION_NAME="webhook",
                AWS_LAMBDA_FUNCTION_MEMORY_SIZE="128", AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
-               TELEGRAM_WEBHOOK_SECRET="local-dev-secret", RUST_LOG="warn")
+               RUST_LOG="warn")
+    if "TELEGRAM_WEBHOOK_SECRET_PARAMETER" not in env:
+        env["TELEGRAM_WEBHOOK_SECRET"] = "local-dev-secret"
     started = time.perf_counter()
     process = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ok = FirstNext.arrived.wait(timeout=20)
@@ -109,13 +115,19 @@ def main():
                     sys.exit("moto did not start")
                 time.sleep(0.1)
         put_parameter(endpoint)
+        put_parameter(endpoint, SECRET_PARAMETER, "a-secret_for-the-measurement-only-0123456789")
         env_token = dict(aws_env(endpoint), TELEGRAM_BOT_TOKEN=TOKEN)
         env_parameter = dict(aws_env(endpoint), TELEGRAM_BOT_TOKEN_PARAMETER=PARAMETER)
-        from_env, from_ssm = [], []
+        # As deployed: both in one GetParameters call, each at a version.
+        env_both = dict(aws_env(endpoint), TELEGRAM_BOT_TOKEN_PARAMETER=PARAMETER + ":1",
+                        TELEGRAM_WEBHOOK_SECRET_PARAMETER=SECRET_PARAMETER + ":1")
+        from_env, from_ssm, both = [], [], []
         for _ in range(runs):
             from_env.append(init_time(binary, env_token))
             from_ssm.append(init_time(binary, env_parameter))
-        for name, times in (("token in the environment", from_env), ("token from Parameter Store", from_ssm)):
+            both.append(init_time(binary, env_both))
+        for name, times in (("token in the environment", from_env), ("token from Parameter Store", from_ssm),
+                            ("token and secret (deployed)", both)):
             print(f"{name:28} init median {statistics.median(times):7.2f} ms "
                   f"(min {min(times):.2f}, max {max(times):.2f}, {runs} runs)")
         print(f"{'Parameter Store adds':28} {statistics.median(from_ssm) - statistics.median(from_env):7.2f} ms "
