@@ -141,11 +141,24 @@ check(params["Monitoring"]["Default"] == "Off" and set(params["Monitoring"]["All
       "monitoring off by default, and a parameter to turn it on")
 check(params["AlarmEmail"]["Default"] == "", "no alarm e-mail by default")
 check(conditions["NotifyByEmail"]["And"][0] == {"Condition": "UseMonitoring"}, "e-mail only with monitoring")
+check(params["AdminChatId"]["Default"] == "", "no admin chat by default")
+check(conditions["NotifyAdminChat"]["And"][0] == {"Condition": "UseMonitoring"}, "the admin chat only with monitoring")
+check(conditions["HasAlarmTopic"] == {"Or": [{"Condition": "NotifyByEmail"}, {"Condition": "NotifyAdminChat"}]},
+      "a topic when someone is to be told")
 monitoring_types = {"AWS::Scheduler::Schedule", "AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard",
                     "AWS::SNS::Topic", "AWS::SNS::Subscription", "AWS::Lambda::EventInvokeConfig", "AWS::IAM::Role"}
 for name, resource in resources.items():
     if resource["Type"] in monitoring_types:
-        check(resource.get("Condition") in ("UseMonitoring", "NotifyByEmail"), f"{name} only with Monitoring=On")
+        check(resource.get("Condition") in ("UseMonitoring", "NotifyByEmail", "NotifyAdminChat", "HasAlarmTopic"),
+              f"{name} only with Monitoring=On")
+# Only the alarms' topic may invoke the function through SNS, and only with an admin chat.
+chat_permission = resources["AlarmChatPermission"]
+check(chat_permission["Condition"] == "NotifyAdminChat"
+      and chat_permission["Properties"]["Principal"] == "sns.amazonaws.com"
+      and chat_permission["Properties"]["SourceArn"] == {"Ref": "AlarmTopic"},
+      "SNS may invoke the function only from the alarms' topic")
+check(env.get("BOT_ADMIN_CHAT_ID") == {"If": ["NotifyAdminChat", {"Ref": "AdminChatId"}, ""]},
+      "the admin chat from its parameter")
 namespace = env.get("METRICS_NAMESPACE", {}).get("If", [None, None, None])
 check(namespace[0] == "UseMonitoring" and namespace[2] == "",
       "METRICS_NAMESPACE only with monitoring (each extracted metric is billed)")
@@ -176,7 +189,7 @@ for name, alarm in alarms.items():
             check(dims.get("outcome", "configuration_failure") == "configuration_failure",
                   f"{name} counts only configuration failures among outcomes")
     for action in ("AlarmActions", "OKActions"):
-        check(alarm[action] == {"If": ["NotifyByEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]},
+        check(alarm[action] == {"If": ["HasAlarmTopic", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]},
               f"{name} notifies the topic when there is one")
 check(alarms["HealthCheckAlarm"]["TreatMissingData"] == "breaching", "a silent health check is an alarm")
 check(alarms["PendingUpdatesAlarm"]["EvaluationPeriods"] * 300 == 900, "pending updates: 15 minutes")

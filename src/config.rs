@@ -187,6 +187,9 @@ pub struct Config {
     /// How long a quiet chat's record is kept (`BOT_STATE_TTL_DAYS`, 0 or
     /// unset for ever).
     pub keep_chats: Option<Duration>,
+    /// Where alarms are told (`BOT_ADMIN_CHAT_ID`), when monitoring's
+    /// topic invokes the function.
+    pub admin_chat: Option<crate::telegram::ChatId>,
 }
 
 impl Config {
@@ -324,9 +327,19 @@ impl Config {
                 }
             },
         };
+        let admin_chat = match get("BOT_ADMIN_CHAT_ID") {
+            None => None,
+            Some(v) => Some(crate::telegram::ChatId(v.trim().parse::<i64>().map_err(
+                |_| ConfigError::Invalid {
+                    var: "BOT_ADMIN_CHAT_ID",
+                    reason: format!("expected a chat id (a whole number), got {v:?}"),
+                },
+            )?)),
+        };
         Ok(Config {
             store,
             keep_chats,
+            admin_chat,
             token,
             api_base_url,
             bot_username: get("TELEGRAM_BOT_USERNAME")

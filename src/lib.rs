@@ -23,6 +23,7 @@
 //! - [`error`]: showing an error with its causes.
 
 pub mod action;
+pub mod alerts;
 pub mod bot;
 pub mod client;
 pub mod config;

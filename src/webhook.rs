@@ -9,6 +9,7 @@
 //! Telegram as a gateway 500, and Telegram would redeliver the update for a
 //! day. Only the four fields the function needs are read.
 
+use crate::alerts::{self, AlarmChange};
 use crate::bot::Bot;
 use crate::client::BotApi;
 use crate::config::{Config, ConfigError, InitError, WebhookSecret};
@@ -18,7 +19,7 @@ use crate::memory::Memory;
 use crate::metrics::{self, Line};
 use crate::recent::{Progress, RecentUpdates};
 use crate::retry::{RetryPolicy, Stop};
-use crate::telegram::Update;
+use crate::telegram::{ChatId, Update};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
@@ -55,6 +56,7 @@ pub struct Webhook {
     secret: WebhookSecret,
     memory: Option<Memory>,
     recent: Mutex<RecentUpdates>,
+    admin_chat: Option<ChatId>,
 }
 
 impl Webhook {
@@ -71,6 +73,7 @@ impl Webhook {
             secret,
             memory: None,
             recent: Mutex::new(RecentUpdates::new(RECENT_UPDATES)),
+            admin_chat: config.admin_chat,
         })
     }
 
@@ -182,6 +185,13 @@ pub async fn function_handler(
     event: LambdaEvent<Value>,
 ) -> Result<ApiGatewayV2httpResponse, lambda_runtime::Error> {
     let deadline = deadline_of(&event.context);
+    if let Some(changes) = AlarmChange::of_event(&event.payload) {
+        alerts::tell(&webhook.api, webhook.admin_chat, &changes, deadline).await;
+        // SNS reads no answer; this one is for `cargo lambda invoke`.
+        let mut response = ApiGatewayV2httpResponse::default();
+        response.status_code = 200;
+        return Ok(response);
+    }
     if let Some(check) = HealthCheck::of_event(&event.payload) {
         let health = check.run(&webhook.api, deadline).await;
         health.log();

@@ -77,6 +77,8 @@ pub struct Setup {
     pub secret: Option<String>,
     /// The bot's memory; none by default.
     pub memory: Option<Memory>,
+    /// BOT_ADMIN_CHAT_ID: where alarms are told.
+    pub admin_chat: Option<String>,
 }
 
 pub async fn spawn() -> TestWebhook {
@@ -99,6 +101,9 @@ pub async fn spawn_with(setup: Setup) -> TestWebhook {
     ];
     if let Some(timeout) = &setup.http_timeout_secs {
         vars.push(("TELEGRAM_HTTP_TIMEOUT_SECS", timeout));
+    }
+    if let Some(chat) = &setup.admin_chat {
+        vars.push(("BOT_ADMIN_CHAT_ID", chat));
     }
     let webhook = Webhook::new(&config(&vars))
         .unwrap()

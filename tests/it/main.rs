@@ -4,6 +4,7 @@
 //! tool's tests are in cli/tests, the stand-in's own in stand-in/tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+mod alerts;
 mod buttons;
 mod client;
 mod delivery;

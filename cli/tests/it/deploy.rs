@@ -889,7 +889,14 @@ async fn monitoring_and_its_email_are_passed_only_when_given() {
     let fakes = all_fakes();
     fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
     fakes.store(SECRET_PARAMETER, 1, &stored_secret());
-    let args = ["--monitoring", "On", "--alarm-email", "ops@example.com"];
+    let args = [
+        "--monitoring",
+        "On",
+        "--alarm-email",
+        "ops@example.com",
+        "--admin-chat",
+        "5550001",
+    ];
     let output = deploy(&fakes, &stand_in, &args, &[]).await;
     assert!(
         output.status.success(),
@@ -899,7 +906,7 @@ async fn monitoring_and_its_email_are_passed_only_when_given() {
     );
     let log = fakes.log();
     assert!(
-        log.contains("WebhookSecretVersion=\\\"1\\\" Monitoring=\\\"On\\\" AlarmEmail=\\\"ops@example.com\\\"\""),
+        log.contains("WebhookSecretVersion=\\\"1\\\" Monitoring=\\\"On\\\" AlarmEmail=\\\"ops@example.com\\\" AdminChatId=\\\"5550001\\\"\""),
         "{log}"
     );
     let printed = String::from_utf8_lossy(&output.stdout);
@@ -913,6 +920,7 @@ async fn monitoring_and_its_email_are_passed_only_when_given() {
             ["--alarm-email", "a\"b@c"],
             "--alarm-email needs an address",
         ),
+        (["--admin-chat", "@me"], "--admin-chat needs a chat id"),
     ] {
         let output = deploy(&fakes, &stand_in, &args, &[]).await;
         assert!(!output.status.success());
