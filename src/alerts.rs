@@ -90,13 +90,7 @@ pub async fn tell(api: &BotApi, chat: Option<ChatId>, changes: &[AlarmChange], d
             );
             continue;
         };
-        let message = SendMessage {
-            chat_id: chat,
-            text: change.text(),
-            message_thread_id: None,
-            reply_parameters: None,
-            reply_markup: None,
-        };
+        let message = SendMessage::to_chat(chat, change.text());
         let sent = retry(
             &RetryPolicy::webhook(deadline),
             &mut Stop::never(),

@@ -711,18 +711,20 @@ mod tests {
         let sink = Sink::new(target(), Box::new(buffer.clone()));
         // A subscriber that drops everything below WARN, as LogLevel=WARN.
         let (logs, _guard) = testkit_like_capture();
+        // A WARN outcome: a tracing line, if one were written too, would
+        // pass the filter and be seen.
         metrics::emit_to(
             Some(&sink),
             || {
                 update_line(
                     &text_update(),
-                    Outcome::Answered,
+                    Outcome::PermanentFailure,
                     1,
                     None,
                     &Spent::default(),
                 )
             },
-            || trace_update(&text_update(), Outcome::Answered, 1, None),
+            || trace_update(&text_update(), Outcome::PermanentFailure, 1, None),
         );
         assert_eq!(buffer.lines().len(), 1);
         assert!(

@@ -32,19 +32,6 @@ pub trait ParameterStore: Sync {
         &self,
         names: &[&str],
     ) -> impl Future<Output = Result<Vec<Result<SecretString, ParameterError>>, ParameterError>> + Send;
-
-    /// One parameter's decrypted value.
-    fn get_secure_string(
-        &self,
-        name: &str,
-    ) -> impl Future<Output = Result<SecretString, ParameterError>> + Send {
-        async move {
-            self.get_secure_strings(&[name])
-                .await?
-                .pop()
-                .unwrap_or(Err(ParameterError::NotFound))
-        }
-    }
 }
 
 /// Parameter Store through the AWS SDK, configured the usual way

@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::fmt;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use telegram_lambda_bot::bot::{Bot, ALLOWED_UPDATES};
+use telegram_lambda_bot::bot::ALLOWED_UPDATES;
 use telegram_lambda_bot::client::{ApiError, BotApi};
 use telegram_lambda_bot::config::{Config, ConfigError, InitError, WebhookSecret};
 use telegram_lambda_bot::error::Chain;
@@ -16,7 +16,7 @@ use telegram_lambda_bot::ssm::Ssm;
 use telegram_lambda_bot::telegram::{BotCommand, BotCommandError, Me, WebhookInfo};
 use telegram_lambda_bot::webhook::SECRET_HEADER;
 
-use crate::human_age;
+use crate::{human_age, menu_line};
 
 /// A delivery error younger than this is a problem now; an older one is
 /// history, since Telegram keeps the last error after delivery recovered.
@@ -531,16 +531,6 @@ pub fn check_menu(
     )
 }
 
-fn menu_line(menu: &[BotCommand]) -> String {
-    if menu.is_empty() {
-        return "(empty)".to_owned();
-    }
-    menu.iter()
-        .map(|c| format!("/{}", c.command))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Why an `aws` call gave nothing usable. Holds the first line of the
 /// CLI's error output (it names the AWS error), never its standard output.
 #[derive(Debug, thiserror::Error)]
@@ -838,13 +828,7 @@ async fn check(args: &DoctorArgs, report: &mut Report) {
 
     probe_endpoint(&config, &target, region, report).await;
 
-    let username = target
-        .bot_username
-        .clone()
-        .or_else(|| config.bot_username.clone())
-        .or_else(|| me.ok().and_then(|me| me.username));
-    let bot = Bot::new(username).with_memory(target.memory);
-    let wanted = BotCommand::menu(&bot.commands());
+    let wanted = crate::code_menu(target.memory);
     let shown = api.get_my_commands().await;
     report.add(check_menu(&shown, &wanted, target.memory));
 

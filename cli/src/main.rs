@@ -176,12 +176,6 @@ struct InfoArgs {
     /// seconds ago.
     #[arg(long)]
     fail_on_error_within: Option<u64>,
-    /// Exit 1 if Telegram reported a delivery error at or after this time
-    /// (Unix seconds), such as the moment of the deploy's setWebhook; an
-    /// older error is shown as a note. Telegram keeps the last error
-    /// across a setWebhook that changes nothing.
-    #[arg(long, value_name = "UNIX_SECONDS")]
-    fail_on_error_since: Option<i64>,
 }
 
 /// Why a command failed; shown as one line after `bot: `.
@@ -262,12 +256,8 @@ fn main() -> ExitCode {
             Command::Webhook(WebhookCommand::Delete {
                 drop_pending_updates,
             }) => delete_webhook(&api, drop_pending_updates).await,
-            Command::Commands(CommandsCommand::Set(args)) => {
-                set_commands(&config, &api, args).await
-            }
-            Command::Commands(CommandsCommand::Show(args)) => {
-                show_commands(&config, &api, args).await
-            }
+            Command::Commands(CommandsCommand::Set(args)) => set_commands(&api, args).await,
+            Command::Commands(CommandsCommand::Show(args)) => show_commands(&api, args).await,
             Command::Me { username } => me(&api, username).await,
             Command::Chat(_) | Command::Doctor(_) => Err(CommandError::ChatAfterSetup),
         };
@@ -396,14 +386,13 @@ async fn set_webhook(api: &BotApi, args: SetArgs) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// The menu the bot's code asks for.
-fn code_menu(config: &Config, args: &MenuArgs) -> Result<Vec<BotCommand>, BotCommandError> {
-    let bot = Bot::new(config.bot_username.clone()).with_memory(!args.no_memory);
-    BotCommand::menu(&bot.commands())
+/// The menu the bot's code asks for, with or without memory (a store).
+fn code_menu(memory: bool) -> Result<Vec<BotCommand>, BotCommandError> {
+    BotCommand::menu(&Bot::default().with_memory(memory).commands())
 }
 
-async fn set_commands(config: &Config, api: &BotApi, args: MenuArgs) -> Result<(), CommandError> {
-    let wanted = code_menu(config, &args)?;
+async fn set_commands(api: &BotApi, args: MenuArgs) -> Result<(), CommandError> {
+    let wanted = code_menu(!args.no_memory)?;
     // Telegram allows few setMyCommands calls a minute; a deploy that
     // changed no command makes none.
     if api.get_my_commands().await? == wanted {
@@ -424,14 +413,10 @@ async fn set_commands(config: &Config, api: &BotApi, args: MenuArgs) -> Result<(
     Ok(())
 }
 
-async fn show_commands(config: &Config, api: &BotApi, args: MenuArgs) -> Result<(), CommandError> {
-    let wanted = code_menu(config, &args)?;
+async fn show_commands(api: &BotApi, args: MenuArgs) -> Result<(), CommandError> {
+    let wanted = code_menu(!args.no_memory)?;
     let shown = api.get_my_commands().await?;
-    if shown.is_empty() {
-        println!("Telegram's menu:  (empty)");
-    } else {
-        println!("Telegram's menu:  {}", menu_line(&shown));
-    }
+    println!("Telegram's menu:  {}", menu_line(&shown));
     if shown == wanted {
         println!("Matches the bot's commands.");
         Ok(())
@@ -441,7 +426,11 @@ async fn show_commands(config: &Config, api: &BotApi, args: MenuArgs) -> Result<
     }
 }
 
+/// `/start /help`, or `(empty)`.
 fn menu_line(menu: &[BotCommand]) -> String {
+    if menu.is_empty() {
+        return "(empty)".to_owned();
+    }
     menu.iter()
         .map(|c| format!("/{}", c.command))
         .collect::<Vec<_>>()
@@ -484,24 +473,16 @@ async fn webhook_info(api: &BotApi, args: InfoArgs) -> Result<(), CommandError> 
             });
         }
     }
-    let Some(date) = info.last_error_date else {
-        return Ok(());
-    };
-    let age = now.saturating_sub(date);
-    let within = args
-        .fail_on_error_within
-        .is_some_and(|window| age < i64::try_from(window).unwrap_or(i64::MAX));
-    let since = args.fail_on_error_since.is_some_and(|since| date >= since);
-    if within || since {
-        return Err(CommandError::RecentDeliveryError {
-            age: human_age(age),
-            message: info
-                .last_error_message
-                .unwrap_or_else(|| "(no message)".to_owned()),
-        });
-    }
-    if args.fail_on_error_since.is_some() {
-        println!("Note: the last error is older than this deploy; delivery has not failed since.");
+    if let (Some(window), Some(date)) = (args.fail_on_error_within, info.last_error_date) {
+        let age = now.saturating_sub(date);
+        if age < i64::try_from(window).unwrap_or(i64::MAX) {
+            return Err(CommandError::RecentDeliveryError {
+                age: human_age(age),
+                message: info
+                    .last_error_message
+                    .unwrap_or_else(|| "(no message)".to_owned()),
+            });
+        }
     }
     Ok(())
 }

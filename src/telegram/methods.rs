@@ -43,6 +43,18 @@ impl SendMessage {
         }
     }
 
+    /// A message of its own in `chat` (not a reply). The text is cut to
+    /// Telegram's limit.
+    pub fn to_chat(chat: ChatId, text: impl Into<String>) -> Self {
+        SendMessage {
+            chat_id: chat,
+            text: truncate_to_limit(text.into()),
+            message_thread_id: None,
+            reply_parameters: None,
+            reply_markup: None,
+        }
+    }
+
     /// The same message with buttons under it.
     pub fn with_keyboard(mut self, keyboard: InlineKeyboardMarkup) -> Self {
         self.reply_markup = Some(keyboard);

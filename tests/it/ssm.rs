@@ -152,7 +152,7 @@ async fn access_denied_endpoint() -> String {
 async fn a_denied_read_is_reported_as_access_denied() {
     let endpoint = access_denied_endpoint().await;
     let error = Ssm::from_sdk_config(&sdk_config(&endpoint))
-        .get_secure_string("/echo-bot/token")
+        .get_secure_strings(&["/echo-bot/token"])
         .await
         .unwrap_err();
     assert_eq!(

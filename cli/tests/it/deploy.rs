@@ -25,7 +25,7 @@ call="$1 $2"
 operation() { case "$call" in
   "ssm get-parameter") echo GetParameter ;; "ssm put-parameter") echo PutParameter ;;
   "ssm delete-parameter") echo DeleteParameter ;; "cloudwatch describe-alarms") echo DescribeAlarms ;;
-  *) echo DescribeStacks ;; esac; }
+  "cloudformation describe-stacks") echo DescribeStacks ;; *) echo Unknown ;; esac; }
 fail() { echo "" >&2; echo "An error occurred ($1) when calling the $(operation) operation: $2" >&2; exit 254; }
 if [[ -n "${FAKE_FAIL:-}" && "aws $call" == "$FAKE_FAIL" && "$*" == *"${FAKE_FAIL_ON:-}"* ]]; then
   case "${FAKE_FAIL_CODE:-AccessDeniedException}" in
@@ -67,6 +67,7 @@ case "$call" in
   "ssm delete-parameter")
     [[ -f "$file" ]] || fail ParameterNotFound ""
     rm "$file" ;;
+  "dynamodb delete-table") ;;
   "cloudwatch describe-alarms")
     # A new stack's alarms, waiting for their first data points.
     printf '['; sep=""
@@ -91,6 +92,7 @@ case "$call" in
   $([[ -n "$table" ]] && echo ", {\"OutputKey\": \"MemoryTableName\", \"OutputValue\": \"$table\"}")]}]}
 JSON
     fi ;;
+  *) echo "unexpected: aws $*" >&2; exit 2 ;;
 esac
 "#;
 
