@@ -192,6 +192,9 @@ for name, alarm in alarms.items():
         check(alarm[action] == {"If": ["HasAlarmTopic", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]},
               f"{name} notifies the topic when there is one")
 check(alarms["HealthCheckAlarm"]["TreatMissingData"] == "breaching", "a silent health check is an alarm")
+error_metrics = {q["MetricStat"]["Metric"]["MetricName"] for q in alarms["ErrorsAlarm"]["Metrics"] if "MetricStat" in q}
+check(error_metrics == {"Errors", "Updates", "RecordsSetAside"},
+      f"the errors alarm counts failed runs, configuration failures and records set aside, got {sorted(error_metrics)}")
 check(alarms["PendingUpdatesAlarm"]["EvaluationPeriods"] * 300 == 900, "pending updates: 15 minutes")
 
 if errors:

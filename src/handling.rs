@@ -302,7 +302,14 @@ impl Responder<'_> {
             deadline: record_by,
         };
         let handled = carry_out(self.api, actions, from, policy, stop, Some(&progress)).await;
-        let recorded = if handled.outcome.is_final() {
+        let dropped = telegram_drops(handled.outcome, ticket.lifetime_end(), now_millis());
+        if dropped {
+            tracing::warn!(
+                update_id = ticket.update(),
+                "the wait asked for outlasts the update's lifetime: Telegram drops it, and its outbox goes too"
+            );
+        }
+        let recorded = if handled.outcome.is_final() || dropped {
             before(record_by, memory.finish(ticket)).await
         } else {
             // Let the next attempt take over at once, from where this one
@@ -320,6 +327,23 @@ impl Responder<'_> {
             );
         }
         handled
+    }
+}
+
+/// The longest Retry-After Telegram honours (WebhookActor caps it at an
+/// hour); a longer one is sent as this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Whether answering `outcome` makes Telegram drop the update for good: a
+/// Retry-After that reaches past its lifetime (`lifetime_end`, Unix ms)
+/// does (WebhookActor::on_update_error drops an update whose next try
+/// would come after it expires).
+fn telegram_drops(outcome: Outcome, lifetime_end: i64, now: i64) -> bool {
+    match outcome {
+        Outcome::RetryableFailure {
+            retry_after: Some(wait),
+        } => now.saturating_add(millis(wait.min(MAX_RETRY_AFTER))) >= lifetime_end,
+        _ => false,
     }
 }
 
@@ -351,9 +375,10 @@ fn finished(outcome: Outcome) -> Handled {
 /// The store failed before anything was sent: a later delivery can do it
 /// all.
 fn store_failure(error: StoreError) -> Handled {
+    // Never acknowledged: a record that cannot be used was set aside, and
+    // the next delivery answers the update afresh.
     let outcome = match &error {
         error if error.is_configuration() => Outcome::ConfigurationFailure,
-        StoreError::Corrupt(_) => Outcome::PermanentFailure,
         _ => Outcome::RetryableFailure { retry_after: None },
     };
     Handled {
@@ -535,7 +560,7 @@ fn level_of(outcome: Outcome) -> Level {
 
 fn message_of(outcome: Outcome) -> &'static str {
     match level_of(outcome) {
-        Level::ERROR => "update failed: check TELEGRAM_BOT_TOKEN and TELEGRAM_API_BASE_URL",
+        Level::ERROR => "update failed: the configuration needs a fix (the token, the base URL, the table or its permissions: see error)",
         Level::WARN => "update failed",
         _ => "update handled",
     }

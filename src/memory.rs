@@ -14,13 +14,32 @@
 //!
 //! For an update with one reply that is three store round trips: read,
 //! commit, finish.
+//!
+//! Every run has an owner id, written with its lease: a run that finds its
+//! own outbox after a write it thought failed (the SDK resends a request
+//! whose answer was lost, and the resend fails its condition) carries on
+//! instead of waiting out its own lease. A record that cannot be read or
+//! grows past the store's limit is set aside (kept under another key, an
+//! ERROR line and a metric) and the update is answered with a retryable
+//! failure: the next delivery starts the chat from the default state, and
+//! no update is acknowledged unanswered.
+//!
+//! What a record keeps stays bounded: outboxes until their update's
+//! lifetime at Telegram ends, the last [`KEEP_DONE`] done ids of the chat's
+//! own queue, and short-lived updates' done ids (button presses, queued per
+//! user, not per chat) for their lifetime, at most [`KEEP_DONE_UNTIL`]. A
+//! write drops at most [`MAX_FORGETS_PER_WRITE`] old entries, so that its
+//! expression stays far below DynamoDB's 4 KB.
 
 use crate::action::Action;
 use crate::bot::{Bot, State};
 use crate::config::{Config, InitError};
+use crate::metrics::{self, Line};
 use crate::store::dynamodb::DynamoDbStore;
 use crate::store::file::FileStore;
-use crate::store::{unreadable, ChatRecord, Commit, Pending, Store, StoreConfig, StoreError};
+use crate::store::{
+    unreadable, ChatRecord, Commit, Done, Lease, Pending, Store, StoreConfig, StoreError,
+};
 use crate::telegram::{Update, UpdateKind};
 use std::fmt;
 use std::sync::Arc;
@@ -29,14 +48,29 @@ use std::time::{Duration, SystemTime};
 /// Runs of the bot for one update before giving up on a chat whose record
 /// keeps changing under it (many button presses at once).
 const MAX_RUNS: u32 = 10;
-/// Done ids kept per chat. Telegram delivers a chat's messages one at a
-/// time, each after the one before was acknowledged, so a repeat is always
-/// of one of the chat's last few updates; callback queries of several
-/// users run beside them, hence more than one.
-pub const KEEP_DONE: usize = 32;
-/// How long Telegram keeps delivering an update (a day), plus a margin for
-/// clocks: an outbox older than this is dropped.
-pub const OUTBOX_LIFETIME: Duration = Duration::from_secs(25 * 3600);
+/// Done ids of the chat's own queue kept per chat. Telegram delivers a
+/// chat's messages one at a time, each after the one before was
+/// acknowledged (WebhookActor: one queue per chat), so a repeat is of the
+/// latest; a few more cover a switch between polling and the webhook.
+pub const KEEP_DONE: usize = 8;
+/// Done ids of short-lived updates kept per chat at most, each for its
+/// lifetime (150 s for a press): about 20 bytes each in DynamoDB, so a
+/// burst of presses costs at most ~1.3 KB of the record.
+pub const KEEP_DONE_UNTIL: usize = 64;
+/// Old entries (outboxes, done ids) one write drops at most: each adds
+/// about 10 bytes to the expression, far below DynamoDB's 4 KB limit, and
+/// a record grows by one entry per write, so this keeps up.
+pub const MAX_FORGETS_PER_WRITE: usize = 32;
+/// Added to an update's lifetime for clocks that disagree with Telegram's.
+pub const CLOCK_MARGIN: Duration = Duration::from_secs(60);
+/// The longest an update's outbox is kept: a message's lifetime (a day)
+/// plus the clock margin. Most are finished within seconds.
+pub const OUTBOX_LIFETIME: Duration = Duration::from_secs(24 * 3600 + 60);
+/// The lifetime given to an update that by our clock has ended already.
+pub const MIN_LIFETIME: Duration = Duration::from_secs(60);
+/// Updates whose lifetime at Telegram is at most this are short-lived:
+/// their done ids are kept by time, not among the chat's last few.
+const SHORT_LIVED: Duration = Duration::from_secs(3600);
 /// A lease outlives the invocation that took it by this much, so a run
 /// that is still going is never taken over, and one that died blocks its
 /// update no longer than its timeout plus this.
@@ -91,6 +125,13 @@ pub enum Decision {
 pub struct Ticket {
     key: String,
     update: i64,
+    /// The run's id, written with its lease.
+    owner: u64,
+    /// When Telegram stops delivering the update (Unix ms); `i64::MAX`
+    /// when not known.
+    lifetime_end: i64,
+    /// Whether its done id is kept by time (short-lived updates).
+    short_lived: bool,
 }
 
 /// A chat's record as read for one update.
@@ -105,7 +146,7 @@ impl Read {
     /// it is done, or its outbox is still there. A button press that did
     /// was answered then (it is answered before the bot runs).
     pub fn seen_before(&self, now: i64) -> bool {
-        self.record.done.contains_key(&self.ticket.update)
+        is_done(&self.record, self.ticket.update)
             || self
                 .record
                 .pending
@@ -115,10 +156,55 @@ impl Read {
 }
 
 impl Ticket {
+    /// The ticket of an update known by its key and id only (an outbox
+    /// left unfinished): its lifetime is not known.
     pub fn new(key: impl Into<String>, update: i64) -> Self {
         Ticket {
             key: key.into(),
             update,
+            owner: new_owner(),
+            lifetime_end: i64::MAX,
+            short_lived: false,
+        }
+    }
+
+    /// The ticket of `update`, received at `now` (Unix ms). An update that
+    /// by our clock has ended already gets a minute: Telegram has just
+    /// handed it over, so its clock and ours disagree.
+    pub fn of(update: &Update, now: i64) -> Self {
+        let lifetime_end = update
+            .expires_at(now / 1000)
+            .saturating_mul(1000)
+            .max(now.saturating_add(millis(MIN_LIFETIME)));
+        Ticket {
+            key: key_of(update),
+            update: update.id.0,
+            owner: new_owner(),
+            lifetime_end,
+            short_lived: update
+                .lifetime_from_receipt()
+                .is_some_and(|lifetime| lifetime <= SHORT_LIVED),
+        }
+    }
+
+    /// When Telegram stops delivering the update (Unix ms).
+    pub fn lifetime_end(&self) -> i64 {
+        self.lifetime_end
+    }
+
+    fn lease(&self, until: i64) -> Lease {
+        Lease {
+            owner: self.owner,
+            until,
+        }
+    }
+
+    /// How the update is remembered once done at `now`.
+    fn done(&self, now: i64) -> Done {
+        if self.short_lived {
+            Done::Until(self.lifetime_end.saturating_add(millis(CLOCK_MARGIN)))
+        } else {
+            Done::At(now)
         }
     }
 
@@ -139,6 +225,10 @@ impl Memory {
             leases,
             keep_chats: None,
         }
+    }
+
+    pub fn leases(&self) -> Leases {
+        self.leases
     }
 
     /// The same memory, with `leases`.
@@ -191,19 +281,50 @@ impl Memory {
         lease_until: i64,
         now: i64,
     ) -> Result<(Decision, Ticket), StoreError> {
-        let read = self.read(update).await?;
-        self.decide_from(bot, update, read, lease_until, now).await
+        let ticket = Ticket::of(update, now);
+        let record = self.load(&ticket.key).await?;
+        self.decide_from(bot, update, Read { ticket, record }, lease_until, now)
+            .await
     }
 
     /// The chat record `update` belongs to, as [`Memory::decide_from`]
     /// takes it.
     pub async fn read(&self, update: &Update) -> Result<Read, StoreError> {
-        let ticket = Ticket {
-            key: key_of(update),
-            update: update.id.0,
-        };
-        let record = self.store.load(&ticket.key).await?.unwrap_or_default();
+        let ticket = Ticket::of(update, now_millis());
+        let record = self.load(&ticket.key).await?;
         Ok(Read { ticket, record })
+    }
+
+    /// The record under `key` (the default when there is none); one that
+    /// cannot be read is set aside.
+    async fn load(&self, key: &str) -> Result<ChatRecord, StoreError> {
+        match self.store.load(key).await {
+            Ok(record) => Ok(record.unwrap_or_default()),
+            Err(error @ StoreError::Unreadable(_)) => Err(self.set_aside(key, error).await),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Moves a chat's record that cannot be used out of the way, with an
+    /// ERROR line and a metric, and returns the error the update ends with:
+    /// a retryable one, so that the next delivery answers it afresh.
+    async fn set_aside(&self, key: &str, why: StoreError) -> StoreError {
+        let why = crate::error::Chain(&why).to_string();
+        match self.store.set_aside(key, now_millis()).await {
+            Ok(aside_key) => {
+                metrics::emit(
+                    || {
+                        Line::new(tracing::Level::ERROR, SET_ASIDE)
+                            .field("aside_key", aside_key.clone())
+                            .field("error", why.clone())
+                            .by_function(metrics::RECORDS_SET_ASIDE, vec![1.0])
+                    },
+                    || tracing::error!(aside_key, error = why, "{SET_ASIDE}"),
+                );
+                StoreError::SetAside { aside_key, why }
+            }
+            Err(error) => error,
+        }
     }
 
     /// As [`Memory::decide`], from a record read before (a press reads it
@@ -223,7 +344,7 @@ impl Memory {
                 let spread = 5 * u64::from(run);
                 tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=spread))).await;
             }
-            if record.done.contains_key(&ticket.update) {
+            if is_done(&record, ticket.update) {
                 return Ok((Decision::Duplicate, ticket));
             }
             if let Some(pending) = record
@@ -231,6 +352,16 @@ impl Memory {
                 .get(&ticket.update)
                 .filter(|p| p.expires > now)
             {
+                let Ok(actions) = serde_json::from_str::<Vec<Action>>(&pending.actions) else {
+                    let error = StoreError::Unreadable("an outbox's actions".to_owned());
+                    return Err(self.set_aside(&ticket.key, error).await);
+                };
+                let from = usize::try_from(pending.sent).unwrap_or(usize::MAX);
+                if pending.owner == ticket.owner {
+                    // This run's own write, applied although the store's
+                    // answer said otherwise (a resend after a lost answer).
+                    return Ok((Decision::Send { actions, from }, ticket));
+                }
                 if self.leases == Leases::Shared && pending.lease_until > now {
                     let left = Duration::from_millis(
                         u64::try_from(pending.lease_until - now).unwrap_or(u64::MAX),
@@ -238,12 +369,14 @@ impl Memory {
                     let retry_after = left.clamp(Duration::from_secs(1), MAX_IN_PROGRESS_WAIT);
                     return Ok((Decision::InProgress { retry_after }, ticket));
                 }
-                let actions: Vec<Action> = serde_json::from_str(&pending.actions)
-                    .map_err(|e| StoreError::Corrupt(format!("an outbox: {}", unreadable(&e))))?;
-                let from = usize::try_from(pending.sent).unwrap_or(usize::MAX);
                 match self
                     .store
-                    .take_over(&ticket.key, ticket.update, pending.lease_until, lease_until)
+                    .take_over(
+                        &ticket.key,
+                        ticket.update,
+                        pending.lease_until,
+                        ticket.lease(lease_until),
+                    )
                     .await
                 {
                     Ok(()) => return Ok((Decision::Send { actions, from }, ticket)),
@@ -272,8 +405,13 @@ impl Memory {
             match self.store.commit(&ticket.key, &commit).await {
                 Ok(()) if actions.is_empty() => return Ok((Decision::Nothing, ticket)),
                 Ok(()) => return Ok((Decision::Send { actions, from: 0 }, ticket)),
+                // The next turn recognises this run's own write, should
+                // the conflict be with itself.
                 Err(StoreError::Conflict(now_stored)) => {
                     record = self.fresh(&ticket.key, now_stored).await?;
+                }
+                Err(error @ StoreError::TooLarge(_)) => {
+                    return Err(self.set_aside(&ticket.key, error).await)
                 }
                 Err(error) => return Err(error),
             }
@@ -288,7 +426,7 @@ impl Memory {
         Ok(self.store.unfinished().await?.map(|entries| {
             entries
                 .into_iter()
-                .map(|(key, update)| Ticket { key, update })
+                .map(|(key, update)| Ticket::new(key, update))
                 .collect()
         }))
     }
@@ -302,9 +440,7 @@ impl Memory {
         lease_until: i64,
         now: i64,
     ) -> Result<Option<(Vec<Action>, usize)>, StoreError> {
-        let Some(record) = self.store.load(&ticket.key).await? else {
-            return Ok(None);
-        };
+        let record = self.load(&ticket.key).await?;
         let Some(pending) = record
             .pending
             .get(&ticket.update)
@@ -312,10 +448,17 @@ impl Memory {
         else {
             return Ok(None);
         };
-        let actions: Vec<Action> = serde_json::from_str(&pending.actions)
-            .map_err(|e| StoreError::Corrupt(format!("an outbox: {}", unreadable(&e))))?;
+        let Ok(actions) = serde_json::from_str::<Vec<Action>>(&pending.actions) else {
+            let error = StoreError::Unreadable("an outbox's actions".to_owned());
+            return Err(self.set_aside(&ticket.key, error).await);
+        };
         self.store
-            .take_over(&ticket.key, ticket.update, pending.lease_until, lease_until)
+            .take_over(
+                &ticket.key,
+                ticket.update,
+                pending.lease_until,
+                ticket.lease(lease_until),
+            )
             .await?;
         let from = usize::try_from(pending.sent).unwrap_or(usize::MAX);
         Ok(Some((actions, from)))
@@ -331,14 +474,14 @@ impl Memory {
     ) -> Result<(), StoreError> {
         let sent = u32::try_from(sent).unwrap_or(u32::MAX);
         self.store
-            .progress(&ticket.key, ticket.update, sent, lease_until)
+            .progress(&ticket.key, ticket.update, sent, ticket.lease(lease_until))
             .await
     }
 
     /// Marks the update done: no delivery of it is answered again.
     pub async fn finish(&self, ticket: &Ticket) -> Result<(), StoreError> {
         self.store
-            .finish(&ticket.key, ticket.update, now_millis())
+            .finish(&ticket.key, ticket.update, ticket.done(now_millis()))
             .await
     }
 
@@ -351,7 +494,7 @@ impl Memory {
     ) -> Result<ChatRecord, StoreError> {
         match returned {
             Some(record) => Ok(*record),
-            None => Ok(self.store.load(key).await?.unwrap_or_default()),
+            None => self.load(key).await,
         }
     }
 
@@ -364,8 +507,7 @@ impl Memory {
         lease_until: i64,
         now: i64,
     ) -> Result<Commit, StoreError> {
-        let encode_error =
-            |e: serde_json::Error| StoreError::Corrupt(format!("cannot encode: {e}"));
+        let encode_error = |e: serde_json::Error| StoreError::Encode(e.to_string());
         let state = new_state
             .map(serde_json::to_string)
             .transpose()
@@ -377,35 +519,77 @@ impl Memory {
                 actions: serde_json::to_string(actions).map_err(encode_error)?,
                 sent: 0,
                 lease_until,
-                expires: now.saturating_add(millis(OUTBOX_LIFETIME)),
+                owner: ticket.owner,
+                expires: ticket
+                    .lifetime_end
+                    .min(now.saturating_add(millis(OUTBOX_LIFETIME)))
+                    .saturating_add(millis(CLOCK_MARGIN)),
             })
         };
-        let forget_pending = record
-            .pending
-            .iter()
-            .filter(|(_, p)| p.expires <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        // The oldest ids beyond what is kept, making room for this one.
-        let excess = (record.done.len() + 1).saturating_sub(KEEP_DONE);
-        let mut by_age: Vec<(i64, i64)> = record.done.iter().map(|(id, at)| (*at, *id)).collect();
-        by_age.sort_unstable();
-        let forget_done = by_age.into_iter().take(excess).map(|(_, id)| id).collect();
+        let (forget_pending, forget_done, forget_done_until) = to_forget(record, now);
         let now_secs = now / 1000;
         Ok(Commit {
             expected_version: record.version,
             state,
             update: ticket.update,
             pending,
+            done: ticket.done(now),
             forget_pending,
             forget_done,
-            at: now,
+            forget_done_until,
             record_expires_at: self.keep_chats.map(|keep| {
                 now_secs.saturating_add(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX))
             }),
         })
     }
 }
+
+/// What a write drops from `record` at `now`, at most
+/// [`MAX_FORGETS_PER_WRITE`] in all, the most useless first: expired
+/// outboxes, expired short-lived ids, then the oldest ids beyond what is
+/// kept (making room for the one this write may add).
+fn to_forget(record: &ChatRecord, now: i64) -> (Vec<i64>, Vec<i64>, Vec<i64>) {
+    let mut budget = MAX_FORGETS_PER_WRITE;
+    let mut take = |ids: Vec<i64>| {
+        let taken: Vec<i64> = ids.into_iter().take(budget).collect();
+        budget -= taken.len();
+        taken
+    };
+    let pending = take(
+        record
+            .pending
+            .iter()
+            .filter(|(_, p)| p.expires <= now)
+            .map(|(id, _)| *id)
+            .collect(),
+    );
+    let mut until: Vec<(i64, i64)> = record.done_until.iter().map(|(id, t)| (*t, *id)).collect();
+    until.sort_unstable();
+    let expired = until.iter().take_while(|(t, _)| *t <= now).count();
+    let excess = (record.done_until.len() + 1)
+        .saturating_sub(KEEP_DONE_UNTIL)
+        .max(expired);
+    let done_until = take(until.into_iter().take(excess).map(|(_, id)| id).collect());
+    let excess = (record.done.len() + 1).saturating_sub(KEEP_DONE);
+    let mut by_age: Vec<(i64, i64)> = record.done.iter().map(|(id, at)| (*at, *id)).collect();
+    by_age.sort_unstable();
+    let done = take(by_age.into_iter().take(excess).map(|(_, id)| id).collect());
+    (pending, done, done_until)
+}
+
+/// Whether `update` is recorded as answered in full.
+fn is_done(record: &ChatRecord, update: i64) -> bool {
+    record.done.contains_key(&update) || record.done_until.contains_key(&update)
+}
+
+/// A run's owner id: random, never 0 (which no outbox's owner is), and
+/// below 2^53 so that any JSON reader of the table keeps it exact.
+fn new_owner() -> u64 {
+    fastrand::u64(1..1 << 53)
+}
+
+const SET_ASIDE: &str =
+    "set a chat's unusable record aside; the chat starts afresh from the default state";
 
 /// The chat's state as stored. A state the bot can no longer read (its type
 /// changed incompatibly) starts over from the default, with a warning.
@@ -496,7 +680,7 @@ mod tests {
             key: &'a str,
             update: i64,
             seen: i64,
-            lease: i64,
+            lease: Lease,
         ) -> StoreFuture<'a, ()> {
             self.count();
             self.inner.take_over(key, update, seen, lease)
@@ -506,14 +690,18 @@ mod tests {
             key: &'a str,
             update: i64,
             sent: u32,
-            lease: i64,
+            lease: Lease,
         ) -> StoreFuture<'a, ()> {
             self.count();
             self.inner.progress(key, update, sent, lease)
         }
-        fn finish<'a>(&'a self, key: &'a str, update: i64, at: i64) -> StoreFuture<'a, ()> {
+        fn finish<'a>(&'a self, key: &'a str, update: i64, done: Done) -> StoreFuture<'a, ()> {
             self.count();
-            self.inner.finish(key, update, at)
+            self.inner.finish(key, update, done)
+        }
+        fn set_aside<'a>(&'a self, key: &'a str, at: i64) -> StoreFuture<'a, String> {
+            self.count();
+            self.inner.set_aside(key, at)
         }
     }
 
@@ -651,6 +839,76 @@ mod tests {
         assert!(record.done.len() <= KEEP_DONE, "{}", record.done.len());
         assert!(record.done.contains_key(&(KEEP_DONE as i64 + 10)));
         assert!(!record.done.contains_key(&1));
+    }
+
+    #[tokio::test]
+    async fn an_outbox_lives_as_long_as_telegram_delivers_its_update() {
+        let s = setup(Leases::Shared);
+        let bot = Bot::default().with_memory(true);
+        let now = now_millis();
+        let date = now / 1000 - 600;
+        let message = Update::from_value(json!({"update_id": 40, "message": {
+            "message_id": 40, "date": date,
+            "chat": {"id": 7, "type": "private"}, "text": "hi"}}))
+        .unwrap();
+        let press = Update::from_value(json!({"update_id": 41, "callback_query": {
+            "id": "q", "chat_instance": "c", "data": "counter:+1",
+            "from": {"id": 7, "is_bot": false, "first_name": "A"},
+            "message": {"message_id": 1, "date": date,
+                "chat": {"id": 7, "type": "private"}, "text": "Count: 0"}}}))
+        .unwrap();
+        for update in [&message, &press] {
+            s.memory
+                .decide(&bot, update, now + 10_000, now)
+                .await
+                .unwrap();
+        }
+        let record = s.store.inner.load("chat#7").await.unwrap().unwrap();
+        let margin = millis(CLOCK_MARGIN);
+        assert_eq!(
+            record.pending[&40].expires,
+            (date + 86_400) * 1000 + margin,
+            "a day from the message's date"
+        );
+        let press_expires = record.pending[&41].expires - now;
+        assert!(
+            (150_000 + margin - 1_000..=150_000 + margin).contains(&press_expires),
+            "150 s for a press: {press_expires}"
+        );
+    }
+
+    #[test]
+    fn a_write_drops_a_bounded_number_of_old_entries_oldest_kinds_first() {
+        let expired = Pending {
+            actions: "[]".into(),
+            sent: 0,
+            lease_until: 0,
+            owner: 0,
+            expires: NOW - 1,
+        };
+        let record = ChatRecord {
+            pending: (0..1_000).map(|id| (id, expired.clone())).collect(),
+            done: (0..100).map(|id| (5_000 + id, NOW - id)).collect(),
+            done_until: (0..100).map(|id| (9_000 + id, NOW - 1)).collect(),
+            ..ChatRecord::default()
+        };
+        let (pending, done, done_until) = to_forget(&record, NOW);
+        assert_eq!(pending.len(), MAX_FORGETS_PER_WRITE);
+        assert!(done.is_empty() && done_until.is_empty());
+        let record = ChatRecord {
+            pending: Default::default(),
+            ..record
+        };
+        let (_, done, done_until) = to_forget(&record, NOW);
+        assert_eq!(done_until.len(), MAX_FORGETS_PER_WRITE, "expired first");
+        assert!(done.is_empty());
+        let record = ChatRecord {
+            done_until: Default::default(),
+            ..record
+        };
+        let (_, done, _) = to_forget(&record, NOW);
+        assert_eq!(done.len(), MAX_FORGETS_PER_WRITE);
+        assert!(done.contains(&5_099), "the oldest first: {done:?}");
     }
 
     #[test]

@@ -55,6 +55,12 @@ pub const STORE_LATENCY: Metric = Metric {
     name: "StoreLatency",
     unit: Unit::Milliseconds,
 };
+/// One per chat record set aside because it could not be read or grew
+/// past the store's limit (see [`crate::memory`]).
+pub const RECORDS_SET_ASIDE: Metric = Metric {
+    name: "RecordsSetAside",
+    unit: Unit::Count,
+};
 /// Telegram's `pending_update_count`, from the health check.
 pub const PENDING_UPDATES: Metric = Metric {
     name: "PendingUpdates",

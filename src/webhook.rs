@@ -13,7 +13,7 @@ use crate::alerts::{self, AlarmChange};
 use crate::bot::Bot;
 use crate::client::BotApi;
 use crate::config::{Config, ConfigError, InitError, WebhookSecret};
-use crate::handling::{log_update, Outcome, Responder};
+use crate::handling::{log_update, Outcome, Responder, MAX_RETRY_AFTER};
 use crate::health::{Health, HealthCheck};
 use crate::memory::Memory;
 use crate::metrics::{self, Line};
@@ -40,8 +40,6 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 /// When the event has no deadline (local runs), the time an update may take.
 const DEFAULT_BUDGET: Duration = Duration::from_secs(20);
-/// Telegram's webhook delivery caps Retry-After at an hour.
-const MAX_RETRY_AFTER_SECS: u64 = 3600;
 const RECENT_UPDATES: usize = 1024;
 const BASE64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
@@ -176,7 +174,7 @@ fn wait_in_whole_seconds(wait: Duration) -> u64 {
     if wait.subsec_nanos() > 0 {
         seconds += 1;
     }
-    seconds.clamp(1, MAX_RETRY_AFTER_SECS)
+    seconds.clamp(1, MAX_RETRY_AFTER.as_secs())
 }
 
 /// The Lambda handler: never fails the invocation, whatever the event.

@@ -5,17 +5,28 @@
 //! (`ReturnValuesOnConditionCheckFailure`), so losing costs no extra read.
 //!
 //! Attributes: `v` version, `s` state (JSON), `p` a map from update id to
-//! its outbox (`a` actions, `n` sent, `l` lease, `e` expiry), `d` a map
-//! from done update id to when it was done, `expires_at` the item's TTL
+//! its outbox (`a` actions, `n` sent, `l` lease end, `o` lease owner, `e`
+//! expiry), `d` a map from done update id to when it was done (a number
+//! from 0 up) or, negated, until when it is kept (short-lived updates:
+//! one map for both, so that records written before the second kind
+//! existed take it without a change of shape), `expires_at` the item's TTL
 //! (Unix seconds).
+//!
+//! DynamoDB's limits shape the requests: an expression is at most 4 KB (so
+//! a write drops a bounded number of old entries, see [`crate::memory`]),
+//! an item at most 400 KB (a write past it is [`StoreError::TooLarge`]).
 
-use super::{ChatRecord, Commit, Pending, Store, StoreError, StoreFuture};
+use super::{
+    aside_key, ChatRecord, Commit, Done, Lease, Pending, Store, StoreError, StoreFuture,
+    KEEP_ASIDE_SECS,
+};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
 
-type Item = HashMap<String, AttributeValue>;
+/// A DynamoDB item, as the SDK holds it.
+pub type Item = HashMap<String, AttributeValue>;
 
 /// Chat records in a DynamoDB table.
 #[derive(Debug, Clone)]
@@ -86,16 +97,22 @@ impl Store for DynamoDbStore {
                 request =
                     request.expression_attribute_values(":s", AttributeValue::S(state.clone()));
             }
-            if let Some(expires_at) = commit.record_expires_at {
-                set.push("expires_at = :ttl".to_owned());
-                request = request.expression_attribute_values(":ttl", number(expires_at));
+            match commit.record_expires_at {
+                Some(expires_at) => {
+                    set.push("expires_at = :ttl".to_owned());
+                    request = request.expression_attribute_values(":ttl", number(expires_at));
+                }
+                // Retention turned off: an expiry set before must not
+                // delete the record later.
+                None if !new => remove.push("expires_at".to_owned()),
+                None => {}
             }
             let update = commit.update.to_string();
             // The update goes into the outbox map, or, with nothing to send,
             // straight into the done map.
             let (entry_map, entry) = match &commit.pending {
                 Some(pending) => ("p", pending_value(pending)),
-                None => ("d", number(commit.at)),
+                None => ("d", done_value(commit.done)),
             };
             if new {
                 // A new item has no maps to set entries of yet.
@@ -114,25 +131,21 @@ impl Store for DynamoDbStore {
                 request = request
                     .expression_attribute_names("#u", update)
                     .expression_attribute_values(":entry", entry);
-                for (index, id) in commit
+                let forget_pending = commit
                     .forget_pending
                     .iter()
                     .filter(|id| commit.pending.is_none() || **id != commit.update)
-                    .enumerate()
-                {
-                    remove.push(format!("p.#f{index}"));
-                    request =
-                        request.expression_attribute_names(format!("#f{index}"), id.to_string());
-                }
-                for (index, id) in commit
+                    .map(|id| ("p", id));
+                let forget_done = commit
                     .forget_done
                     .iter()
-                    .filter(|id| **id != commit.update)
-                    .enumerate()
-                {
-                    remove.push(format!("d.#g{index}"));
+                    .chain(&commit.forget_done_until)
+                    .filter(|id| commit.pending.is_some() || **id != commit.update)
+                    .map(|id| ("d", id));
+                for (index, (map, id)) in forget_pending.chain(forget_done).enumerate() {
+                    remove.push(format!("{map}.#f{index}"));
                     request =
-                        request.expression_attribute_names(format!("#g{index}"), id.to_string());
+                        request.expression_attribute_names(format!("#f{index}"), id.to_string());
                 }
             }
             let mut expression = format!("SET {}", set.join(", "));
@@ -145,6 +158,12 @@ impl Store for DynamoDbStore {
                 .await
                 .map(drop)
                 .map_err(conflict_or_classify)
+                .map_err(|error| match error {
+                    // Nothing else is in a new item: this update's own
+                    // state and replies are too large.
+                    StoreError::TooLarge(why) if new => StoreError::UpdateTooLarge(why),
+                    error => error,
+                })
         })
     }
 
@@ -152,16 +171,17 @@ impl Store for DynamoDbStore {
         &'a self,
         key: &'a str,
         update: i64,
-        seen_lease: i64,
-        lease_until: i64,
+        seen_until: i64,
+        lease: Lease,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             self.update(key)
-                .update_expression("SET p.#u.l = :lease")
+                .update_expression("SET p.#u.l = :lease, p.#u.o = :owner")
                 .condition_expression("p.#u.l = :seen")
                 .expression_attribute_names("#u", update.to_string())
-                .expression_attribute_values(":lease", number(lease_until))
-                .expression_attribute_values(":seen", number(seen_lease))
+                .expression_attribute_values(":lease", number(lease.until))
+                .expression_attribute_values(":owner", number(lease.owner))
+                .expression_attribute_values(":seen", number(seen_until))
                 .send()
                 .await
                 .map(drop)
@@ -174,34 +194,36 @@ impl Store for DynamoDbStore {
         key: &'a str,
         update: i64,
         sent: u32,
-        lease_until: i64,
+        lease: Lease,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let result = self
                 .update(key)
                 .update_expression("SET p.#u.n = :n, p.#u.l = :lease")
-                .condition_expression("attribute_exists(p.#u)")
+                .condition_expression("p.#u.o = :owner")
                 .expression_attribute_names("#u", update.to_string())
                 .expression_attribute_values(":n", number(sent))
-                .expression_attribute_values(":lease", number(lease_until))
+                .expression_attribute_values(":lease", number(lease.until))
+                .expression_attribute_values(":owner", number(lease.owner))
                 .send()
                 .await;
             match result.map_err(conflict_or_classify) {
-                // The outbox is gone: finished by another run.
+                // The outbox is gone (finished by another run), or another
+                // run took it over: its lease is not this run's to change.
                 Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
                 Err(error) => Err(error),
             }
         })
     }
 
-    fn finish<'a>(&'a self, key: &'a str, update: i64, at: i64) -> StoreFuture<'a, ()> {
+    fn finish<'a>(&'a self, key: &'a str, update: i64, done: Done) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let result = self
                 .update(key)
-                .update_expression("REMOVE p.#u SET d.#u = :at")
+                .update_expression("REMOVE p.#u SET d.#u = :done")
                 .condition_expression("attribute_exists(pk)")
                 .expression_attribute_names("#u", update.to_string())
-                .expression_attribute_values(":at", number(at))
+                .expression_attribute_values(":done", done_value(done))
                 .send()
                 .await;
             match result.map_err(conflict_or_classify) {
@@ -209,6 +231,72 @@ impl Store for DynamoDbStore {
                 // to finish.
                 Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
                 Err(error) => Err(error),
+            }
+        })
+    }
+
+    fn set_aside<'a>(&'a self, key: &'a str, at: i64) -> StoreFuture<'a, String> {
+        Box::pin(async move {
+            let aside = aside_key(key, at);
+            let found = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(key.to_owned()))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(classify)?;
+            let Some(mut item) = found.item else {
+                return Ok(aside);
+            };
+            let version = item.get("v").cloned();
+            item.insert("pk".to_owned(), AttributeValue::S(aside.clone()));
+            item.insert(
+                "expires_at".to_owned(),
+                number((at / 1000).saturating_add(KEEP_ASIDE_SECS)),
+            );
+            let kept = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .send()
+                .await
+                .map_err(classify);
+            match kept {
+                Ok(_) => {}
+                // A record at the limit has no room for the new key: the
+                // chat must not stay jammed for want of a copy.
+                Err(StoreError::TooLarge(_)) => tracing::error!(
+                    aside_key = aside,
+                    "the record is too large to keep a copy of; deleting it without one"
+                ),
+                Err(error) => return Err(error),
+            }
+            // Only the record that was copied: one changed meanwhile is
+            // read again by the next delivery.
+            let delete = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(key.to_owned()));
+            let delete = match version {
+                Some(version) => delete
+                    .condition_expression("v = :v")
+                    .expression_attribute_values(":v", version),
+                None => delete.condition_expression("attribute_not_exists(v)"),
+            };
+            match delete.send().await {
+                Ok(_) => Ok(aside),
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    Ok(aside)
+                }
+                Err(error) => Err(classify(error)),
             }
         })
     }
@@ -223,12 +311,21 @@ fn pending_value(pending: &Pending) -> AttributeValue {
         ("a".to_owned(), AttributeValue::S(pending.actions.clone())),
         ("n".to_owned(), number(pending.sent)),
         ("l".to_owned(), number(pending.lease_until)),
+        ("o".to_owned(), number(pending.owner)),
         ("e".to_owned(), number(pending.expires)),
     ]))
 }
 
+/// A done entry's value: when (from 0 up), or until when, negated.
+fn done_value(done: Done) -> AttributeValue {
+    match done {
+        Done::At(at) => number(at.max(0)),
+        Done::Until(until) => number(until.max(1).saturating_neg()),
+    }
+}
+
 fn record_of(item: &Item) -> Result<ChatRecord, StoreError> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("{what} in the chat's item"));
+    let corrupt = |what: &str| StoreError::Unreadable(format!("{what} in the chat's item"));
     let int = |value: Option<&AttributeValue>, what: &str| -> Result<i64, StoreError> {
         value
             .and_then(|v| v.as_n().ok())
@@ -263,6 +360,15 @@ fn record_of(item: &Item) -> Result<ChatRecord, StoreError> {
                     sent: u32::try_from(int(entry.get("n"), "an outbox count")?)
                         .map_err(|_| corrupt("an outbox count"))?,
                     lease_until: int(entry.get("l"), "an outbox lease")?,
+                    // Outboxes written before leases had owners have none.
+                    owner: match entry.get("o") {
+                        None => 0,
+                        Some(owner) => owner
+                            .as_n()
+                            .ok()
+                            .and_then(|n| n.parse().ok())
+                            .ok_or_else(|| corrupt("an outbox owner"))?,
+                    },
                     expires: int(entry.get("e"), "an outbox expiry")?,
                 },
             );
@@ -271,7 +377,10 @@ fn record_of(item: &Item) -> Result<ChatRecord, StoreError> {
     if let Some(AttributeValue::M(done)) = item.get("d") {
         for (id, at) in done {
             let id = id.parse().map_err(|_| corrupt("a done id"))?;
-            record.done.insert(id, int(Some(at), "a done time")?);
+            match int(Some(at), "a done time")? {
+                at if at >= 0 => record.done.insert(id, at),
+                until => record.done_until.insert(id, until.saturating_neg()),
+            };
         }
     }
     Ok(record)
@@ -326,18 +435,105 @@ where
         | "ProvisionedThroughputExceededException"
         | "RequestLimitExceeded"
         | "TransactionConflictException" => StoreError::Throttled(code),
-        "AccessDeniedException" | "ResourceNotFoundException" | "UnrecognizedClientException" => {
-            StoreError::Refused(match error.message() {
-                Some(message) => format!("{code}: {message}"),
-                None => code,
-            })
+        // One chat's record at DynamoDB's 400 KB item limit: that chat's
+        // problem, set aside by the memory.
+        "ValidationException" if error.message().is_some_and(is_item_size_limit) => {
+            StoreError::TooLarge(described(&code, error.message()))
         }
-        // A record this request cannot apply to (over 400 KB, say): no
-        // retry and no change of the deployment fixes it.
-        "ValidationException" => StoreError::Corrupt(match error.message() {
-            Some(message) => format!("{code}: {message}"),
-            None => code,
-        }),
+        // Any other refusal is the same for every chat: a table whose key
+        // is not `pk`, no such table, no permission. A deployment fault:
+        // never acknowledged as if the update were answered.
+        "AccessDeniedException"
+        | "ResourceNotFoundException"
+        | "UnrecognizedClientException"
+        | "ValidationException" => StoreError::Refused(described(&code, error.message())),
         _ => StoreError::Unavailable(crate::error::chain(&error)),
+    }
+}
+
+/// An item's size as DynamoDB counts it for its 400 KB limit and for
+/// billing (a write costs one unit per KB of the larger of the item's size
+/// before and after): each attribute's name and value; a string its UTF-8
+/// bytes, a number one byte per two significant digits plus one, a map or
+/// list 3 bytes plus one per element and its elements ("Item sizes and
+/// formats", DynamoDB developer guide).
+pub fn item_size(item: &Item) -> usize {
+    item.iter()
+        .map(|(name, value)| name.len() + value_size(value))
+        .sum()
+}
+
+fn value_size(value: &AttributeValue) -> usize {
+    match value {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(n) => number_size(n),
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::M(map) => {
+            3 + map
+                .iter()
+                .map(|(key, value)| key.len() + value_size(value) + 1)
+                .sum::<usize>()
+        }
+        AttributeValue::L(list) => 3 + list.iter().map(|v| value_size(v) + 1).sum::<usize>(),
+        AttributeValue::Ss(set) => set.iter().map(String::len).sum(),
+        AttributeValue::Ns(set) => set.iter().map(|n| number_size(n)).sum(),
+        AttributeValue::Bs(set) => set.iter().map(|b| b.as_ref().len()).sum(),
+        _ => 1,
+    }
+}
+
+fn number_size(number: &str) -> usize {
+    let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+    let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
+    significant.max(1).div_ceil(2) + 1
+}
+
+fn described(code: &str, message: Option<&str>) -> String {
+    match message {
+        Some(message) => format!("{code}: {message}"),
+        None => code.to_owned(),
+    }
+}
+
+/// DynamoDB's words for an item past 400 KB: "Item size has exceeded the
+/// maximum allowed size" (PutItem), "Item size to update has exceeded the
+/// maximum allowed size" (UpdateItem).
+fn is_item_size_limit(message: &str) -> bool {
+    message.starts_with("Item size") && message.contains("exceeded the maximum allowed size")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_dynamodbs_item_size_refusals_count_as_one_chats_problem() {
+        assert!(is_item_size_limit(
+            "Item size has exceeded the maximum allowed size"
+        ));
+        assert!(is_item_size_limit(
+            "Item size to update has exceeded the maximum allowed size"
+        ));
+        for other in [
+            "The provided key element does not match the schema",
+            "Invalid UpdateExpression: Expression size has exceeded the maximum allowed size; expression size: 4110",
+            "One or more parameter values were invalid: Missing the key pk in the item",
+        ] {
+            assert!(!is_item_size_limit(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn item_sizes_are_counted_as_dynamodb_counts_them() {
+        let item = Item::from([
+            ("pk".to_owned(), AttributeValue::S("chat#42".into())),
+            ("v".to_owned(), number(12_345)),
+            (
+                "d".to_owned(),
+                AttributeValue::M(HashMap::from([("7".to_owned(), number(100))])),
+            ),
+        ]);
+        // pk: 2 + 7; v: 1 + (3 + 1); d: 1 + 3 + (1 + 2 + 1).
+        assert_eq!(item_size(&item), 9 + 5 + 8);
     }
 }

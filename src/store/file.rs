@@ -7,7 +7,9 @@
 //! SIGKILL leaves either the old record or the new one. It also locks the
 //! file, so a second process cannot write beside the first.
 
-use super::{ChatRecord, Commit, Store, StoreError, StoreFuture};
+use super::{
+    aside_key, ChatRecord, Commit, Done, Lease, Store, StoreError, StoreFuture, ASIDE_PREFIX,
+};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -85,7 +87,7 @@ impl FileStore {
                         return Ok(());
                     }
                     let bytes = serde_json::to_vec(&record)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        .map_err(|e| StoreError::Encode(e.to_string()))?;
                     table
                         .insert(key.as_str(), bytes.as_slice())
                         .map_err(unavailable)?;
@@ -135,13 +137,14 @@ impl Store for FileStore {
         &'a self,
         key: &'a str,
         update: i64,
-        seen_lease: i64,
-        lease_until: i64,
+        seen_until: i64,
+        lease: Lease,
     ) -> StoreFuture<'a, ()> {
         self.change(key, move |record| {
             match record.pending.get_mut(&update) {
-                Some(pending) if pending.lease_until == seen_lease => {
-                    pending.lease_until = lease_until;
+                Some(pending) if pending.lease_until == seen_until => {
+                    pending.lease_until = lease.until;
+                    pending.owner = lease.owner;
                 }
                 _ => return Err(StoreError::Conflict(Some(Box::new(record.clone())))),
             }
@@ -154,28 +157,54 @@ impl Store for FileStore {
         key: &'a str,
         update: i64,
         sent: u32,
-        lease_until: i64,
+        lease: Lease,
     ) -> StoreFuture<'a, ()> {
         self.change(key, move |record| {
             Ok(match record.pending.get_mut(&update) {
-                Some(pending) => {
+                Some(pending) if pending.owner == lease.owner => {
                     pending.sent = sent;
-                    pending.lease_until = lease_until;
+                    pending.lease_until = lease.until;
                     true
                 }
-                None => false,
+                _ => false,
             })
         })
     }
 
-    fn finish<'a>(&'a self, key: &'a str, update: i64, at: i64) -> StoreFuture<'a, ()> {
+    fn finish<'a>(&'a self, key: &'a str, update: i64, done: Done) -> StoreFuture<'a, ()> {
         self.change(key, move |record| {
             if record.version == 0 {
                 return Ok(false);
             }
             record.pending.remove(&update);
-            record.done.insert(update, at);
+            mark_done(record, update, done);
             Ok(true)
+        })
+    }
+
+    fn set_aside<'a>(&'a self, key: &'a str, at: i64) -> StoreFuture<'a, String> {
+        let db = Arc::clone(&self.db);
+        let key = key.to_owned();
+        Box::pin(async move {
+            blocking(move || {
+                let aside = aside_key(&key, at);
+                let txn = db.begin_write().map_err(unavailable)?;
+                {
+                    let mut table = txn.open_table(CHATS).map_err(unavailable)?;
+                    let bytes = table
+                        .remove(key.as_str())
+                        .map_err(unavailable)?
+                        .map(|b| b.value().to_vec());
+                    if let Some(bytes) = bytes {
+                        table
+                            .insert(aside.as_str(), bytes.as_slice())
+                            .map_err(unavailable)?;
+                    }
+                }
+                txn.commit().map_err(unavailable)?;
+                Ok(aside)
+            })
+            .await
         })
     }
 
@@ -192,7 +221,17 @@ impl Store for FileStore {
                 let mut unfinished = Vec::new();
                 for entry in table.iter().map_err(unavailable)? {
                     let (key, value) = entry.map_err(unavailable)?;
-                    let record = decode(value.value())?;
+                    if key.value().starts_with(ASIDE_PREFIX) {
+                        continue;
+                    }
+                    // An unreadable record is set aside when its chat is
+                    // next answered; it holds up no other chat.
+                    let Ok(record) = decode(value.value()) else {
+                        tracing::warn!(
+                            "skipped an unreadable chat record while listing unfinished updates"
+                        );
+                        continue;
+                    };
                     for id in record.pending.keys() {
                         unfinished.push((key.value().to_owned(), *id));
                     }
@@ -216,18 +255,26 @@ pub(crate) fn apply(record: &mut ChatRecord, commit: Commit) {
     for id in &commit.forget_done {
         record.done.remove(id);
     }
+    for id in &commit.forget_done_until {
+        record.done_until.remove(id);
+    }
     match commit.pending {
         Some(pending) => {
             record.pending.insert(commit.update, pending);
         }
-        None => {
-            record.done.insert(commit.update, commit.at);
-        }
+        None => mark_done(record, commit.update, commit.done),
     }
 }
 
+fn mark_done(record: &mut ChatRecord, update: i64, done: Done) {
+    match done {
+        Done::At(at) => record.done.insert(update, at),
+        Done::Until(until) => record.done_until.insert(update, until),
+    };
+}
+
 fn decode(bytes: &[u8]) -> Result<ChatRecord, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(super::unreadable(&e)))
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Unreadable(super::unreadable(&e)))
 }
 
 fn unavailable(error: impl Into<redb::Error>) -> StoreError {
@@ -262,6 +309,7 @@ mod tests {
             actions: "[]".into(),
             sent: 0,
             lease_until: lease,
+            owner: 1,
             expires: i64::MAX,
         }
     }
@@ -274,7 +322,8 @@ mod tests {
             pending,
             forget_pending: vec![],
             forget_done: vec![],
-            at: 1,
+            forget_done_until: vec![],
+            done: Done::At(1),
             record_expires_at: None,
         }
     }
@@ -296,7 +345,7 @@ mod tests {
             }
             other => panic!("expected a conflict, got {other:?}"),
         }
-        store.finish("chat#1", 10, 1).await.unwrap();
+        store.finish("chat#1", 10, Done::At(1)).await.unwrap();
         let record = store.load("chat#1").await.unwrap().unwrap();
         assert!(record.pending.is_empty());
         assert!(record.done.contains_key(&10));
@@ -313,12 +362,16 @@ mod tests {
             .commit("k", &commit(0, 1, Some(pending(100))))
             .await
             .unwrap();
+        let lease = |owner, until| Lease { owner, until };
         assert!(matches!(
-            store.take_over("k", 1, 99, 200).await,
+            store.take_over("k", 1, 99, lease(2, 200)).await,
             Err(StoreError::Conflict(_))
         ));
-        store.take_over("k", 1, 100, 200).await.unwrap();
-        store.progress("k", 1, 1, 0).await.unwrap();
+        store.take_over("k", 1, 100, lease(2, 200)).await.unwrap();
+        // The run that lost the lease records nothing over the new owner.
+        store.progress("k", 1, 5, lease(1, 0)).await.unwrap();
+        assert_eq!(store.load("k").await.unwrap().unwrap().pending[&1].sent, 0);
+        store.progress("k", 1, 1, lease(2, 0)).await.unwrap();
         let record = store.load("k").await.unwrap().unwrap();
         assert_eq!(record.pending[&1].sent, 1);
         assert_eq!(record.pending[&1].lease_until, 0);

@@ -26,6 +26,7 @@ use std::pin::Pin;
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// One chat's record. `version` 0 means the record does not exist yet.
+/// Fields added since the first version default, so older records read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChatRecord {
     /// Raised by every commit; a commit names the version its run read.
@@ -34,11 +35,17 @@ pub struct ChatRecord {
     pub state: Option<String>,
     /// Updates whose run is decided and whose actions are being carried out.
     pub pending: BTreeMap<i64, Pending>,
-    /// Updates answered in full, the most recent few, with when (Unix
-    /// milliseconds): pruned oldest first, since update ids are not
-    /// always increasing (Telegram starts them afresh at random after a
-    /// quiet week).
+    /// Updates of the chat's own queue (messages, edits, posts) answered
+    /// in full, the last few, with when (Unix milliseconds): Telegram
+    /// delivers those one at a time, so only the latest can come again.
+    /// Pruned oldest first, since update ids are not always increasing
+    /// (Telegram starts them afresh at random after a quiet week).
     pub done: BTreeMap<i64, i64>,
+    /// Short-lived updates answered in full (button presses, queued per
+    /// user beside the chat's messages), each with when Telegram stops
+    /// delivering it (Unix milliseconds): kept that long, and no longer.
+    #[serde(default)]
+    pub done_until: BTreeMap<i64, i64>,
 }
 
 /// The outbox of one update: what its run decided to do, and how far it got.
@@ -51,9 +58,30 @@ pub struct Pending {
     /// Until when (Unix milliseconds) the instance answering it owns it;
     /// 0 when nobody does.
     pub lease_until: i64,
+    /// The run that holds the lease, so that a run recognises its own
+    /// write when the SDK sent it twice; 0 for none.
+    #[serde(default)]
+    pub owner: u64,
     /// After this (Unix milliseconds) Telegram no longer delivers the update,
     /// and the entry counts as absent.
     pub expires: i64,
+}
+
+/// A run's claim on an update's outbox: who, and until when (Unix
+/// milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: u64,
+    pub until: i64,
+}
+
+/// How an answered update is remembered, so that a repeat is recognised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    /// Among the chat's last few updates, done at this time (Unix ms).
+    At(i64),
+    /// Until Telegram stops delivering it (Unix ms).
+    Until(i64),
 }
 
 /// A run's decision, written only if the record is still at
@@ -65,16 +93,17 @@ pub struct Commit {
     pub state: Option<String>,
     pub update: i64,
     /// The outbox; `None` when there is nothing to send, which marks the
-    /// update done in the same write.
+    /// update done (as `done` says) in the same write.
     pub pending: Option<Pending>,
-    /// Now (Unix milliseconds): when the update is done, without an outbox.
-    pub at: i64,
+    pub done: Done,
     /// Expired outboxes to drop.
     pub forget_pending: Vec<i64>,
-    /// Old done ids to drop.
+    /// Done ids to drop, from `done` and from `done_until`.
     pub forget_done: Vec<i64>,
+    pub forget_done_until: Vec<i64>,
     /// When the whole record may be deleted (Unix seconds), for chats that
-    /// went quiet; `None` keeps it.
+    /// went quiet; `None` keeps it for ever (and clears an expiry set
+    /// while retention was on).
     pub record_expires_at: Option<i64>,
 }
 
@@ -90,21 +119,42 @@ pub enum StoreError {
     Throttled(String),
     #[error("the store did not answer in time")]
     Timeout,
-    /// Access denied, no such table: a fix of the deployment is needed.
+    /// Access denied, no such table, a key schema that is not the code's:
+    /// a fix of the deployment is needed.
     #[error("the store refused the request ({0}); check the table and the function's permissions")]
     Refused(String),
     #[error("the store could not be reached: {0}")]
     Unavailable(String),
-    #[error("a stored record is unreadable: {0}")]
-    Corrupt(String),
+    /// One chat's record cannot be read: set aside by [`crate::memory`].
+    #[error("the chat's record is unreadable: {0}")]
+    Unreadable(String),
+    /// The write would take the chat's record past the store's item limit
+    /// (DynamoDB's 400 KB): set aside by [`crate::memory`].
+    #[error("the chat's record would pass the store's size limit ({0})")]
+    TooLarge(String),
+    /// What one update decided is too large to store even in a fresh
+    /// record: the bot's code must change.
+    #[error("the bot's new state and replies for one update are too large to store ({0})")]
+    UpdateTooLarge(String),
+    /// The bot's state or actions could not be encoded: the bot's code
+    /// must change.
+    #[error("could not encode the bot's state or actions: {0}")]
+    Encode(String),
+    /// The chat's record could not be used and was moved to `aside_key`;
+    /// the next delivery starts the chat from the default state.
+    #[error("set the chat's record aside as {aside_key}: {why}")]
+    SetAside { aside_key: String, why: String },
     #[error("a chat's record kept changing; gave up after {0} runs")]
     Contended(u32),
 }
 
 impl StoreError {
-    /// Whether the deployment, not time, must fix it.
+    /// Whether the deployment or the bot's code, not time, must fix it.
     pub fn is_configuration(&self) -> bool {
-        matches!(self, StoreError::Refused(_))
+        matches!(
+            self,
+            StoreError::Refused(_) | StoreError::Encode(_) | StoreError::UpdateTooLarge(_)
+        )
     }
 }
 
@@ -123,30 +173,36 @@ pub trait Store: fmt::Debug + Send + Sync {
     fn commit<'a>(&'a self, key: &'a str, commit: &'a Commit) -> StoreFuture<'a, ()>;
 
     /// Takes the outbox of `update` over from a run that is gone: sets its
-    /// lease to `lease_until` if it is still `seen_lease`; otherwise
+    /// lease to `lease` if its lease still ends at `seen_until`; otherwise
     /// [`StoreError::Conflict`].
     fn take_over<'a>(
         &'a self,
         key: &'a str,
         update: i64,
-        seen_lease: i64,
-        lease_until: i64,
+        seen_until: i64,
+        lease: Lease,
     ) -> StoreFuture<'a, ()>;
 
     /// Records that `sent` actions of `update` are behind it, and sets its
-    /// lease (0 lets the next delivery take it over at once). Does nothing
-    /// when the outbox is gone.
+    /// lease's end (0 lets the next delivery take it over at once), if
+    /// `lease.owner` still holds it. Does nothing when the outbox is gone
+    /// or another run took it over.
     fn progress<'a>(
         &'a self,
         key: &'a str,
         update: i64,
         sent: u32,
-        lease_until: i64,
+        lease: Lease,
     ) -> StoreFuture<'a, ()>;
 
-    /// Marks `update` done (at `at`, Unix milliseconds) and drops its
-    /// outbox. Does nothing when the record is gone.
-    fn finish<'a>(&'a self, key: &'a str, update: i64, at: i64) -> StoreFuture<'a, ()>;
+    /// Marks `update` done and drops its outbox. Does nothing when the
+    /// record is gone.
+    fn finish<'a>(&'a self, key: &'a str, update: i64, done: Done) -> StoreFuture<'a, ()>;
+
+    /// Moves the record under `key` to another key, kept for inspection
+    /// (and deleted by the table's TTL after a while), so that the chat
+    /// starts afresh. Returns that key.
+    fn set_aside<'a>(&'a self, key: &'a str, at: i64) -> StoreFuture<'a, String>;
 
     /// Every outbox not finished yet, as (key, update id), when the store
     /// can list them cheaply; `None` when it cannot (a DynamoDB scan reads
@@ -178,12 +234,12 @@ impl Store for Timed {
         &'a self,
         key: &'a str,
         update: i64,
-        seen_lease: i64,
-        lease_until: i64,
+        seen_until: i64,
+        lease: Lease,
     ) -> StoreFuture<'a, ()> {
         Box::pin(timed(
             Call::Store,
-            self.0.take_over(key, update, seen_lease, lease_until),
+            self.0.take_over(key, update, seen_until, lease),
         ))
     }
 
@@ -192,16 +248,20 @@ impl Store for Timed {
         key: &'a str,
         update: i64,
         sent: u32,
-        lease_until: i64,
+        lease: Lease,
     ) -> StoreFuture<'a, ()> {
         Box::pin(timed(
             Call::Store,
-            self.0.progress(key, update, sent, lease_until),
+            self.0.progress(key, update, sent, lease),
         ))
     }
 
-    fn finish<'a>(&'a self, key: &'a str, update: i64, at: i64) -> StoreFuture<'a, ()> {
-        Box::pin(timed(Call::Store, self.0.finish(key, update, at)))
+    fn finish<'a>(&'a self, key: &'a str, update: i64, done: Done) -> StoreFuture<'a, ()> {
+        Box::pin(timed(Call::Store, self.0.finish(key, update, done)))
+    }
+
+    fn set_aside<'a>(&'a self, key: &'a str, at: i64) -> StoreFuture<'a, String> {
+        Box::pin(timed(Call::Store, self.0.set_aside(key, at)))
     }
 
     fn unfinished(&self) -> StoreFuture<'_, Option<Vec<(String, i64)>>> {
@@ -220,6 +280,19 @@ pub fn unreadable(error: &serde_json::Error) -> String {
         error.column()
     )
 }
+
+/// The key a record set aside at `at` (Unix ms) is kept under: never a
+/// chat's key, so no update reads it again.
+pub fn aside_key(key: &str, at: i64) -> String {
+    format!("{ASIDE_PREFIX}{key}#{at}")
+}
+
+/// What keys of records set aside start with.
+pub const ASIDE_PREFIX: &str = "aside#";
+
+/// How long a record set aside is kept for inspection (Unix seconds added
+/// to its TTL attribute).
+pub const KEEP_ASIDE_SECS: i64 = 30 * 86_400;
 
 /// Which store the configuration asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

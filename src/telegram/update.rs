@@ -94,6 +94,21 @@ impl Update {
         }
     }
 
+    /// How long Telegram keeps an update from when it receives it, for the
+    /// kinds whose lifetime counts from then (presses, inline queries);
+    /// `None` for those counted from their message's date.
+    pub fn lifetime_from_receipt(&self) -> Option<std::time::Duration> {
+        match &self.kind {
+            UpdateKind::Message(_)
+            | UpdateKind::ChannelPost(_)
+            | UpdateKind::EditedMessage(_)
+            | UpdateKind::EditedChannelPost(_) => None,
+            _ => u64::try_from(self.expires_at(0))
+                .ok()
+                .map(std::time::Duration::from_secs),
+        }
+    }
+
     /// Parses an update from a webhook body or one element of getUpdates.
     pub fn from_slice(body: &[u8]) -> Result<Self, UpdateError> {
         let value: Value =

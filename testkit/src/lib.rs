@@ -108,12 +108,32 @@ impl std::io::Write for Logs {
 /// moto serves requests on several threads and does not lock its DynamoDB
 /// tables, so two conditional writes at once can both pass their check;
 /// DynamoDB makes each one atomic. Taking moto's requests one at a time
-/// gives tests that race two writers the service's guarantee.
+/// gives tests that race two writers the service's guarantee. The proxy
+/// also checks what DynamoDB checks and moto does not (an expression over
+/// 4 KB is refused), and can lose an answer after moto applied the request,
+/// as a dropped connection does.
 pub struct Moto {
     pub endpoint: String,
     child: Child,
     proxy: tokio::task::JoinHandle<()>,
+    lost: Lost,
 }
+
+/// What the proxy does to the next request of a DynamoDB operation
+/// (`UpdateItem`), instead of passing moto's answer back.
+#[derive(Debug, Clone)]
+enum ProxyFault {
+    /// moto applies the request; the caller gets a 500.
+    LoseAnswer,
+    /// The request does not reach moto; the caller gets this answer.
+    Refuse { status: u16, body: String },
+}
+
+type Lost = Arc<Mutex<Vec<(String, ProxyFault)>>>;
+
+/// DynamoDB's limit on each expression of a request (UpdateExpression,
+/// ConditionExpression, ...): 4 KB.
+const MAX_EXPRESSION_BYTES: usize = 4096;
 
 impl Drop for Moto {
     fn drop(&mut self) {
@@ -171,12 +191,42 @@ impl Moto {
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let proxy = tokio::spawn(one_at_a_time(listener, format!("http://127.0.0.1:{port}")));
+        let lost = Lost::default();
+        let proxy = tokio::spawn(one_at_a_time(
+            listener,
+            format!("http://127.0.0.1:{port}"),
+            lost.clone(),
+        ));
         Some(Moto {
             endpoint,
             child,
             proxy,
+            lost,
         })
+    }
+
+    /// The next DynamoDB `operation` (such as `UpdateItem`) is applied by
+    /// moto, but its caller gets a 500 instead of moto's answer, as when
+    /// the connection drops after the service did the work.
+    pub fn lose_next_answer(&self, operation: &str) {
+        self.lost
+            .lock()
+            .unwrap()
+            .push((operation.to_owned(), ProxyFault::LoseAnswer));
+    }
+
+    /// The next DynamoDB `operation` does not reach moto: its caller gets
+    /// `status` and `body` (a JSON error, as DynamoDB words it), for what
+    /// moto does not check itself, such as an update that takes an item
+    /// past 400 KB inside a map.
+    pub fn refuse_next(&self, operation: &str, status: u16, body: &str) {
+        self.lost.lock().unwrap().push((
+            operation.to_owned(),
+            ProxyFault::Refuse {
+                status,
+                body: body.to_owned(),
+            },
+        ));
     }
 
     #[cfg(feature = "aws")]
@@ -278,9 +328,30 @@ pub fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .build()
 }
 
+/// DynamoDB's refusal of a request with an expression over 4 KB, as the
+/// service words it; `None` for a request within the limits.
+fn over_expression_limit(body: &[u8]) -> Option<String> {
+    let request: Value = serde_json::from_slice(body).ok()?;
+    let (name, size) = [
+        "UpdateExpression",
+        "ConditionExpression",
+        "KeyConditionExpression",
+        "FilterExpression",
+        "ProjectionExpression",
+    ]
+    .into_iter()
+    .filter_map(|name| Some((name, request.get(name)?.as_str()?.len())))
+    .find(|(_, size)| *size > MAX_EXPRESSION_BYTES)?;
+    let kind = name.trim_end_matches("Expression");
+    Some(serde_json::json!({
+        "__type": "com.amazon.coral.validate#ValidationException",
+        "message": format!("Invalid {kind}Expression: Expression size has exceeded the maximum allowed size; expression size: {size}")
+    }).to_string())
+}
+
 /// Serves `listener` by passing each request on to `upstream`, one at a
 /// time.
-async fn one_at_a_time(listener: tokio::net::TcpListener, upstream: String) {
+async fn one_at_a_time(listener: tokio::net::TcpListener, upstream: String, lost: Lost) {
     use http_body_util::{BodyExt, Full};
     let client = reqwest::Client::new();
     let turn = Arc::new(tokio::sync::Mutex::new(()));
@@ -289,10 +360,12 @@ async fn one_at_a_time(listener: tokio::net::TcpListener, upstream: String) {
             return;
         };
         let (client, turn, upstream) = (client.clone(), turn.clone(), upstream.clone());
+        let lost = lost.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(
                 move |request: hyper::Request<hyper::body::Incoming>| {
                     let (client, turn, upstream) = (client.clone(), turn.clone(), upstream.clone());
+                    let lost = lost.clone();
                     async move {
                         let (parts, body) = request.into_parts();
                         let body = body
@@ -300,6 +373,38 @@ async fn one_at_a_time(listener: tokio::net::TcpListener, upstream: String) {
                             .await
                             .map(|b| b.to_bytes())
                             .unwrap_or_default();
+                        let operation = parts
+                            .headers
+                            .get("x-amz-target")
+                            .and_then(|t| t.to_str().ok())
+                            .and_then(|t| t.strip_prefix("DynamoDB_20120810."))
+                            .map(str::to_owned);
+                        let dynamodb_error = |status: u16, body: String| {
+                            let mut response =
+                                hyper::Response::new(Full::new(bytes_of(body.into_bytes())));
+                            *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                            response.headers_mut().insert(
+                                "content-type",
+                                hyper::header::HeaderValue::from_static(
+                                    "application/x-amz-json-1.0",
+                                ),
+                            );
+                            response
+                        };
+                        if operation.is_some() {
+                            if let Some(refusal) = over_expression_limit(&body) {
+                                return Ok(dynamodb_error(400, refusal));
+                            }
+                        }
+                        let fault = operation.as_ref().and_then(|operation| {
+                            let mut lost = lost.lock().unwrap();
+                            let found = lost.iter().position(|(o, _)| o == operation);
+                            found.map(|index| lost.remove(index).1)
+                        });
+                        if let Some(ProxyFault::Refuse { status, body }) = &fault {
+                            return Ok(dynamodb_error(*status, body.clone()));
+                        }
+                        let lose = matches!(fault, Some(ProxyFault::LoseAnswer));
                         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
                         let mut forward =
                             client.request(parts.method.clone(), format!("{upstream}{path}"));
@@ -326,6 +431,9 @@ async fn one_at_a_time(listener: tokio::net::TcpListener, upstream: String) {
                                 *response.body_mut() = Full::new(bytes);
                             }
                             Err(_) => *response.status_mut() = hyper::StatusCode::BAD_GATEWAY,
+                        }
+                        if lose {
+                            return Ok(dynamodb_error(500, r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal server error"}"#.to_owned()));
                         }
                         Ok::<_, std::convert::Infallible>(response)
                     }

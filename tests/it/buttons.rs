@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use telegram_lambda_bot::memory::{Leases, Memory};
 use telegram_lambda_bot::store::dynamodb::DynamoDbStore;
-use telegram_lambda_bot::store::{ChatRecord, Commit, Store, StoreFuture};
+use telegram_lambda_bot::store::{ChatRecord, Commit, Done, Lease, Store, StoreFuture};
 use telegram_lambda_bot::telegram::SetWebhook;
 use telegram_lambda_bot::webhook::Webhook;
 use telegram_stand_in::{Options, StandIn};
@@ -124,22 +124,25 @@ impl Store for Stuckable {
         &'a self,
         key: &'a str,
         update: i64,
-        seen_lease: i64,
-        lease_until: i64,
+        seen_until: i64,
+        lease: Lease,
     ) -> StoreFuture<'a, ()> {
-        self.inner.take_over(key, update, seen_lease, lease_until)
+        self.inner.take_over(key, update, seen_until, lease)
     }
     fn progress<'a>(
         &'a self,
         key: &'a str,
         update: i64,
         sent: u32,
-        lease_until: i64,
+        lease: Lease,
     ) -> StoreFuture<'a, ()> {
-        self.inner.progress(key, update, sent, lease_until)
+        self.inner.progress(key, update, sent, lease)
     }
-    fn finish<'a>(&'a self, key: &'a str, update: i64, at: i64) -> StoreFuture<'a, ()> {
-        self.inner.finish(key, update, at)
+    fn finish<'a>(&'a self, key: &'a str, update: i64, done: Done) -> StoreFuture<'a, ()> {
+        self.inner.finish(key, update, done)
+    }
+    fn set_aside<'a>(&'a self, key: &'a str, at: i64) -> StoreFuture<'a, String> {
+        self.inner.set_aside(key, at)
     }
 }
 

@@ -30,6 +30,19 @@ enum Arrange {
     /// `/counter` is shown (the bot has a store), then its +1 is pressed,
     /// with these faults for the next calls to each method.
     Press(Vec<(&'static str, Fault)>),
+    /// The bot's DynamoDB table (on moto) or the chat's record in it is
+    /// not as the code expects.
+    Store(StoreFault),
+}
+
+#[derive(Clone, Copy)]
+enum StoreFault {
+    /// The table's key is not `pk`.
+    WrongKeySchema,
+    /// The chat's record is at DynamoDB's 400 KB item limit.
+    ItemTooLarge,
+    /// The chat's record does not parse.
+    Unparseable,
 }
 
 struct Case {
@@ -408,7 +421,104 @@ fn matrix() -> Vec<Case> {
             "WARN",
             1,
         ),
+        // The store.
+        case(
+            "the table's key schema is not the code's (ValidationException)",
+            Store(StoreFault::WrongKeySchema),
+            500,
+            None,
+            "configuration_failure",
+            "ERROR",
+            0,
+        ),
+        case(
+            "the chat's record is at DynamoDB's 400 KB item limit: set aside",
+            Store(StoreFault::ItemTooLarge),
+            502,
+            None,
+            "retryable_failure",
+            "WARN",
+            0,
+        ),
+        case(
+            "the chat's record does not parse: set aside",
+            Store(StoreFault::Unparseable),
+            502,
+            None,
+            "retryable_failure",
+            "WARN",
+            0,
+        ),
     ]
+}
+
+/// A table on moto arranged as `fault` says, and the memory on it. The
+/// record is the chat's of the sample text event.
+async fn store_with(fault: StoreFault) -> (testkit::Moto, Memory) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+        ScalarAttributeType,
+    };
+    let moto = testkit::Moto::start()
+        .await
+        .expect("moto_server: scripts/test installs it");
+    let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config());
+    let table = "matrix-store";
+    match fault {
+        StoreFault::WrongKeySchema => {
+            client
+                .create_table()
+                .table_name(table)
+                .billing_mode(BillingMode::PayPerRequest)
+                .attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name("id")
+                        .attribute_type(ScalarAttributeType::S)
+                        .build()
+                        .unwrap(),
+                )
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name("id")
+                        .key_type(KeyType::Hash)
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        StoreFault::ItemTooLarge | StoreFault::Unparseable => {
+            moto.create_table(table).await;
+            let chat = update_in(&event("text")).unwrap()["message"]["chat"]["id"]
+                .as_i64()
+                .unwrap();
+            let version = match fault {
+                StoreFault::Unparseable => AttributeValue::S("not a number".into()),
+                _ => AttributeValue::N("4".into()),
+            };
+            client
+                .put_item()
+                .table_name(table)
+                .item("pk", AttributeValue::S(format!("chat#{chat}")))
+                .item("v", version)
+                .item("p", AttributeValue::M(Default::default()))
+                .item("d", AttributeValue::M(Default::default()))
+                .send()
+                .await
+                .unwrap();
+            if let StoreFault::ItemTooLarge = fault {
+                // moto checks the size of a new item, not of a map growing
+                // inside one: the proxy answers as DynamoDB would.
+                moto.refuse_next("UpdateItem", 400, crate::store_limits::ITEM_TOO_LARGE);
+            }
+        }
+    }
+    let memory = Memory::new(
+        Arc::new(DynamoDbStore::new(&moto.sdk_config(), table)),
+        Leases::Shared,
+    );
+    (moto, memory)
 }
 
 const QUERY_TOO_OLD: &str =
@@ -444,15 +554,15 @@ pub struct Secrets {
     pub webhook_secret: &'static str,
 }
 
-async fn run(case: &Case) -> (TestWebhook, crate::helpers::Response) {
+/// What a case leaves: the function, its answer, and moto when the case
+/// arranged a store of its own.
+type Ran = (TestWebhook, crate::helpers::Response, Option<testkit::Moto>);
+
+async fn run(case: &Case) -> Ran {
     run_with(case, None, None).await
 }
 
-async fn run_with(
-    case: &Case,
-    secrets: Option<&Secrets>,
-    memory: Option<Memory>,
-) -> (TestWebhook, crate::helpers::Response) {
+async fn run_with(case: &Case, secrets: Option<&Secrets>, memory: Option<Memory>) -> Ran {
     let closed_port = || {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
@@ -471,8 +581,14 @@ async fn run_with(
         setup.secret = Some(secrets.webhook_secret.to_owned());
     }
     setup.stand_in = Some(options);
+    let mut moto = None;
     setup.memory = match (&case.arrange, memory) {
         (Arrange::Press(_), None) => Some(file_memory()),
+        (Arrange::Store(fault), _) => {
+            let (started, memory) = store_with(*fault).await;
+            moto = Some(started);
+            Some(memory)
+        }
         (_, memory) => memory,
     };
     let test = spawn_with(setup).await;
@@ -526,17 +642,17 @@ async fn run_with(
                 test.stand_in.inject(method, fault.clone());
             }
         }
-        Arrange::Refused | Arrange::WrongToken => {}
+        Arrange::Refused | Arrange::WrongToken | Arrange::Store(_) => {}
     }
     let answer = test.invoke_with_time_left(event, time_left).await;
-    (test, answer)
+    (test, answer, moto)
 }
 
 /// Runs every case with `secrets`, returning everything logged and answered.
 pub async fn output_of_every_case(secrets: &Secrets) -> String {
     let mut output = String::new();
     for case in matrix() {
-        let (test, answer) = run_with(&case, Some(secrets), None).await;
+        let (test, answer, _moto) = run_with(&case, Some(secrets), None).await;
         output.push_str(&test.logs.text());
         output.push_str(&format!("{answer:?}\n{:?}\n", test.webhook));
     }
@@ -546,7 +662,7 @@ pub async fn output_of_every_case(secrets: &Secrets) -> String {
 #[tokio::test]
 async fn fault_matrix_every_case_gets_its_status_and_log_line() {
     for case in matrix() {
-        let (test, answer) = run(&case).await;
+        let (test, answer, _moto) = run(&case).await;
         check(&case, &test, &answer);
     }
 }
@@ -561,7 +677,7 @@ async fn fault_matrix_holds_with_the_store_on() {
         moto.create_table(&table).await;
         let store = DynamoDbStore::new(&moto.sdk_config(), table);
         let memory = Memory::new(Arc::new(store), Leases::Shared);
-        let (test, answer) = run_with(&case, None, Some(memory)).await;
+        let (test, answer, _moto) = run_with(&case, None, Some(memory)).await;
         check(&case, &test, &answer);
     }
 }

@@ -17,4 +17,5 @@ mod poll;
 mod processes;
 mod secrets;
 mod ssm;
+mod store_limits;
 mod webhook;
