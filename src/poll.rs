@@ -22,7 +22,7 @@ use crate::bot::Bot;
 use crate::client::{ApiError, BotApi};
 use crate::error::Chain;
 use crate::handling::{HandlingError, Outcome, Responder};
-use crate::memory::{key_of, Leases, Memory, Ticket, OUTBOX_LIFETIME};
+use crate::memory::{key_of, Leases, Memory, Ticket, MIN_LIFETIME, OUTBOX_LIFETIME};
 use crate::retry::{retry, Backoff, GaveUp, RetryPolicy, Stop};
 use crate::store::StoreError;
 use crate::telegram::{GetUpdates, Update, UpdateId};
@@ -38,9 +38,6 @@ use tokio::time::Instant;
 pub const MAX_POLL_TIMEOUT_SECS: u32 = 50;
 /// Queues answered at the same time, at most.
 pub const MAX_CHATS_AT_ONCE: usize = 16;
-/// The lifetime of an update that by our clock has ended already: Telegram
-/// has just handed it over, so its clock and ours disagree.
-const MIN_LIFETIME: Duration = Duration::from_secs(60);
 /// How to poll.
 #[derive(Debug, Clone)]
 pub struct PollOptions {
@@ -99,6 +96,9 @@ pub enum PollError {
     LastUpdateId(i64),
     #[error("the store refused a request")]
     Store(#[source] StoreError),
+    /// See [`run`]: polling keeps its memory in a file.
+    #[error("bot poll keeps its memory in a file (--store or BOT_STORE_FILE), not in a DynamoDB table: a poller holds an update for its whole retry (up to a day) where the function holds it for one invocation, so sharing the webhook's table could answer twice after a switch, or hold a chat for a day")]
+    SharedStore,
 }
 
 impl PollError {
@@ -128,6 +128,14 @@ pub struct Summary {
 }
 
 /// Polls until `stop` asks to stop or an error that retrying cannot fix.
+///
+/// The memory must be this process's alone (the file store, whose lock
+/// says so): a lease found in it is then from a run of this poller that
+/// died, and is taken over at once. A store shared with the webhook's
+/// instances (DynamoDB) is refused before any call: the poller's lease on
+/// an update lasts its whole retry, up to a day, so it would take over
+/// the function's live leases at once and, should it die, hold a chat for
+/// a day after a switch back to the webhook.
 pub async fn run(
     api: &BotApi,
     bot: &Bot,
@@ -136,12 +144,14 @@ pub async fn run(
 ) -> Result<Summary, PollError> {
     let mut summary = Summary::default();
     let bot = bot.clone().with_memory(options.memory.is_some());
-    // One poller per token (Telegram ends a second one with 409), so a
-    // lease found in the store is from a run of this poller that died.
-    let memory = options
+    if options
         .memory
-        .clone()
-        .map(|memory| memory.with_leases(Leases::Exclusive));
+        .as_ref()
+        .is_some_and(|memory| memory.leases() == Leases::Shared)
+    {
+        return Err(PollError::SharedStore);
+    }
+    let memory = options.memory.clone();
     let policy = RetryPolicy::polling(options.backoff);
     let deleted = retry(&policy, &mut stop, "deleteWebhook", || {
         api.delete_webhook(options.drop_pending_updates)
@@ -278,7 +288,20 @@ pub async fn run(
             }, if fetch.is_some() => {
                 fetch = None;
                 match batch {
-                    Ok(updates) => {
+                    Ok((asked, updates)) => {
+                        // Telegram answers an offset past its queue's tail
+                        // from the head: ids started afresh (after a quiet
+                        // week), below what was confirmed. Take them.
+                        if let Some(below) = asked
+                            .and_then(|asked| updates.iter().map(|u| u.id).filter(|id| *id < asked).min())
+                        {
+                            tracing::warn!(
+                                offset = asked.map(|a| a.0),
+                                lowest = below.0,
+                                "Telegram numbers updates afresh, below the confirmed offset; taking them"
+                            );
+                            book.restart();
+                        }
                         let mut new = 0;
                         for update in updates {
                             // Answered, but no offset can confirm it: the
@@ -326,15 +349,17 @@ pub async fn run(
 /// last call brought nothing new.
 const PACE_WHILE_IN_HAND: Duration = Duration::from_secs(1);
 
-/// A getUpdates call in flight, kept across the loop's turns.
-type Fetch = Pin<Box<dyn Future<Output = Result<Vec<Update>, GaveUp>> + Send>>;
+/// A getUpdates call in flight, kept across the loop's turns: the offset
+/// it asked from, and the updates.
+type Fetch = Pin<Box<dyn Future<Output = Result<(Option<UpdateId>, Vec<Update>), GaveUp>> + Send>>;
 
 fn get_updates(api: BotApi, request: GetUpdates, policy: RetryPolicy, mut stop: Stop) -> Fetch {
     Box::pin(async move {
-        retry(&policy, &mut stop, "getUpdates", || {
+        let updates = retry(&policy, &mut stop, "getUpdates", || {
             api.get_updates(&request)
         })
-        .await
+        .await?;
+        Ok((request.offset, updates))
     })
 }
 
@@ -510,6 +535,12 @@ impl Book {
         let key = key_of(&update);
         self.push(key, Job::Update(Box::new(update)));
         true
+    }
+
+    /// Telegram numbers updates afresh, below the offset: what was
+    /// confirmed no longer says which ids are new.
+    fn restart(&mut self) {
+        self.floor = None;
     }
 
     /// Queues an unfinished outbox, before any update of its chat.

@@ -112,6 +112,8 @@ impl Handle {
             None => QueueKey::Own(id),
         };
         let mut state = self.0.state();
+        // An update given with its own id moves the queue's tail past it.
+        state.next_update_id = state.next_update_id.max(id);
         // The server learns about chats and messages before it decides.
         state.observe_update(&update);
         if !kinds::is_allowed(state.allowed_updates, &update) {
@@ -315,6 +317,13 @@ impl Handle {
             .collect();
         let answers = state.answers.iter().skip(mark.1).cloned().collect();
         (activity, answers)
+    }
+
+    /// Numbers the next update `next`, as Telegram may after a bot had no
+    /// update for a week: ids start afresh at a random value, lower than
+    /// before. Updates already queued keep their ids.
+    pub fn restart_update_ids(&self, next: i64) {
+        self.0.state().next_update_id = next - 1;
     }
 
     /// Queues a text message from a user in their private chat with the bot,

@@ -342,9 +342,15 @@ fn waits(timeout_secs: i64, found: usize) -> bool {
 
 /// Confirms the updates below `offset` and returns up to `limit` of those
 /// left: with a negative offset, the last -`offset` updates, forgetting the
-/// ones before them (Client::do_get_updates).
+/// ones before them (Client::do_get_updates). An offset past the next id
+/// the queue will give ("from_id is in the future" in TQueue::get, as
+/// after ids started afresh) confirms nothing and is answered from the
+/// queue's head.
 fn take_updates(state: &mut State, offset: i64, limit: usize) -> Vec<Value> {
-    if offset > 0 {
+    let tail = state.next_update_id.saturating_add(1);
+    if offset > tail {
+        // From the head, confirming nothing.
+    } else if offset > 0 {
         state.pending.retain(|u| u.id >= offset);
     } else if offset < 0 {
         let keep = usize::try_from(offset.unsigned_abs()).unwrap_or(usize::MAX);

@@ -472,3 +472,53 @@ async fn an_update_past_its_lifetime_is_dropped_and_confirmed() {
     });
     assert!(dropped, "{}", logs.text());
 }
+
+#[tokio::test]
+async fn polling_refuses_the_webhooks_dynamodb_table_before_any_call() {
+    use telegram_lambda_bot::store::dynamodb::DynamoDbStore;
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    stand_in.enqueue_text(USER, "hello");
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let table = DynamoDbStore::new(&testkit::sdk_config(&closed), "bot-memory");
+    let options = PollOptions {
+        memory: Some(Memory::new(Arc::new(table), Leases::Shared)),
+        ..options()
+    };
+    let result = start(&stand_in, options).task.await.unwrap();
+    let error = result.unwrap_err();
+    assert!(matches!(error, PollError::SharedStore), "{error:?}");
+    assert!(error.to_string().contains("BOT_STORE_FILE"), "{error}");
+    assert!(
+        stand_in.calls().is_empty(),
+        "not even deleteWebhook: the webhook stays as it was"
+    );
+}
+
+#[tokio::test]
+async fn update_ids_started_afresh_below_the_offset_are_answered_without_spinning() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let first = stand_in.enqueue_text(USER, "before");
+    let poller = start(&stand_in, options());
+    until("the offset passed the first update", || {
+        offsets(&stand_in).last() == Some(&json!(first + 1))
+    })
+    .await;
+    // After a quiet week Telegram may number updates afresh, lower than
+    // before; an offset past its queue is then answered from the head.
+    stand_in.restart_update_ids(5_000);
+    let calls_before = stand_in.calls_to("getUpdates").len();
+    assert_eq!(stand_in.enqueue_text(USER, "after"), 5_000);
+    until("the reply after the restart", || {
+        stand_in.sent_messages().len() == 2
+    })
+    .await;
+    let calls = stand_in.calls_to("getUpdates").len() - calls_before;
+    assert!(calls <= 4, "{calls} getUpdates calls for one update");
+    let summary = poller.stop().await.unwrap();
+    assert_eq!(texts(&stand_in), ["You said: before", "You said: after"]);
+    assert_eq!(summary.confirmed_offset.map(|o| o.0), Some(5_001));
+    assert!(stand_in.pending_updates().is_empty());
+}
