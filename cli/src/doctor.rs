@@ -128,6 +128,8 @@ pub struct Stack {
     pub webhook_url: String,
     pub function_name: Option<String>,
     pub memory: bool,
+    /// The bot's DynamoDB table, with memory on.
+    pub memory_table: Option<String>,
     pub bot_username: Option<String>,
     pub token_parameter: Option<String>,
     pub secret_parameter: Option<String>,
@@ -172,6 +174,7 @@ pub fn parse_stack(json: &[u8]) -> Result<Stack, StackError> {
         webhook_url: output("WebhookUrl").ok_or(StackError::NoOutput("WebhookUrl"))?,
         function_name: output("FunctionName"),
         memory: output("MemoryTableName").is_some(),
+        memory_table: output("MemoryTableName"),
         bot_username: output("BotUsername").map(|u| u.trim_start_matches('@').to_owned()),
         token_parameter: output("BotTokenParameter"),
         secret_parameter: output("WebhookSecretParameter"),
@@ -406,6 +409,112 @@ pub fn check_acceptance(answer: &Result<u16, ProbeError>) -> Finding {
         ),
         Err(error) => probe_failed(error),
     }
+}
+
+/// The table is the one the code needs: partition key `pk` (a string) and
+/// no sort key, and TTL on `expires_at`. `described` is `aws dynamodb
+/// describe-table`'s JSON, `ttl` `describe-time-to-live`'s. A table made
+/// another way refuses every request (a 500 for every update), and one
+/// without TTL keeps quiet chats' records for ever.
+pub fn check_table(
+    name: &str,
+    described: &Result<Vec<u8>, AwsError>,
+    ttl: &Result<Vec<u8>, AwsError>,
+) -> Finding {
+    let fail = |detail: String| Finding::new(Mark::Fail, "table", format!("{name}: {detail}"));
+    let (described, ttl) = match (described, ttl) {
+        (Err(error), _) | (_, Err(error)) => return fail(error.to_string()),
+        (Ok(described), Ok(ttl)) => (described, ttl),
+    };
+    let (Ok(described), Ok(ttl)) = (
+        serde_json::from_slice::<Value>(described),
+        serde_json::from_slice::<Value>(ttl),
+    ) else {
+        return fail("aws answered something other than the table's JSON".to_owned());
+    };
+    let table = &described["Table"];
+    let keys: Vec<(String, String)> = table["KeySchema"]
+        .as_array()
+        .map(|keys| {
+            keys.iter()
+                .map(|k| {
+                    let field = |name: &str| k[name].as_str().unwrap_or_default().to_owned();
+                    (field("AttributeName"), field("KeyType"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let type_of = |attribute: &str| {
+        table["AttributeDefinitions"]
+            .as_array()
+            .and_then(|definitions| {
+                definitions
+                    .iter()
+                    .find(|d| d["AttributeName"] == attribute)
+                    .and_then(|d| d["AttributeType"].as_str())
+            })
+            .unwrap_or_default()
+    };
+    if keys != [("pk".to_owned(), "HASH".to_owned())] || type_of("pk") != "S" {
+        let shown: Vec<String> = keys
+            .iter()
+            .map(|(name, kind)| format!("{name} ({kind}, {})", type_of(name)))
+            .collect();
+        return fail(format!(
+            "its key is {}; the function needs a partition key pk of type S and no sort key, as template.yaml creates it",
+            if shown.is_empty() { "unknown".to_owned() } else { shown.join(", ") }
+        ));
+    }
+    let description = &ttl["TimeToLiveDescription"];
+    let status = description["TimeToLiveStatus"]
+        .as_str()
+        .unwrap_or("DISABLED");
+    let attribute = description["AttributeName"].as_str().unwrap_or_default();
+    if !matches!(status, "ENABLED" | "ENABLING") || attribute != "expires_at" {
+        return fail(format!(
+            "TTL is {} (on {}); it must be on expires_at, or quiet chats' records and records set aside are never deleted",
+            status.to_lowercase(),
+            if attribute.is_empty() { "no attribute" } else { attribute }
+        ));
+    }
+    Finding::new(
+        Mark::Ok,
+        "table",
+        format!("{name}: key pk, TTL on expires_at"),
+    )
+}
+
+async fn read_table(
+    name: &str,
+    region: Option<&str>,
+) -> (Result<Vec<u8>, AwsError>, Result<Vec<u8>, AwsError>) {
+    let described = aws(
+        "dynamodb describe-table",
+        &[
+            "dynamodb",
+            "describe-table",
+            "--table-name",
+            name,
+            "--output",
+            "json",
+        ],
+        region,
+    )
+    .await;
+    let ttl = aws(
+        "dynamodb describe-time-to-live",
+        &[
+            "dynamodb",
+            "describe-time-to-live",
+            "--table-name",
+            name,
+            "--output",
+            "json",
+        ],
+        region,
+    )
+    .await;
+    (described, ttl)
 }
 
 /// The alarms template.yaml creates with `Monitoring=On`, after the stack's
@@ -723,6 +832,8 @@ impl Report {
 struct Target {
     url: String,
     memory: bool,
+    /// The stack's table, when it has one; `None` with --url.
+    table: Option<String>,
     /// The stack's alarms, when it has them; `None` with --url.
     alarms: Option<Vec<String>>,
     bot_username: Option<String>,
@@ -771,6 +882,7 @@ async fn check(args: &DoctorArgs, report: &mut Report) {
         Some(url) => Target {
             url: url.clone(),
             memory: !args.no_memory,
+            table: None,
             alarms: None,
             bot_username: None,
             token_parameter: None,
@@ -786,6 +898,7 @@ async fn check(args: &DoctorArgs, report: &mut Report) {
                 Target {
                     url: stack.webhook_url,
                     memory: stack.memory,
+                    table: stack.memory_table,
                     alarms: stack.monitoring.then_some(alarms),
                     bot_username: stack.bot_username,
                     token_parameter: stack.token_parameter,
@@ -827,6 +940,11 @@ async fn check(args: &DoctorArgs, report: &mut Report) {
     }
 
     probe_endpoint(&config, &target, region, report).await;
+
+    if let Some(table) = &target.table {
+        let (described, ttl) = read_table(table, region).await;
+        report.add(check_table(table, &described, &ttl));
+    }
 
     let wanted = crate::code_menu(target.memory);
     let shown = api.get_my_commands().await;
@@ -964,7 +1082,72 @@ mod alarm_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use telegram_lambda_bot::telegram::UserId;
+
+    fn table_json(keys: Value, types: Value) -> Result<Vec<u8>, AwsError> {
+        Ok(
+            json!({"Table": {"TableName": "t", "KeySchema": keys, "AttributeDefinitions": types}})
+                .to_string()
+                .into_bytes(),
+        )
+    }
+
+    fn ttl_json(status: &str, attribute: &str) -> Result<Vec<u8>, AwsError> {
+        Ok(json!({"TimeToLiveDescription": {"TimeToLiveStatus": status, "AttributeName": attribute}})
+            .to_string()
+            .into_bytes())
+    }
+
+    #[test]
+    fn the_table_must_have_the_codes_key_and_ttl() {
+        let pk = || {
+            table_json(
+                json!([{"AttributeName": "pk", "KeyType": "HASH"}]),
+                json!([{"AttributeName": "pk", "AttributeType": "S"}]),
+            )
+        };
+        let good = check_table("t", &pk(), &ttl_json("ENABLED", "expires_at"));
+        assert_eq!(
+            good.to_string(),
+            "ok    table: t: key pk, TTL on expires_at"
+        );
+        let other_key = table_json(
+            json!([{"AttributeName": "id", "KeyType": "HASH"}, {"AttributeName": "at", "KeyType": "RANGE"}]),
+            json!([{"AttributeName": "id", "AttributeType": "S"}, {"AttributeName": "at", "AttributeType": "N"}]),
+        );
+        let wrong = check_table("t", &other_key, &ttl_json("ENABLED", "expires_at"));
+        assert_eq!(wrong.mark, Mark::Fail);
+        assert!(
+            wrong
+                .detail
+                .contains("its key is id (HASH, S), at (RANGE, N)"),
+            "{wrong}"
+        );
+        let number_key = table_json(
+            json!([{"AttributeName": "pk", "KeyType": "HASH"}]),
+            json!([{"AttributeName": "pk", "AttributeType": "N"}]),
+        );
+        assert_eq!(
+            check_table("t", &number_key, &ttl_json("ENABLED", "expires_at")).mark,
+            Mark::Fail
+        );
+        let off = check_table("t", &pk(), &ttl_json("DISABLED", ""));
+        assert_eq!(off.mark, Mark::Fail);
+        assert!(
+            off.detail.contains("TTL is disabled (on no attribute)"),
+            "{off}"
+        );
+        let elsewhere = check_table("t", &pk(), &ttl_json("ENABLED", "ttl"));
+        assert_eq!(elsewhere.mark, Mark::Fail);
+        let missing = Err(AwsError::Failed {
+            call: "dynamodb describe-table",
+            reason: "An error occurred (ResourceNotFoundException) when calling the DescribeTable operation: Requested resource not found".to_owned(),
+        });
+        let gone = check_table("t", &missing, &ttl_json("ENABLED", "expires_at"));
+        assert_eq!(gone.mark, Mark::Fail);
+        assert!(gone.detail.contains("ResourceNotFoundException"), "{gone}");
+    }
 
     fn me(username: &str) -> Me {
         Me {
@@ -1033,6 +1216,7 @@ mod tests {
                 webhook_url: "https://abc.example/webhook".to_owned(),
                 function_name: Some("telegram-bot-Webhook-1".to_owned()),
                 memory: false,
+                memory_table: None,
                 bot_username: None,
                 token_parameter: Some("/telegram-bot/bot-token".to_owned()),
                 secret_parameter: Some("/telegram-bot/webhook-secret".to_owned()),

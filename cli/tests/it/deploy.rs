@@ -25,7 +25,8 @@ call="$1 $2"
 operation() { case "$call" in
   "ssm get-parameter") echo GetParameter ;; "ssm put-parameter") echo PutParameter ;;
   "ssm delete-parameter") echo DeleteParameter ;; "cloudwatch describe-alarms") echo DescribeAlarms ;;
-  "cloudformation describe-stacks") echo DescribeStacks ;; *) echo Unknown ;; esac; }
+  "cloudformation describe-stacks") echo DescribeStacks ;; "dynamodb describe-table") echo DescribeTable ;;
+  "dynamodb describe-time-to-live") echo DescribeTimeToLive ;; *) echo Unknown ;; esac; }
 fail() { echo "" >&2; echo "An error occurred ($1) when calling the $(operation) operation: $2" >&2; exit 254; }
 if [[ -n "${FAKE_FAIL:-}" && "aws $call" == "$FAKE_FAIL" && "$*" == *"${FAKE_FAIL_ON:-}"* ]]; then
   case "${FAKE_FAIL_CODE:-AccessDeniedException}" in
@@ -68,6 +69,10 @@ case "$call" in
     [[ -f "$file" ]] || fail ParameterNotFound ""
     rm "$file" ;;
   "dynamodb delete-table") ;;
+  "dynamodb describe-table")
+    echo '{"Table": {"KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}], "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]}}' ;;
+  "dynamodb describe-time-to-live")
+    echo '{"TimeToLiveDescription": {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}}' ;;
   "cloudwatch describe-alarms")
     # A new stack's alarms, waiting for their first data points.
     printf '['; sep=""
@@ -358,7 +363,16 @@ async fn a_first_deploy_stores_the_token_and_a_new_secret_then_deploys_and_check
         lines[10],
         "aws cloudformation describe-stacks --stack-name telegram-bot --output json --region eu-west-1"
     );
-    assert_eq!(lines.len(), 11, "{log}");
+    // And the table the stack made.
+    assert_eq!(
+        lines[11],
+        "aws dynamodb describe-table --table-name telegram-bot-MemoryTable-1A2B3C --output json --region eu-west-1"
+    );
+    assert_eq!(
+        lines[12],
+        "aws dynamodb describe-time-to-live --table-name telegram-bot-MemoryTable-1A2B3C --output json --region eu-west-1"
+    );
+    assert_eq!(lines.len(), 13, "{log}");
     assert_no_secret_shown(&fakes, &output, &[&secret, &token]);
     let methods: Vec<String> = stand_in.calls().iter().map(|c| c.method.clone()).collect();
     assert_eq!(

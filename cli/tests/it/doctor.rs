@@ -338,8 +338,9 @@ async fn an_endpoint_not_reached_is_exit_3_when_nothing_else_is_wrong() {
 }
 
 /// A fake `aws`: logs its arguments; answers describe-stacks with the file
-/// FAKE_STACK and get-parameter with FAKE_SECRET; fails the call FAKE_FAIL
-/// names as AWS does when access is denied.
+/// FAKE_STACK, get-parameter with FAKE_SECRET, and describes the table as
+/// template.yaml makes it unless FAKE_TABLE_KEY names another key; fails
+/// the call FAKE_FAIL names as AWS does when access is denied.
 const FAKE_AWS: &str = r#"#!/usr/bin/env bash
 echo "aws $*" >> "$FAKE_LOG"
 call="$1 $2"
@@ -353,6 +354,9 @@ case "$call" in
   "cloudformation describe-stacks") cat "$FAKE_STACK" ;;
   "ssm get-parameter") echo "$FAKE_SECRET" ;;
   "cloudwatch describe-alarms") echo "${FAKE_ALARMS:-[]}" ;;
+  "dynamodb describe-table") key="${FAKE_TABLE_KEY:-pk}"
+    echo "{\"Table\": {\"KeySchema\": [{\"AttributeName\": \"$key\", \"KeyType\": \"HASH\"}], \"AttributeDefinitions\": [{\"AttributeName\": \"$key\", \"AttributeType\": \"S\"}]}}" ;;
+  "dynamodb describe-time-to-live") echo '{"TimeToLiveDescription": {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}}' ;;
   *) echo "unexpected: aws $*" >&2; exit 2 ;;
 esac
 "#;
@@ -468,20 +472,50 @@ async fn the_stack_gives_the_url_the_bot_and_the_stored_secret() {
         "ok    stack: telegram-bot, function telegram-bot-WebhookFunction-1A2B, memory on"
     );
     assert!(
-        lines[..7].iter().all(|l| l.starts_with("ok    ")),
+        lines[..8].iter().all(|l| l.starts_with("ok    ")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.contains(
+            &"ok    table: telegram-bot-MemoryTable-3C4D: key pk, TTL on expires_at".to_owned()
+        ),
         "{lines:#?}"
     );
     assert_eq!(
-        lines[7],
+        lines[8],
         "note  alarms: none: monitoring is off (scripts/deploy --monitoring On)"
     );
-    assert_eq!(lines.len(), 8);
+    assert_eq!(lines.len(), 9);
     assert_eq!(
         fake.log(),
         "aws cloudformation describe-stacks --stack-name telegram-bot --output json --region eu-west-1\n\
-         aws ssm get-parameter --name /telegram-bot/webhook-secret --with-decryption --query Parameter.Value --output text --region eu-west-1\n"
+         aws ssm get-parameter --name /telegram-bot/webhook-secret --with-decryption --query Parameter.Value --output text --region eu-west-1\n\
+         aws dynamodb describe-table --table-name telegram-bot-MemoryTable-3C4D --output json --region eu-west-1\n\
+         aws dynamodb describe-time-to-live --table-name telegram-bot-MemoryTable-3C4D --output json --region eu-west-1\n"
     );
     assert_no_secret(&stand_in, &output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_whose_key_is_not_the_codes_fails() {
+    let (stand_in, url, api) = healthy().await;
+    let fake = fake_for(&url, USERNAME);
+    let output = doctor_with_stack(
+        &fake,
+        &["--stack-name", "telegram-bot"],
+        &[
+            ("TELEGRAM_BOT_TOKEN", stand_in.token()),
+            ("TELEGRAM_API_BASE_URL", &api),
+            ("FAKE_TABLE_KEY", "id"),
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let table = line(&output, "table");
+    assert!(
+        table.starts_with("FAIL  table: telegram-bot-MemoryTable-3C4D: its key is id (HASH, S); the function needs a partition key pk"),
+        "{table}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
