@@ -89,7 +89,7 @@ for policy in props["Policies"]:
             memory_statements.append(then)
 check(len(memory_statements) == 1, "one statement for the table")
 for st in memory_statements:
-    check(sorted(st["Action"]) == ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+    check(sorted(st["Action"]) == ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
           f"only the item actions the store uses, got {st['Action']}")
     check(st["Resource"] == {"GetAtt": "MemoryTable.Arn"}, "on the one table, not its indexes or others")
 
