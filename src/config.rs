@@ -299,21 +299,7 @@ impl Config {
                     reason: format!("expected seconds between 0 and 300, got {v:?}"),
                 })?,
         };
-        let store = match (get("BOT_STORE_TABLE"), get("BOT_STORE_FILE")) {
-            (None, None) => StoreConfig::Off,
-            (Some(table), None) => StoreConfig::DynamoDb {
-                table: table.trim().to_owned(),
-            },
-            (None, Some(path)) => StoreConfig::File {
-                path: PathBuf::from(path.trim()),
-            },
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::Invalid {
-                    var: "BOT_STORE_FILE",
-                    reason: "set BOT_STORE_TABLE or BOT_STORE_FILE, not both".to_owned(),
-                })
-            }
-        };
+        let store = StoreConfig::from_lookup(get)?;
         let keep_chats = match get("BOT_STATE_TTL_DAYS") {
             None => None,
             Some(v) => match v.trim().parse::<u32>() {
@@ -384,6 +370,28 @@ fn parse_base_url(value: &str) -> Result<String, ConfigError> {
         return Err(invalid("expected scheme, host, optional port and path"));
     }
     Ok(trimmed.to_owned())
+}
+
+impl StoreConfig {
+    /// The store `BOT_STORE_TABLE` or `BOT_STORE_FILE` names, read through
+    /// `lookup` (empty values count as unset). Needs no token, so that the
+    /// store can be reached while the token is being read.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        match (get("BOT_STORE_TABLE"), get("BOT_STORE_FILE")) {
+            (None, None) => Ok(StoreConfig::Off),
+            (Some(table), None) => Ok(StoreConfig::DynamoDb {
+                table: table.trim().to_owned(),
+            }),
+            (None, Some(path)) => Ok(StoreConfig::File {
+                path: PathBuf::from(path.trim()),
+            }),
+            (Some(_), Some(_)) => Err(ConfigError::Invalid {
+                var: "BOT_STORE_FILE",
+                reason: "set BOT_STORE_TABLE or BOT_STORE_FILE, not both".to_owned(),
+            }),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -248,23 +248,42 @@ impl Memory {
     /// Opens the store file, or builds the DynamoDB client (no request is
     /// made).
     pub async fn from_config(config: &Config) -> Result<Option<Self>, InitError> {
-        let memory = match &config.store {
+        Ok(Self::open(&config.store)
+            .await?
+            .map(|memory| memory.keep_chats_for(config.keep_chats)))
+    }
+
+    /// The memory on `store`, or `None` for no store; no request is made.
+    pub async fn open(store: &StoreConfig) -> Result<Option<Self>, InitError> {
+        Ok(Some(match store {
             StoreConfig::Off => return Ok(None),
-            StoreConfig::DynamoDb { table } => {
-                let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .http_client(crate::ssm::http_client())
-                    .load()
-                    .await;
-                Memory::new(
-                    Arc::new(DynamoDbStore::new(&sdk, table.clone())),
-                    Leases::Shared,
-                )
-            }
+            StoreConfig::DynamoDb { table } => Memory::new(
+                Arc::new(DynamoDbStore::new(
+                    &crate::ssm::sdk_config().await,
+                    table.clone(),
+                )),
+                Leases::Shared,
+            ),
             StoreConfig::File { path } => {
                 Memory::new(Arc::new(FileStore::open(path)?), Leases::Exclusive)
             }
-        };
-        Ok(Some(memory.keep_chats_for(config.keep_chats)))
+        }))
+    }
+
+    /// Opens the store's connection ahead of the first update (at cold
+    /// start, beside the other start-up round trips), within `budget`. A
+    /// failure only means the first update opens it.
+    pub async fn warm_up(&self, budget: Duration) {
+        let started = std::time::Instant::now();
+        let warmed = tokio::time::timeout(budget, self.store.warm_up()).await;
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match warmed {
+            Ok(Ok(())) => tracing::debug!(elapsed_ms, "store connection open"),
+            Ok(Err(error)) => {
+                tracing::debug!(elapsed_ms, error = %crate::error::Chain(&error), "store warm-up failed")
+            }
+            Err(_) => tracing::debug!(elapsed_ms, "store warm-up timed out"),
+        }
     }
 
     pub fn store_kind(&self) -> &'static str {

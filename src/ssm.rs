@@ -4,6 +4,11 @@
 //! where anyone with read access to the function's configuration would see
 //! them (and with the secret, could forge updates).
 
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use secrecy::SecretString;
 use std::future::Future;
 
@@ -42,20 +47,58 @@ pub struct Ssm {
 }
 
 /// The SDK's HTTPS client: rustls on ring, the crypto reqwest already uses.
-pub fn http_client() -> aws_sdk_ssm::config::SharedHttpClient {
+/// One per process ([`sdk_config`]): it keeps one TLS connector per set of
+/// timeouts, built on the first request, so Parameter Store and DynamoDB
+/// share it and the trusted roots are parsed once.
+pub fn http_client() -> SharedHttpClient {
     use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    aws_smithy_http_client::Builder::new()
+    let client = aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
+        .build_https();
+    SharedHttpClient::new(NoEagerConnector(client))
+}
+
+/// The SDK's client, without the connector it builds and throws away each
+/// time an SDK client is made (`validate_base_client_config`, so that the
+/// system's roots load at construction): a TLS connector parses every
+/// trusted root, which with a CA bundle of 140 roots (`SSL_CERT_FILE`, or
+/// Lambda's own) costs about a millisecond each time. The connector is
+/// built once, on the first request.
+#[derive(Debug)]
+struct NoEagerConnector(SharedHttpClient);
+
+impl HttpClient for NoEagerConnector {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
+}
+
+/// The process's AWS configuration (credentials, region, the one HTTPS
+/// client), loaded on first need and shared by Parameter Store and the
+/// DynamoDB store. Loading makes no request.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    static SDK: tokio::sync::OnceCell<aws_config::SdkConfig> = tokio::sync::OnceCell::const_new();
+    SDK.get_or_init(|| async {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(http_client())
+            .load()
+            .await
+    })
+    .await
+    .clone()
 }
 
 impl Ssm {
     pub async fn from_env() -> Self {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(http_client())
-            .load()
-            .await;
-        Self::from_sdk_config(&config)
+        Self::from_sdk_config(&sdk_config().await)
     }
 
     pub fn from_sdk_config(config: &aws_config::SdkConfig) -> Self {

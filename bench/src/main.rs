@@ -76,6 +76,12 @@ struct Args {
     /// CloudWatch's embedded metric format. Compare with a run without.
     #[arg(long)]
     metrics: bool,
+    /// Emulated network latency of the store and Parameter Store, 0 to
+    /// 1000 ms: each request waits this long, and each new connection
+    /// twice that (TCP and TLS), as a round trip to AWS would
+    #[arg(long, value_name = "MS", default_value_t = 0,
+          value_parser = RangedU64ValueParser::<u64>::new().range(0..=1000))]
+    store_latency_ms: u64,
 }
 
 /// The repository's sample event, wherever the bench is run from.

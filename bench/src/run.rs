@@ -60,7 +60,7 @@ pub async fn run(args: Args) -> Result<(), BenchError> {
         // the bot send: a permanent failure, not a figure.
         Err("the event is a button press".to_owned())
     } else {
-        start_store().await
+        start_store(Duration::from_millis(args.store_latency_ms)).await
     };
     let (store, store_run) = match store {
         Ok(store) => {
@@ -75,7 +75,14 @@ pub async fn run(args: Args) -> Result<(), BenchError> {
                 },
             );
             let moto_server = store.moto_binary().to_owned();
-            (Some(store), StoreRun::Measured { moto_server })
+            let latency = Duration::from_millis(args.store_latency_ms);
+            (
+                Some(store),
+                StoreRun::Measured {
+                    moto_server,
+                    latency,
+                },
+            )
         }
         Err(why) => {
             eprintln!("lambda-bench: {WEBHOOK_STORE} left out: {why}");
@@ -177,10 +184,16 @@ pub async fn run(args: Args) -> Result<(), BenchError> {
 }
 
 /// moto with the table, or why not.
-async fn start_store() -> Result<Store, String> {
+async fn start_store(latency: Duration) -> Result<Store, String> {
     let moto = store::find_moto()?;
-    eprintln!("lambda-bench: {WEBHOOK_STORE}: starting {}", moto.display());
-    Store::start(moto, REGION).await
+    eprintln!(
+        "lambda-bench: {WEBHOOK_STORE}: starting {}, {} ms emulated latency",
+        moto.display(),
+        latency.as_millis()
+    );
+    // The stand-in started next knows this token.
+    let token = Options::default().token;
+    Store::start(moto, REGION, latency, &token, WEBHOOK_SECRET).await
 }
 
 /// The order of `count` functions in round `round`: each starts a round in

@@ -8,6 +8,14 @@
 //! not DynamoDB's latency. moto (werkzeug) also answers every request with
 //! `Connection: close`; the proxy passes that on, so here the function opens
 //! a connection per store request, where DynamoDB would keep one.
+//!
+//! The function reads its token and webhook secret from Parameter Store, as
+//! deployed, through a second proxy (not counted: it is not the store's),
+//! so that the two services are two hosts with a connection each, as in
+//! AWS. With an emulated latency, each request waits that long and each new
+//! connection twice that (TCP's and TLS's round trips), and connections are
+//! kept as DynamoDB keeps them, so the cold path shows what a start-up
+//! overlaps and what the first update still waits for.
 
 use crate::BenchError;
 use bytes::Bytes;
@@ -28,6 +36,9 @@ use tokio::process::{Child, Command};
 
 /// The table the function is given; moto is fresh every run, so is the table.
 pub const TABLE: &str = "telegram-bot-bench";
+/// The parameters holding the token and the webhook secret.
+const TOKEN_PARAMETER: &str = "/telegram-bot-bench/bot-token";
+const SECRET_PARAMETER: &str = "/telegram-bot-bench/webhook-secret";
 /// moto imports much of Python's world before it listens.
 const MOTO_START_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest the table's creation may take.
@@ -51,6 +62,8 @@ pub struct Store {
     moto: Child,
     moto_binary: PathBuf,
     proxy: SocketAddr,
+    /// Parameter Store's proxy.
+    ssm: SocketAddr,
     log: Log,
     /// Connections the function opened to the proxy.
     connections: Arc<AtomicU64>,
@@ -58,9 +71,16 @@ pub struct Store {
 
 impl Store {
     /// Starts moto's server `binary` on loopback, creates the table in
-    /// `region` and puts the proxy in front; `Err` says, in one line, why
-    /// there is no store to measure.
-    pub async fn start(binary: PathBuf, region: &str) -> Result<Store, String> {
+    /// `region`, stores the token and `secret`, and puts the proxies in
+    /// front, each adding `latency`; `Err` says, in one line, why there is
+    /// no store to measure.
+    pub async fn start(
+        binary: PathBuf,
+        region: &str,
+        latency: Duration,
+        token: &str,
+        secret: &str,
+    ) -> Result<Store, String> {
         let port = free_port().map_err(|e| format!("no free loopback port for moto: {e}"))?;
         let mut child = Command::new(&binary)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -85,9 +105,13 @@ impl Store {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let created = tokio::time::timeout(CREATE_TIMEOUT, create_table(moto, region, TABLE))
-            .await
-            .unwrap_or_else(|_| Err("no answer".to_owned()));
+        let created = tokio::time::timeout(CREATE_TIMEOUT, async {
+            create_table(moto, region, TABLE).await?;
+            put_secure_string(moto, region, TOKEN_PARAMETER, token).await?;
+            put_secure_string(moto, region, SECRET_PARAMETER, secret).await
+        })
+        .await
+        .unwrap_or_else(|_| Err("no answer".to_owned()));
         if let Err(error) = created {
             let _ = child.kill().await;
             return Err(format!("creating the table in moto: {error}"));
@@ -98,13 +122,34 @@ impl Store {
         let proxy = listener
             .local_addr()
             .map_err(|e| format!("cannot open the store proxy: {e}"))?;
+        let ssm_listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| format!("cannot open the Parameter Store proxy: {e}"))?;
+        let ssm = ssm_listener
+            .local_addr()
+            .map_err(|e| format!("cannot open the Parameter Store proxy: {e}"))?;
         let log = Log::default();
         let connections = Arc::new(AtomicU64::new(0));
-        tokio::spawn(serve(listener, moto, log.clone(), connections.clone()));
+        let route = Route {
+            moto,
+            latency,
+            log: Some(log.clone()),
+            connections: connections.clone(),
+        };
+        tokio::spawn(serve(listener, route.clone()));
+        tokio::spawn(serve(
+            ssm_listener,
+            Route {
+                log: None,
+                connections: Arc::new(AtomicU64::new(0)),
+                ..route
+            },
+        ));
         Ok(Store {
             moto: child,
             moto_binary: binary,
             proxy,
+            ssm,
             log,
             connections,
         })
@@ -114,12 +159,25 @@ impl Store {
         &self.moto_binary
     }
 
-    /// The function's variables: the table, and AWS pointed at the proxy
-    /// with fake credentials, no profile files and no instance metadata.
+    /// The function's variables: the table, the token and the secret in
+    /// Parameter Store (the plain variables emptied, which counts as
+    /// unset), and each service pointed at its proxy, with fake
+    /// credentials, no profile files and no instance metadata.
     pub fn env(&self) -> Vec<(String, String)> {
         [
             ("BOT_STORE_TABLE", TABLE.to_owned()),
-            ("AWS_ENDPOINT_URL", format!("http://{}", self.proxy)),
+            ("TELEGRAM_BOT_TOKEN", String::new()),
+            ("TELEGRAM_WEBHOOK_SECRET", String::new()),
+            ("TELEGRAM_BOT_TOKEN_PARAMETER", TOKEN_PARAMETER.to_owned()),
+            (
+                "TELEGRAM_WEBHOOK_SECRET_PARAMETER",
+                SECRET_PARAMETER.to_owned(),
+            ),
+            (
+                "AWS_ENDPOINT_URL_DYNAMODB",
+                format!("http://{}", self.proxy),
+            ),
+            ("AWS_ENDPOINT_URL_SSM", format!("http://{}", self.ssm)),
             ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
             ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
             ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
@@ -234,20 +292,41 @@ async fn create_table(moto: SocketAddr, region: &str, table: &str) -> Result<(),
         "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
         "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
         "BillingMode": "PAY_PER_REQUEST",
-    })
-    .to_string();
+    });
+    call_moto(
+        moto,
+        region,
+        "dynamodb",
+        "DynamoDB_20120810.CreateTable",
+        body,
+    )
+    .await
+}
+
+/// One AWS JSON request `target` to moto, for `service` in `region`.
+async fn call_moto(
+    moto: SocketAddr,
+    region: &str,
+    service: &str,
+    target: &str,
+    body: serde_json::Value,
+) -> Result<(), String> {
+    let content_type = match service {
+        "dynamodb" => "application/x-amz-json-1.0",
+        _ => "application/x-amz-json-1.1",
+    };
     let request = Request::post("/")
         .header("host", moto.to_string())
-        .header("content-type", "application/x-amz-json-1.0")
-        .header("x-amz-target", "DynamoDB_20120810.CreateTable")
+        .header("content-type", content_type)
+        .header("x-amz-target", target)
         .header(
             "authorization",
             format!(
-                "AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/dynamodb/aws4_request, \
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/{service}/aws4_request, \
                  SignedHeaders=host;x-amz-target, Signature=0"
             ),
         )
-        .body(Full::new(Bytes::from(body)))
+        .body(Full::new(Bytes::from(body.to_string())))
         .map_err(|e| e.to_string())?;
     let mut sender = connect(moto).await?;
     let response = sender
@@ -265,8 +344,21 @@ async fn create_table(moto: SocketAddr, region: &str, table: &str) -> Result<(),
         Ok(())
     } else {
         let body: String = String::from_utf8_lossy(&body).chars().take(300).collect();
-        Err(format!("{status}: {body}"))
+        Err(format!("{target}: {status}: {body}"))
     }
+}
+
+/// Stores `value` as a SecureString `name`, as `aws ssm put-parameter`
+/// does, with one JSON request (moto reads the region from the credential
+/// scope and does not check the signature).
+async fn put_secure_string(
+    moto: SocketAddr,
+    region: &str,
+    name: &str,
+    value: &str,
+) -> Result<(), String> {
+    let body = serde_json::json!({"Name": name, "Value": value, "Type": "SecureString"});
+    call_moto(moto, region, "ssm", "AmazonSSM.PutParameter", body).await
 }
 
 /// An HTTP/1 connection to `addr`, driven in the background.
@@ -292,21 +384,33 @@ where
 /// The moto connection of one function connection, kept between requests.
 type Upstream = Arc<tokio::sync::Mutex<Option<SendRequest<Incoming>>>>;
 
+/// What one proxy does: where moto is, the latency it adds, and whether it
+/// logs its requests (the store's) or not (Parameter Store's).
+#[derive(Clone)]
+struct Route {
+    moto: SocketAddr,
+    latency: Duration,
+    log: Option<Log>,
+    connections: Arc<AtomicU64>,
+}
+
 /// The proxy: each connection from the function gets its own connection to
 /// moto, so the function's connection reuse is moto's too.
-async fn serve(listener: TcpListener, moto: SocketAddr, log: Log, connections: Arc<AtomicU64>) {
+async fn serve(listener: TcpListener, route: Route) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        connections.fetch_add(1, Ordering::Relaxed);
+        route.connections.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
-        let log = log.clone();
+        let route = route.clone();
         tokio::spawn(async move {
+            // TCP's and TLS's round trips before the first request.
+            tokio::time::sleep(2 * route.latency).await;
             let upstream = Upstream::default();
             let service = hyper::service::service_fn(move |request| {
-                relay(request, moto, upstream.clone(), log.clone())
+                relay(request, route.clone(), upstream.clone())
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -318,9 +422,8 @@ async fn serve(listener: TcpListener, moto: SocketAddr, log: Log, connections: A
 /// Passes one request to moto and its answer back, and logs it.
 async fn relay(
     request: Request<Incoming>,
-    moto: SocketAddr,
+    route: Route,
     upstream: Upstream,
-    log: Log,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let operation = operation_of(
         request
@@ -328,20 +431,28 @@ async fn relay(
             .get("x-amz-target")
             .and_then(|v| v.to_str().ok()),
     );
-    let response = forward(request, moto, &upstream)
+    tokio::time::sleep(route.latency).await;
+    let mut response = forward(request, route.moto, &upstream)
         .await
         .unwrap_or_else(|error| {
             let mut response = Response::new(Full::new(Bytes::from(error)));
             *response.status_mut() = StatusCode::BAD_GATEWAY;
             response
         });
-    log.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(StoreRequest {
-            operation,
-            status: response.status().as_u16(),
-            answered: Instant::now(),
-        });
+    if !route.latency.is_zero() {
+        // DynamoDB keeps connections; moto's close would make every
+        // request pay the emulated handshakes.
+        response.headers_mut().remove(hyper::header::CONNECTION);
+    }
+    if let Some(log) = &route.log {
+        log.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(StoreRequest {
+                operation,
+                status: response.status().as_u16(),
+                answered: Instant::now(),
+            });
+    }
     Ok(response)
 }
 

@@ -54,6 +54,9 @@ impl BotApi {
             .timeout(config.http_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
+            // The Bot API never redirects a method call; following one
+            // would carry the token's path to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!(
                 env!("CARGO_PKG_NAME"),
                 "/",

@@ -25,6 +25,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
 
+/// The key the start-up read asks for: never a chat's or user's.
+const WARM_UP_KEY: &str = "warm-up";
+
 /// A DynamoDB item, as the SDK holds it.
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -232,6 +235,21 @@ impl Store for DynamoDbStore {
                 Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
                 Err(error) => Err(error),
             }
+        })
+    }
+
+    /// A read of a key no chat has (half a read unit), for the connection
+    /// it leaves in the pool.
+    fn warm_up(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(WARM_UP_KEY.to_owned()))
+                .send()
+                .await
+                .map(drop)
+                .map_err(classify)
         })
     }
 

@@ -204,6 +204,12 @@ pub trait Store: fmt::Debug + Send + Sync {
     /// starts afresh. Returns that key.
     fn set_aside<'a>(&'a self, key: &'a str, at: i64) -> StoreFuture<'a, String>;
 
+    /// Opens what the first request would open (a connection and its TLS
+    /// handshake), so that a cold start can do it beside other work.
+    fn warm_up(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Every outbox not finished yet, as (key, update id), when the store
     /// can list them cheaply; `None` when it cannot (a DynamoDB scan reads
     /// the whole table).
@@ -262,6 +268,10 @@ impl Store for Timed {
 
     fn set_aside<'a>(&'a self, key: &'a str, at: i64) -> StoreFuture<'a, String> {
         Box::pin(timed(Call::Store, self.0.set_aside(key, at)))
+    }
+
+    fn warm_up(&self) -> StoreFuture<'_, ()> {
+        self.0.warm_up()
     }
 
     fn unfinished(&self) -> StoreFuture<'_, Option<Vec<(String, i64)>>> {

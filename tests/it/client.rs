@@ -211,3 +211,50 @@ async fn an_https_stand_in_is_trusted_only_through_ssl_cert_file() {
     assert_eq!(stand_in.tls_handshakes(), 1);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_redirect_is_never_followed_so_the_token_stays_with_the_bot_api() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Where a redirect would take the token's path.
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let elsewhere_addr = elsewhere.local_addr().unwrap();
+    let reached = Arc::new(AtomicUsize::new(0));
+    let counter = reached.clone();
+    tokio::spawn(async move {
+        while elsewhere.accept().await.is_ok() {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let redirecting = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", redirecting.local_addr().unwrap());
+    tokio::spawn(async move {
+        // Bounded: the client makes one request.
+        for _ in 0..4 {
+            let Ok((mut stream, _)) = redirecting.accept().await else {
+                return;
+            };
+            let mut buffer = vec![0u8; 16 * 1024];
+            let n = stream.read(&mut buffer).await.unwrap_or(0);
+            let request = String::from_utf8_lossy(&buffer[..n]).into_owned();
+            let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            let answer = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://{elsewhere_addr}{path}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    let api = BotApi::new(&config(&[
+        ("TELEGRAM_BOT_TOKEN", DEFAULT_TOKEN),
+        ("TELEGRAM_API_BASE_URL", &base_url),
+    ]))
+    .unwrap();
+    let error = api.get_me().await.unwrap_err();
+    assert_eq!(reached.load(Ordering::SeqCst), 0, "followed the redirect");
+    let shown = format!("{error} {error:?} {}", chain(&error));
+    assert!(
+        !shown.contains(DEFAULT_TOKEN.split(':').nth(1).unwrap()),
+        "{shown}"
+    );
+}

@@ -60,10 +60,17 @@ impl Report {
             })
         };
         let store = match (&self.settings.store, &self.store) {
-            (StoreRun::Measured { moto_server }, Some(store)) => {
+            (
+                StoreRun::Measured {
+                    moto_server,
+                    latency,
+                },
+                Some(store),
+            ) => {
                 let (s, w) = (store, &self.webhook);
                 let mut figures = store.store.as_ref().map_or(json!({}), store_figures);
                 figures["moto_server"] = json!(moto_server.display().to_string());
+                figures["latency_ms"] = json!(latency.as_millis() as u64);
                 figures["ratios_to_webhook"] = json!({
                     "init_median": round(ratio(s.init.median, w.init.median), 3),
                     "cold_total_median": round(ratio(s.total.median, w.total.median), 3),

@@ -70,8 +70,11 @@ pub struct Settings {
 /// Whether `webhook+store` was measured.
 #[derive(Debug)]
 pub enum StoreRun {
-    /// With this moto server.
-    Measured { moto_server: PathBuf },
+    /// With this moto server, and this latency added to each request.
+    Measured {
+        moto_server: PathBuf,
+        latency: std::time::Duration,
+    },
     /// Not, for this reason.
     Skipped(String),
 }
@@ -263,7 +266,14 @@ mod tests {
             function("baseline", 200, None),
         ];
         let moto_server = PathBuf::from("/opt/moto_server");
-        let report = Report::new(settings(StoreRun::Measured { moto_server }), results).unwrap();
+        let report = Report::new(
+            settings(StoreRun::Measured {
+                moto_server,
+                latency: std::time::Duration::ZERO,
+            }),
+            results,
+        )
+        .unwrap();
         let table = report.table();
         let header = table.lines().find(|l| l.starts_with("figure")).unwrap();
         let columns: Vec<&str> = header.split_whitespace().collect();

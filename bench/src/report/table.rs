@@ -168,13 +168,22 @@ impl Report {
             w.tls_handshakes
         );
         match (&self.settings.store, &self.store) {
-            (StoreRun::Measured { moto_server }, Some(store)) => {
+            (
+                StoreRun::Measured {
+                    moto_server,
+                    latency,
+                },
+                Some(store),
+            ) => {
                 let _ = writeln!(
                     out,
-                    "{WEBHOOK_STORE}: the webhook with BOT_STORE_TABLE, on moto ({}) on loopback \
-                     through a counting proxy; moto is Python, not DynamoDB's latency. TLS \
-                     handshakes during its warm run: {}.",
+                    "{WEBHOOK_STORE}: the webhook as deployed, with BOT_STORE_TABLE and its token \
+                     and secret read from Parameter Store, on moto ({}) on loopback through a \
+                     counting proxy, {} ms emulated latency per request (twice that per new \
+                     connection); moto is Python, not DynamoDB. TLS handshakes during its warm \
+                     run: {}.",
                     moto_server.display(),
+                    latency.as_millis(),
                     store.tls_handshakes
                 );
                 if let Some(s) = &store.store {
