@@ -47,6 +47,20 @@ impl DynamoDbStore {
         }
     }
 
+    /// The item under `key` as stored, read strongly consistently.
+    async fn item(&self, key: &str) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(output.item)
+    }
+
     fn update(
         &self,
         key: &str,
@@ -65,18 +79,7 @@ impl Store for DynamoDbStore {
     }
 
     fn load<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<ChatRecord>> {
-        Box::pin(async move {
-            let output = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .key("pk", AttributeValue::S(key.to_owned()))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(classify)?;
-            output.item.as_ref().map(record_of).transpose()
-        })
+        Box::pin(async move { self.item(key).await?.as_ref().map(record_of).transpose() })
     }
 
     fn commit<'a>(&'a self, key: &'a str, commit: &'a Commit) -> StoreFuture<'a, ()> {
@@ -256,16 +259,7 @@ impl Store for DynamoDbStore {
     fn set_aside<'a>(&'a self, key: &'a str, at: i64) -> StoreFuture<'a, String> {
         Box::pin(async move {
             let aside = aside_key(key, at);
-            let found = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .key("pk", AttributeValue::S(key.to_owned()))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(classify)?;
-            let Some(mut item) = found.item else {
+            let Some(mut item) = self.item(key).await? else {
                 return Ok(aside);
             };
             let version = item.get("v").cloned();

@@ -253,32 +253,9 @@ impl Moto {
     /// Creates the bot's table as template.yaml declares it: partition key
     /// `pk`, on-demand, TTL on `expires_at`.
     pub async fn create_table(&self, name: &str) {
-        use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-            TimeToLiveSpecification,
-        };
+        use aws_sdk_dynamodb::types::TimeToLiveSpecification;
+        self.create_table_keyed(name, "pk").await;
         let client = aws_sdk_dynamodb::Client::new(&self.sdk_config());
-        client
-            .create_table()
-            .table_name(name)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("pk")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("pk")
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
         client
             .update_time_to_live()
             .table_name(name)
@@ -286,6 +263,36 @@ impl Moto {
                 TimeToLiveSpecification::builder()
                     .enabled(true)
                     .attribute_name("expires_at")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
+    #[cfg(feature = "aws")]
+    /// Creates an on-demand table whose partition key (a string) is `key`,
+    /// without TTL: the bot's own with `pk`, or one made by hand.
+    pub async fn create_table_keyed(&self, name: &str, key: &str) {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        aws_sdk_dynamodb::Client::new(&self.sdk_config())
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(key)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(key)
+                    .key_type(KeyType::Hash)
                     .build()
                     .unwrap(),
             )

@@ -455,39 +455,15 @@ fn matrix() -> Vec<Case> {
 /// A table on moto arranged as `fault` says, and the memory on it. The
 /// record is the chat's of the sample text event.
 async fn store_with(fault: StoreFault) -> (testkit::Moto, Memory) {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-        ScalarAttributeType,
-    };
+    use aws_sdk_dynamodb::types::AttributeValue;
     let moto = testkit::Moto::start()
         .await
         .expect("moto_server: scripts/test installs it");
     let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config());
     let table = "matrix-store";
     match fault {
-        StoreFault::WrongKeySchema => {
-            client
-                .create_table()
-                .table_name(table)
-                .billing_mode(BillingMode::PayPerRequest)
-                .attribute_definitions(
-                    AttributeDefinition::builder()
-                        .attribute_name("id")
-                        .attribute_type(ScalarAttributeType::S)
-                        .build()
-                        .unwrap(),
-                )
-                .key_schema(
-                    KeySchemaElement::builder()
-                        .attribute_name("id")
-                        .key_type(KeyType::Hash)
-                        .build()
-                        .unwrap(),
-                )
-                .send()
-                .await
-                .unwrap();
-        }
+        // A table made by hand with another key name.
+        StoreFault::WrongKeySchema => moto.create_table_keyed(table, "id").await,
         StoreFault::ItemTooLarge | StoreFault::Unparseable => {
             moto.create_table(table).await;
             let chat = update_in(&event("text")).unwrap()["message"]["chat"]["id"]

@@ -5,10 +5,7 @@
 //! answers that let Telegram drop an update, and retention turned off.
 
 use crate::helpers::{event_with, Logs};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -159,27 +156,7 @@ fn chat_key(chat: i64) -> String {
 async fn a_table_whose_key_is_not_the_codes_is_a_configuration_failure_never_a_200() {
     let t = setup().await;
     // A table made by hand with another key name.
-    t.client()
-        .create_table()
-        .table_name("wrong-key")
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    t.moto.create_table_keyed("wrong-key", "id").await;
     let webhook = crate::helpers::webhook_with(&t.stand_in, Some(t.memory("wrong-key")));
     let verdict = t.deliver(&webhook, &message(1, "hello")).await;
     assert_eq!(
