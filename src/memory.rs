@@ -231,12 +231,6 @@ impl Memory {
         self.leases
     }
 
-    /// The same memory, with `leases`.
-    pub fn with_leases(mut self, leases: Leases) -> Self {
-        self.leases = leases;
-        self
-    }
-
     /// Lets a chat's record go (through the table's TTL) after this long
     /// without a change.
     pub fn keep_chats_for(mut self, keep: Option<Duration>) -> Self {
