@@ -943,3 +943,60 @@ async fn monitoring_and_its_email_are_passed_only_when_given() {
         assert!(stderr(&output).contains(error), "{}", stderr(&output));
     }
 }
+
+/// Every `"${name[@]}"` in the bash scripts, unless written in the guarded
+/// form `${name[@]+"${name[@]}"}`: bash before 4.4 (macOS ships 3.2) takes
+/// an empty array expanded that way under `set -u` for an unbound variable,
+/// and no bash here is old enough to show it by running the scripts.
+fn unguarded_array_expansions(script: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (number, line) in script.lines().enumerate() {
+        let mut from = 0;
+        while let Some(at) = line[from..].find("\"${").map(|at| from + at) {
+            let after = &line[at + 3..];
+            let name: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let expanded = !name.is_empty() && after[name.len()..].starts_with("[@]}\"");
+            if expanded && !line[..at].ends_with(&format!("${{{name}[@]+")) {
+                found.push(format!("line {}: {}", number + 1, line.trim()));
+            }
+            from = at + 3;
+        }
+    }
+    found
+}
+
+#[test]
+fn the_scripts_expand_arrays_in_the_form_bash_3_2_accepts() {
+    assert_eq!(
+        unguarded_array_expansions("a \"${args[@]}\" b ${args[@]+\"${args[@]}\"} \"${#args[@]}\""),
+        ["line 1: a \"${args[@]}\" b ${args[@]+\"${args[@]}\"} \"${#args[@]}\""],
+        "the check itself finds the one unguarded expansion"
+    );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts");
+    let mut unguarded = Vec::new();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if !text.starts_with("#!/usr/bin/env bash") {
+            continue;
+        }
+        checked += 1;
+        for found in unguarded_array_expansions(&text) {
+            unguarded.push(format!("{}: {found}", path.display()));
+        }
+    }
+    assert!(
+        checked >= 3,
+        "found only {checked} bash scripts in {}",
+        dir.display()
+    );
+    assert!(
+        unguarded.is_empty(),
+        "write these as ${{a[@]+\"${{a[@]}}\"}}:\n{}",
+        unguarded.join("\n")
+    );
+}
