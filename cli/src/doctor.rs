@@ -488,33 +488,20 @@ async fn read_table(
     name: &str,
     region: Option<&str>,
 ) -> (Result<Vec<u8>, AwsError>, Result<Vec<u8>, AwsError>) {
-    let described = aws(
-        "dynamodb describe-table",
-        &[
-            "dynamodb",
-            "describe-table",
-            "--table-name",
-            name,
-            "--output",
-            "json",
-        ],
-        region,
-    )
-    .await;
-    let ttl = aws(
-        "dynamodb describe-time-to-live",
-        &[
-            "dynamodb",
-            "describe-time-to-live",
-            "--table-name",
-            name,
-            "--output",
-            "json",
-        ],
-        region,
-    )
-    .await;
+    let described = describe_table("dynamodb describe-table", name, region).await;
+    let ttl = describe_table("dynamodb describe-time-to-live", name, region).await;
     (described, ttl)
+}
+
+/// `aws dynamodb <verb> --table-name <name>`, for `call` "dynamodb <verb>".
+async fn describe_table(
+    call: &'static str,
+    name: &str,
+    region: Option<&str>,
+) -> Result<Vec<u8>, AwsError> {
+    let verb = call.trim_start_matches("dynamodb ");
+    let args = ["dynamodb", verb, "--table-name", name, "--output", "json"];
+    aws(call, &args, region).await
 }
 
 /// The alarms template.yaml creates with `Monitoring=On`, after the stack's

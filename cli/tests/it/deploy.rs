@@ -44,6 +44,7 @@ while [[ $# -gt 0 ]]; do
     --value) value="$(cat "${2#file://}")"; shift ;;
     --query) query="$2"; shift ;;
     --stack-name) name="$2"; shift ;;
+    --table-name) name="$2"; shift ;;
   esac
   shift
 done
@@ -70,8 +71,10 @@ case "$call" in
     rm "$file" ;;
   "dynamodb delete-table") ;;
   "dynamodb describe-table")
+    [[ "$name" == "${FAKE_TABLE:-telegram-bot-MemoryTable-1A2B3C}" ]] || fail ResourceNotFoundException "Requested resource not found: Table: $name not found"
     echo '{"Table": {"KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}], "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]}}' ;;
   "dynamodb describe-time-to-live")
+    [[ "$name" == "${FAKE_TABLE:-telegram-bot-MemoryTable-1A2B3C}" ]] || fail ResourceNotFoundException "Requested resource not found: Table: $name not found"
     echo '{"TimeToLiveDescription": {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}}' ;;
   "cloudwatch describe-alarms")
     # A new stack's alarms, waiting for their first data points.

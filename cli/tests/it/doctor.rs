@@ -338,8 +338,9 @@ async fn an_endpoint_not_reached_is_exit_3_when_nothing_else_is_wrong() {
 }
 
 /// A fake `aws`: logs its arguments; answers describe-stacks with the file
-/// FAKE_STACK, get-parameter with FAKE_SECRET, and describes the table as
-/// template.yaml makes it unless FAKE_TABLE_KEY names another key; fails
+/// FAKE_STACK, get-parameter with FAKE_SECRET, and describes the stack's
+/// table as template.yaml makes it unless FAKE_TABLE_KEY names another key
+/// (any other table is not found, as AWS says it); fails
 /// the call FAKE_FAIL names as AWS does when access is denied.
 const FAKE_AWS: &str = r#"#!/usr/bin/env bash
 echo "aws $*" >> "$FAKE_LOG"
@@ -354,6 +355,12 @@ case "$call" in
   "cloudformation describe-stacks") cat "$FAKE_STACK" ;;
   "ssm get-parameter") echo "$FAKE_SECRET" ;;
   "cloudwatch describe-alarms") echo "${FAKE_ALARMS:-[]}" ;;
+  "dynamodb describe-table"|"dynamodb describe-time-to-live")
+    if ! grep -q -- "\"$4\"" "$FAKE_STACK"; then
+      echo "" >&2
+      echo "An error occurred (ResourceNotFoundException) when calling the operation: Requested resource not found: Table: $4 not found" >&2
+      exit 254
+    fi ;;&
   "dynamodb describe-table") key="${FAKE_TABLE_KEY:-pk}"
     echo "{\"Table\": {\"KeySchema\": [{\"AttributeName\": \"$key\", \"KeyType\": \"HASH\"}], \"AttributeDefinitions\": [{\"AttributeName\": \"$key\", \"AttributeType\": \"S\"}]}}" ;;
   "dynamodb describe-time-to-live") echo '{"TimeToLiveDescription": {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}}' ;;
