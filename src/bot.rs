@@ -103,7 +103,17 @@ impl Bot {
     /// state is read: so it depends on the press alone. The spinner stops;
     /// add `.with_text(...)` for a notification.
     pub fn answer(&self, query: &CallbackQuery) -> AnswerCallbackQuery {
-        AnswerCallbackQuery::to(query)
+        let answer = AnswerCallbackQuery::to(query);
+        let data = query.data.as_deref();
+        let counter = [COUNTER_UP, COUNTER_DOWN]
+            .iter()
+            .any(|button| Some(button.as_str()) == data);
+        if !self.memory && counter {
+            // A keyboard shown while a store kept the count: say why
+            // nothing changes rather than ignore the press.
+            return answer.with_text(COUNT_NOT_KEPT);
+        }
+        answer
     }
 
     /// What a press changes: the counter's buttons edit the count.
@@ -163,6 +173,8 @@ impl Bot {
         }
     }
 }
+
+const COUNT_NOT_KEPT: &str = "This bot keeps no count now: its store is off.";
 
 const NOT_TEXT_HINT: &str = "I can only read text for now. Send me a message, or /help.";
 
@@ -458,6 +470,10 @@ mod tests {
             .handle(&press("counter:+1", 1), State::default())
             .0
             .is_empty());
+        // Without a store the spinner stops with a word on why.
+        let answer = Bot::new(None).answer(query);
+        assert_eq!(answer.text.as_deref(), Some(COUNT_NOT_KEPT));
+        assert_eq!(bot.answer(query).text, None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! and log one line with the outcome.
 
 use crate::action::Action;
-use crate::bot::{Bot, State};
+use crate::bot::Bot;
 use crate::client::{ApiError, BotApi, Failure};
 use crate::error::Chain;
 use crate::memory::{millis, now_millis, Decision, Memory, Read, Ticket, LEASE_MARGIN};
@@ -82,32 +82,21 @@ pub struct Handled {
     pub done: usize,
 }
 
-/// What answers an update: the Bot API client, the bot, and its memory when
-/// a store is configured. The webhook and the polling loop each hold one.
+/// What answers an update: the Bot API client, the bot, and its memory (a
+/// store, or the process's own). The webhook and the polling loop each
+/// hold one.
 #[derive(Debug, Clone, Copy)]
 pub struct Responder<'a> {
     pub api: &'a BotApi,
     pub bot: &'a Bot,
-    pub memory: Option<&'a Memory>,
-    /// Whether a button press is answered: false when this process has
-    /// answered it already (Telegram would refuse a second answer).
-    pub answer_presses: bool,
+    pub memory: &'a Memory,
 }
 
 impl Responder<'_> {
-    /// Answers `update` and logs its one line. Without memory, the bot runs
-    /// on the default state and the actions from number `resume_from` on
-    /// are carried out; with memory, the store decides (see
-    /// [`crate::memory`]) and `resume_from` is not needed.
-    pub async fn answer(
-        &self,
-        update: &Update,
-        resume_from: usize,
-        policy: &RetryPolicy,
-        stop: &mut Stop,
-    ) -> Handled {
-        self.answer_noting(update, resume_from, policy, stop, &|| {})
-            .await
+    /// Answers `update` and logs its one line. The memory decides what is
+    /// left to do (see [`crate::memory`]).
+    pub async fn answer(&self, update: &Update, policy: &RetryPolicy, stop: &mut Stop) -> Handled {
+        self.answer_noting(update, policy, stop, &|| {}).await
     }
 
     /// As [`Responder::answer`], calling `recorded` once the store holds the
@@ -116,34 +105,17 @@ impl Responder<'_> {
     pub async fn answer_noting(
         &self,
         update: &Update,
-        resume_from: usize,
         policy: &RetryPolicy,
         stop: &mut Stop,
         recorded: &(dyn Fn() + Send + Sync),
     ) -> Handled {
         let started = Instant::now();
         let press = match &update.kind {
-            UpdateKind::CallbackQuery(query) if self.answer_presses => Some(query),
+            UpdateKind::CallbackQuery(query) => Some(query),
             _ => None,
         };
-        let (handled, spent) = measured(async {
-            match self.memory {
-                None => {
-                    // A press is answered before anything slower (the bot,
-                    // the edits), so the button stops spinning at once.
-                    if let Some(query) = press {
-                        self.answer_press(update, query, policy, stop).await;
-                    }
-                    let (actions, _state) = self.bot.handle(update, State::default());
-                    carry_out(self.api, &actions, resume_from, policy, stop, None).await
-                }
-                Some(memory) => {
-                    self.answer_once(memory, update, press, policy, stop, recorded)
-                        .await
-                }
-            }
-        })
-        .await;
+        let (handled, spent) =
+            measured(self.answer_once(update, press, policy, stop, recorded)).await;
         log_update(
             update,
             handled.outcome,
@@ -210,9 +182,7 @@ impl Responder<'_> {
     /// left in the store, after Telegram was told it was done (the polling
     /// loop confirms an update once its outbox is stored). Logs one line.
     pub async fn resume(&self, ticket: &Ticket, policy: &RetryPolicy, stop: &mut Stop) -> Handled {
-        let Some(memory) = self.memory else {
-            return finished(Outcome::Duplicate);
-        };
+        let memory = self.memory;
         let started = Instant::now();
         let now = now_millis();
         let lease_until = lease_until(policy.deadline, now);
@@ -238,13 +208,13 @@ impl Responder<'_> {
 
     async fn answer_once(
         &self,
-        memory: &Memory,
         update: &Update,
         press: Option<&CallbackQuery>,
         policy: &RetryPolicy,
         stop: &mut Stop,
         recorded: &(dyn Fn() + Send + Sync),
     ) -> Handled {
+        let memory = self.memory;
         let now = now_millis();
         let lease_until = lease_until(policy.deadline, now);
         let read = match press {
@@ -301,7 +271,7 @@ impl Responder<'_> {
             lease_until,
             deadline: record_by,
         };
-        let handled = carry_out(self.api, actions, from, policy, stop, Some(&progress)).await;
+        let handled = carry_out(self.api, actions, from, policy, stop, &progress).await;
         let dropped = telegram_drops(handled.outcome, ticket.lifetime_end(), now_millis());
         if dropped {
             tracing::warn!(
@@ -419,7 +389,7 @@ async fn carry_out(
     from: usize,
     policy: &RetryPolicy,
     stop: &mut Stop,
-    progress: Option<&Progress<'_>>,
+    progress: &Progress<'_>,
 ) -> Handled {
     let mut handled = Handled {
         outcome: if actions.is_empty() {
@@ -456,7 +426,7 @@ async fn carry_out(
             }
         }
         handled.done += 1;
-        if let Some(progress) = progress.filter(|_| handled.done < actions.len()) {
+        if handled.done < actions.len() {
             let recorded = before(
                 progress.deadline,
                 progress

@@ -13,8 +13,7 @@
 //! - [`webhook`]: the Lambda shell;
 //! - [`poll`]: the long-polling shell;
 //! - [`memory`]: the chat's state and exactly-once answers, on a [`store`];
-//! - [`store`]: chat records in DynamoDB or a file;
-//! - [`recent`]: the updates a warm process has dealt with;
+//! - [`store`]: chat records in DynamoDB, a file, or the process;
 //! - [`config`]: configuration from the environment, and start-up errors;
 //! - [`ssm`]: the token from Parameter Store;
 //! - [`logging`]: structured logs, JSON in Lambda;
@@ -34,7 +33,6 @@ pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod poll;
-pub mod recent;
 pub mod retry;
 pub mod ssm;
 pub mod store;

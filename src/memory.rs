@@ -37,6 +37,7 @@ use crate::config::{Config, InitError};
 use crate::metrics::{self, Line};
 use crate::store::dynamodb::DynamoDbStore;
 use crate::store::file::FileStore;
+use crate::store::in_process::InProcessStore;
 use crate::store::{
     unreadable, ChatRecord, Commit, Done, Lease, Pending, Store, StoreConfig, StoreError,
 };
@@ -93,6 +94,9 @@ pub enum Leases {
 pub struct Memory {
     store: Arc<dyn Store>,
     leases: Leases,
+    /// Whether the store outlives the process (a table or a file), so
+    /// that a chat's state is kept wherever and whenever it is answered.
+    durable: bool,
     /// How long a quiet chat's record is kept; `None` for ever.
     keep_chats: Option<Duration>,
 }
@@ -102,6 +106,7 @@ impl fmt::Debug for Memory {
         f.debug_struct("Memory")
             .field("store", &self.store)
             .field("leases", &self.leases)
+            .field("durable", &self.durable)
             .field("keep_chats", &self.keep_chats)
             .finish()
     }
@@ -219,16 +224,40 @@ impl Ticket {
 }
 
 impl Memory {
+    /// The memory on a store that outlives the process.
     pub fn new(store: Arc<dyn Store>, leases: Leases) -> Self {
         Memory {
             store: Arc::new(crate::store::Timed(store)),
             leases,
+            durable: true,
             keep_chats: None,
+        }
+    }
+
+    /// The memory of this process alone (see [`InProcessStore`]): what the
+    /// bot runs on without a table or a file. Its leases are this
+    /// process's runs, all alive, so they are respected.
+    pub fn in_process() -> Self {
+        Memory {
+            durable: false,
+            ..Memory::new(Arc::new(InProcessStore::default()), Leases::Shared)
         }
     }
 
     pub fn leases(&self) -> Leases {
         self.leases
+    }
+
+    /// Whether the chat's state outlives the process (a table or a file):
+    /// what the bot's commands that keep something need.
+    pub fn is_durable(&self) -> bool {
+        self.durable
+    }
+
+    /// Whether other processes share the store (the function's table), so
+    /// that a lease found may belong to a run elsewhere.
+    pub fn is_shared(&self) -> bool {
+        self.durable && self.leases == Leases::Shared
     }
 
     /// Lets a chat's record go (through the table's TTL) after this long
@@ -238,19 +267,19 @@ impl Memory {
         self
     }
 
-    /// The memory the configuration asks for, or `None` without a store.
-    /// Opens the store file, or builds the DynamoDB client (no request is
-    /// made).
-    pub async fn from_config(config: &Config) -> Result<Option<Self>, InitError> {
+    /// The memory the configuration asks for, in the process without a
+    /// store. Opens the store file, or builds the DynamoDB client (no
+    /// request is made).
+    pub async fn from_config(config: &Config) -> Result<Self, InitError> {
         Ok(Self::open(&config.store)
             .await?
-            .map(|memory| memory.keep_chats_for(config.keep_chats)))
+            .keep_chats_for(config.keep_chats))
     }
 
-    /// The memory on `store`, or `None` for no store; no request is made.
-    pub async fn open(store: &StoreConfig) -> Result<Option<Self>, InitError> {
-        Ok(Some(match store {
-            StoreConfig::Off => return Ok(None),
+    /// The memory on `store`, in the process for none; no request is made.
+    pub async fn open(store: &StoreConfig) -> Result<Self, InitError> {
+        Ok(match store {
+            StoreConfig::Off => Memory::in_process(),
             StoreConfig::DynamoDb { table } => Memory::new(
                 Arc::new(DynamoDbStore::new(
                     &crate::ssm::sdk_config().await,
@@ -261,7 +290,7 @@ impl Memory {
             StoreConfig::File { path } => {
                 Memory::new(Arc::new(FileStore::open(path)?), Leases::Exclusive)
             }
-        }))
+        })
     }
 
     /// Opens the store's connection ahead of the first update (at cold

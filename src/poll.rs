@@ -22,7 +22,7 @@ use crate::bot::Bot;
 use crate::client::{ApiError, BotApi};
 use crate::error::Chain;
 use crate::handling::{HandlingError, Outcome, Responder};
-use crate::memory::{key_of, Leases, Memory, Ticket, MIN_LIFETIME, OUTBOX_LIFETIME};
+use crate::memory::{key_of, Memory, Ticket, MIN_LIFETIME, OUTBOX_LIFETIME};
 use crate::retry::{retry, Backoff, GaveUp, RetryPolicy, Stop};
 use crate::store::StoreError;
 use crate::telegram::{GetUpdates, Update, UpdateId};
@@ -51,10 +51,10 @@ pub struct PollOptions {
     pub drop_pending_updates: bool,
     /// Waits between retries of a failed call.
     pub backoff: Backoff,
-    /// The bot's memory (the file store); without it an update answered
-    /// but not yet confirmed to Telegram when the process dies is answered
-    /// again after a restart.
-    pub memory: Option<Memory>,
+    /// The bot's memory: the file store, or the process's own, with which
+    /// an update answered but not yet confirmed to Telegram when the
+    /// process dies is answered again after a restart.
+    pub memory: Memory,
     /// Confirm an update only once answered, even when the store could
     /// finish it (`bot chat`, which shows the replies once Telegram's side
     /// is done with an update).
@@ -74,7 +74,7 @@ impl Default for PollOptions {
             ),
             drop_pending_updates: false,
             backoff: Backoff::default(),
-            memory: None,
+            memory: Memory::in_process(),
             confirm_when_answered: false,
         }
     }
@@ -143,15 +143,11 @@ pub async fn run(
     mut stop: Stop,
 ) -> Result<Summary, PollError> {
     let mut summary = Summary::default();
-    let bot = bot.clone().with_memory(options.memory.is_some());
-    if options
-        .memory
-        .as_ref()
-        .is_some_and(|memory| memory.leases() == Leases::Shared)
-    {
+    let memory = options.memory.clone();
+    let bot = bot.clone().with_memory(memory.is_durable());
+    if memory.is_shared() {
         return Err(PollError::SharedStore);
     }
-    let memory = options.memory.clone();
     let policy = RetryPolicy::polling(options.backoff);
     let deleted = retry(&policy, &mut stop, "deleteWebhook", || {
         api.delete_webhook(options.drop_pending_updates)
@@ -166,22 +162,19 @@ pub async fn run(
     // With a store that can list unfinished outboxes, an update is confirmed
     // to Telegram as soon as its outbox is stored, and what a run that died
     // left unfinished is carried out first.
-    let early = match &memory {
-        None => false,
-        Some(memory) => match memory.unfinished().await {
-            Ok(Some(tickets)) => {
-                for ticket in tickets {
-                    book.resume(ticket);
-                }
-                !options.confirm_when_answered
+    let early = match memory.unfinished().await {
+        Ok(Some(tickets)) => {
+            for ticket in tickets {
+                book.resume(ticket);
             }
-            Ok(None) => false,
-            Err(error) if error.is_configuration() => return Err(PollError::Store(error)),
-            Err(error) => {
-                tracing::warn!(error = %Chain(&error), "could not list unfinished updates; confirming each once answered");
-                false
-            }
-        },
+            !options.confirm_when_answered
+        }
+        Ok(None) => false,
+        Err(error) if error.is_configuration() => return Err(PollError::Store(error)),
+        Err(error) => {
+            tracing::warn!(error = %Chain(&error), "could not list unfinished updates; confirming each once answered");
+            false
+        }
     };
     tracing::info!(
         timeout_secs = options.timeout_secs,
@@ -367,7 +360,7 @@ fn get_updates(api: BotApi, request: GetUpdates, policy: RetryPolicy, mut stop: 
 struct Worker {
     api: BotApi,
     bot: Bot,
-    memory: Option<Memory>,
+    memory: Memory,
     backoff: Backoff,
     /// Where to say that an update's outbox is stored, when that confirms it.
     recorded: Option<mpsc::UnboundedSender<UpdateId>>,
@@ -425,11 +418,10 @@ async fn work(worker: Worker, job: Job, mut stop: Stop) -> Worked {
         deadline: Some(deadline),
         ..RetryPolicy::polling(worker.backoff)
     };
-    let mut responder = Responder {
+    let responder = Responder {
         api: &worker.api,
         bot: &worker.bot,
-        memory: worker.memory.as_ref(),
-        answer_presses: true,
+        memory: &worker.memory,
     };
     let recorded = || {
         if let (Some(sender), Some(id)) = (&worker.recorded, id) {
@@ -440,12 +432,9 @@ async fn work(worker: Worker, job: Job, mut stop: Stop) -> Worked {
     loop {
         let handled = match &job {
             Job::Update(update) => {
-                let handled = responder
-                    .answer_noting(update, 0, &policy, &mut stop, &recorded)
-                    .await;
-                // Answered on the first try; the retries do not again.
-                responder.answer_presses = false;
-                handled
+                responder
+                    .answer_noting(update, &policy, &mut stop, &recorded)
+                    .await
             }
             Job::Resume(ticket) => responder.resume(ticket, &policy, &mut stop).await,
         };
@@ -472,14 +461,12 @@ async fn work(worker: Worker, job: Job, mut stop: Stop) -> Worked {
                 "dropped: the update's lifetime ended before it could be answered"
             );
             // Its outbox goes too, or a restart would take it up again.
-            if let Some(memory) = &worker.memory {
-                let ticket = match &job {
-                    Job::Update(update) => Ticket::new(key.clone(), update.id.0),
-                    Job::Resume(ticket) => ticket.clone(),
-                };
-                if let Err(error) = memory.finish(&ticket).await {
-                    tracing::warn!(error = %Chain(&error), "could not record the drop");
-                }
+            let ticket = match &job {
+                Job::Update(update) => Ticket::new(key.clone(), update.id.0),
+                Job::Resume(ticket) => ticket.clone(),
+            };
+            if let Err(error) = worker.memory.finish(&ticket).await {
+                tracing::warn!(error = %Chain(&error), "could not record the drop");
             }
             return ending(Ending::Settled);
         }

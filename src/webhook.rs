@@ -13,11 +13,10 @@ use crate::alerts::{self, AlarmChange};
 use crate::bot::Bot;
 use crate::client::BotApi;
 use crate::config::{Config, ConfigError, InitError, WebhookSecret};
-use crate::handling::{log_update, Outcome, Responder, MAX_RETRY_AFTER};
+use crate::handling::{Outcome, Responder, MAX_RETRY_AFTER};
 use crate::health::{Health, HealthCheck};
 use crate::memory::Memory;
 use crate::metrics::{self, Line};
-use crate::recent::{Progress, RecentUpdates};
 use crate::retry::{RetryPolicy, Stop};
 use crate::telegram::{ChatId, Update};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -27,7 +26,6 @@ use lambda_http::http::{HeaderMap, HeaderValue};
 use lambda_http::Body;
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tracing::Level;
@@ -40,7 +38,6 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 /// When the event has no deadline (local runs), the time an update may take.
 const DEFAULT_BUDGET: Duration = Duration::from_secs(20);
-const RECENT_UPDATES: usize = 1024;
 const BASE64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
@@ -52,8 +49,7 @@ pub struct Webhook {
     bot: Bot,
     api: BotApi,
     secret: WebhookSecret,
-    memory: Option<Memory>,
-    recent: Mutex<RecentUpdates>,
+    memory: Memory,
     admin_chat: Option<ChatId>,
 }
 
@@ -69,16 +65,16 @@ impl Webhook {
             bot: Bot::new(config.bot_username.clone()),
             api: BotApi::new(config)?,
             secret,
-            memory: None,
-            recent: Mutex::new(RecentUpdates::new(RECENT_UPDATES)),
+            memory: Memory::in_process(),
             admin_chat: config.admin_chat,
         })
     }
 
-    /// Gives the bot memory: the chat's state, and exactly-once answers
-    /// across instances. The bot lists its commands that need it.
-    pub fn with_memory(mut self, memory: Option<Memory>) -> Self {
-        self.bot = self.bot.with_memory(memory.is_some());
+    /// Gives the bot a store (the process's own without one): the chat's
+    /// state, and exactly-once answers across instances when it is
+    /// shared. The bot lists the commands that need a durable one.
+    pub fn with_memory(mut self, memory: Memory) -> Self {
+        self.bot = self.bot.with_memory(memory.is_durable());
         self.memory = memory;
         self
     }
@@ -403,55 +399,20 @@ fn read_request(webhook: &Webhook, event: Value) -> Result<Vec<u8>, Rejection> {
 }
 
 impl Webhook {
-    /// Answers the update, resuming where an earlier delivery of the same
-    /// update to this process stopped; a repeat of a finished one is only
-    /// acknowledged.
+    /// Answers the update; the memory resumes where an earlier delivery of
+    /// it stopped, and only acknowledges a repeat of a finished one.
     pub async fn answer(&self, update: &Update, deadline: Instant) -> Outcome {
-        let seen = lock(&self.recent).get(update.id);
-        let resume_from = match seen {
-            Some(Progress::Done) => {
-                log_update(
-                    update,
-                    Outcome::Duplicate,
-                    Instant::now(),
-                    None,
-                    &Default::default(),
-                );
-                return Outcome::Duplicate;
-            }
-            // With a store, the store knows how far it got.
-            Some(Progress::Sent(count)) if self.memory.is_none() => count,
-            _ => 0,
-        };
-        let policy = RetryPolicy::webhook(deadline);
         let responder = Responder {
             api: &self.api,
             bot: &self.bot,
-            memory: self.memory.as_ref(),
-            // A press this process already had was answered then.
-            answer_presses: seen.is_none(),
+            memory: &self.memory,
         };
-        let handled = responder
-            .answer(update, resume_from, &policy, &mut Stop::never())
-            .await;
-        let progress = match handled.outcome {
-            // Done by another run: this process has not seen it finish,
-            // but has answered its press, if it is one.
-            Outcome::InProgress { .. } => Progress::Sent(0),
-            outcome if outcome.is_final() => Progress::Done,
-            _ => Progress::Sent(handled.done),
-        };
-        lock(&self.recent).record(update.id, progress);
-        handled.outcome
+        let policy = RetryPolicy::webhook(deadline);
+        responder
+            .answer(update, &policy, &mut Stop::never())
+            .await
+            .outcome
     }
-}
-
-/// The set is only ever left half-updated by a panic elsewhere; its data is
-/// still sound, so a poisoned lock is taken over rather than propagated.
-fn lock(recent: &Mutex<RecentUpdates>) -> std::sync::MutexGuard<'_, RecentUpdates> {
-    recent
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -42,14 +42,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 async fn start() -> Result<Webhook, InitError> {
     let store = StoreConfig::from_lookup(&|name| std::env::var(name).ok())?;
     let memory = Memory::open(&store).await?;
-    let warm_store = async {
-        if let Some(memory) = &memory {
-            memory.warm_up(WARM_UP_BUDGET).await;
-        }
-    };
-    let (config, ()) = tokio::join!(Config::load(), warm_store);
+    let (config, ()) = tokio::join!(Config::load(), memory.warm_up(WARM_UP_BUDGET));
     let config = config?;
-    let memory = memory.map(|memory| memory.keep_chats_for(config.keep_chats));
+    let memory = memory.keep_chats_for(config.keep_chats);
     Ok(Webhook::new(&config)?.with_memory(memory))
 }
 

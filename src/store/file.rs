@@ -8,7 +8,7 @@
 //! file, so a second process cannot write beside the first.
 
 use super::{
-    aside_key, ChatRecord, Commit, Done, Lease, Store, StoreError, StoreFuture, ASIDE_PREFIX,
+    aside_key, rules, ChatRecord, Commit, Done, Lease, Store, StoreError, StoreFuture, ASIDE_PREFIX,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
@@ -125,11 +125,7 @@ impl Store for FileStore {
     fn commit<'a>(&'a self, key: &'a str, commit: &'a Commit) -> StoreFuture<'a, ()> {
         let commit = commit.clone();
         self.change(key, move |record| {
-            if record.version != commit.expected_version {
-                return Err(StoreError::Conflict(Some(Box::new(record.clone()))));
-            }
-            apply(record, commit);
-            Ok(true)
+            rules::commit(record, commit).map(|()| true)
         })
     }
 
@@ -141,14 +137,7 @@ impl Store for FileStore {
         lease: Lease,
     ) -> StoreFuture<'a, ()> {
         self.change(key, move |record| {
-            match record.pending.get_mut(&update) {
-                Some(pending) if pending.lease_until == seen_until => {
-                    pending.lease_until = lease.until;
-                    pending.owner = lease.owner;
-                }
-                _ => return Err(StoreError::Conflict(Some(Box::new(record.clone())))),
-            }
-            Ok(true)
+            rules::take_over(record, update, seen_until, lease).map(|()| true)
         })
     }
 
@@ -160,26 +149,12 @@ impl Store for FileStore {
         lease: Lease,
     ) -> StoreFuture<'a, ()> {
         self.change(key, move |record| {
-            Ok(match record.pending.get_mut(&update) {
-                Some(pending) if pending.owner == lease.owner => {
-                    pending.sent = sent;
-                    pending.lease_until = lease.until;
-                    true
-                }
-                _ => false,
-            })
+            Ok(rules::progress(record, update, sent, lease))
         })
     }
 
     fn finish<'a>(&'a self, key: &'a str, update: i64, done: Done) -> StoreFuture<'a, ()> {
-        self.change(key, move |record| {
-            if record.version == 0 {
-                return Ok(false);
-            }
-            record.pending.remove(&update);
-            mark_done(record, update, done);
-            Ok(true)
-        })
+        self.change(key, move |record| Ok(rules::finish(record, update, done)))
     }
 
     fn set_aside<'a>(&'a self, key: &'a str, at: i64) -> StoreFuture<'a, String> {
@@ -241,36 +216,6 @@ impl Store for FileStore {
             .await
         })
     }
-}
-
-/// What a commit does to a record, the same in every store.
-pub(crate) fn apply(record: &mut ChatRecord, commit: Commit) {
-    record.version += 1;
-    if let Some(state) = commit.state {
-        record.state = Some(state);
-    }
-    for id in &commit.forget_pending {
-        record.pending.remove(id);
-    }
-    for id in &commit.forget_done {
-        record.done.remove(id);
-    }
-    for id in &commit.forget_done_until {
-        record.done_until.remove(id);
-    }
-    match commit.pending {
-        Some(pending) => {
-            record.pending.insert(commit.update, pending);
-        }
-        None => mark_done(record, commit.update, commit.done),
-    }
-}
-
-fn mark_done(record: &mut ChatRecord, update: i64, done: Done) {
-    match done {
-        Done::At(at) => record.done.insert(update, at),
-        Done::Until(until) => record.done_until.insert(update, until),
-    };
 }
 
 fn decode(bytes: &[u8]) -> Result<ChatRecord, StoreError> {

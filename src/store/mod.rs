@@ -13,6 +13,7 @@
 
 pub mod dynamodb;
 pub mod file;
+pub mod in_process;
 
 use crate::metrics::{timed, Call};
 use std::collections::BTreeMap;
@@ -218,6 +219,87 @@ pub trait Store: fmt::Debug + Send + Sync {
     }
 }
 
+/// What each call does to a record, the same in every store that holds
+/// records itself (the file and the process; DynamoDB says it in its
+/// expressions).
+pub(crate) mod rules {
+    use super::{ChatRecord, Commit, Done, Lease, StoreError};
+
+    /// Applies `commit` if the record is at its expected version.
+    pub fn commit(record: &mut ChatRecord, commit: Commit) -> Result<(), StoreError> {
+        if record.version != commit.expected_version {
+            return Err(StoreError::Conflict(Some(Box::new(record.clone()))));
+        }
+        record.version += 1;
+        if let Some(state) = commit.state {
+            record.state = Some(state);
+        }
+        for id in &commit.forget_pending {
+            record.pending.remove(id);
+        }
+        for id in &commit.forget_done {
+            record.done.remove(id);
+        }
+        for id in &commit.forget_done_until {
+            record.done_until.remove(id);
+        }
+        match commit.pending {
+            Some(pending) => {
+                record.pending.insert(commit.update, pending);
+            }
+            None => mark_done(record, commit.update, commit.done),
+        }
+        Ok(())
+    }
+
+    /// Gives the outbox of `update` to `lease` if its lease still ends at
+    /// `seen_until`.
+    pub fn take_over(
+        record: &mut ChatRecord,
+        update: i64,
+        seen_until: i64,
+        lease: Lease,
+    ) -> Result<(), StoreError> {
+        match record.pending.get_mut(&update) {
+            Some(pending) if pending.lease_until == seen_until => {
+                pending.lease_until = lease.until;
+                pending.owner = lease.owner;
+                Ok(())
+            }
+            _ => Err(StoreError::Conflict(Some(Box::new(record.clone())))),
+        }
+    }
+
+    /// Records progress if `lease.owner` holds the outbox; whether it did.
+    pub fn progress(record: &mut ChatRecord, update: i64, sent: u32, lease: Lease) -> bool {
+        match record.pending.get_mut(&update) {
+            Some(pending) if pending.owner == lease.owner => {
+                pending.sent = sent;
+                pending.lease_until = lease.until;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Marks `update` done; whether the record exists to hold it.
+    pub fn finish(record: &mut ChatRecord, update: i64, done: Done) -> bool {
+        if record.version == 0 {
+            return false;
+        }
+        record.pending.remove(&update);
+        mark_done(record, update, done);
+        true
+    }
+
+    fn mark_done(record: &mut ChatRecord, update: i64, done: Done) {
+        match done {
+            Done::At(at) => record.done.insert(update, at),
+            Done::Until(until) => record.done_until.insert(update, until),
+        };
+    }
+}
+
 /// A store whose every call is timed for the update's metrics
 /// ([`crate::metrics::timed`]).
 #[derive(Debug)]
@@ -307,8 +389,9 @@ pub const KEEP_ASIDE_SECS: i64 = 30 * 86_400;
 /// Which store the configuration asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum StoreConfig {
-    /// No memory: every update starts from the default state, and only a
-    /// warm process recognises a repeat.
+    /// None that outlives the process: records are kept in the process
+    /// ([`in_process`]), so only a warm instance recognises a repeat or
+    /// remembers a chat.
     #[default]
     Off,
     DynamoDb {

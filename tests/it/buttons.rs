@@ -23,7 +23,7 @@ fn webhook(stand_in: &StandIn, moto: &Moto) -> Arc<Webhook> {
         Arc::new(DynamoDbStore::new(&moto.sdk_config(), TABLE)),
         Leases::Shared,
     );
-    Arc::new(crate::helpers::webhook_with(stand_in, Some(memory)))
+    Arc::new(crate::helpers::webhook_with(stand_in, memory))
 }
 
 fn group_command(update_id: i64, text: &str) -> serde_json::Value {
@@ -187,9 +187,8 @@ impl Counter {
             stuck: stuck.clone(),
         };
         let memory = Memory::new(Arc::new(stuckable), Leases::Shared);
-        let webhook = crate::helpers::webhook_with(&stand_in, Some(memory));
-        let other =
-            crate::helpers::webhook_with(&stand_in, Some(Memory::new(shared, Leases::Shared)));
+        let webhook = crate::helpers::webhook_with(&stand_in, memory);
+        let other = crate::helpers::webhook_with(&stand_in, Memory::new(shared, Leases::Shared));
         let counter = Counter {
             stand_in,
             stuck,

@@ -107,7 +107,7 @@ pub async fn spawn_with(setup: Setup) -> TestWebhook {
     }
     let webhook = Webhook::new(&config(&vars))
         .unwrap()
-        .with_memory(setup.memory);
+        .with_memory(setup.memory.unwrap_or_else(Memory::in_process));
     TestWebhook {
         stand_in,
         webhook,
@@ -297,7 +297,7 @@ pub fn webhook_for(stand_in: &StandIn) -> Webhook {
 
 /// The webhook for `stand_in` without a username, as the memory and button
 /// tests build one per instance, with `memory`.
-pub fn webhook_with(stand_in: &StandIn, memory: Option<Memory>) -> Webhook {
+pub fn webhook_with(stand_in: &StandIn, memory: Memory) -> Webhook {
     let base_url = stand_in.base_url();
     Webhook::new(&config(&[
         ("TELEGRAM_BOT_TOKEN", stand_in.token()),

@@ -38,7 +38,7 @@ async fn instances() -> Option<Instances> {
             Arc::new(DynamoDbStore::new(&moto.sdk_config(), TABLE)),
             Leases::Shared,
         );
-        Arc::new(webhook(&stand_in).with_memory(Some(memory)))
+        Arc::new(webhook(&stand_in).with_memory(memory))
     };
     let (a, b) = (instance(), instance());
     Some(Instances {
@@ -52,7 +52,7 @@ async fn instances() -> Option<Instances> {
 }
 
 fn webhook(stand_in: &StandIn) -> Webhook {
-    crate::helpers::webhook_with(stand_in, None)
+    crate::helpers::webhook_with(stand_in, Memory::in_process())
 }
 
 /// A text message from the test chat, as Telegram sends it.
@@ -318,7 +318,7 @@ async fn with_store_at(
         Arc::new(DynamoDbStore::new(&sdk_config(endpoint), TABLE)),
         Leases::Shared,
     );
-    let webhook = webhook(&stand_in).with_memory(Some(memory));
+    let webhook = webhook(&stand_in).with_memory(memory);
     (stand_in, webhook, logs, guard)
 }
 

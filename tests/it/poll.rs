@@ -361,7 +361,7 @@ async fn a_failing_chat_holds_up_no_other_chat_and_is_answered_once_it_recovers(
     let poller = start(
         &stand_in,
         PollOptions {
-            memory: Some(memory),
+            memory,
             ..options()
         },
     );
@@ -484,7 +484,7 @@ async fn polling_refuses_the_webhooks_dynamodb_table_before_any_call() {
     };
     let table = DynamoDbStore::new(&testkit::sdk_config(&closed), "bot-memory");
     let options = PollOptions {
-        memory: Some(Memory::new(Arc::new(table), Leases::Shared)),
+        memory: Memory::new(Arc::new(table), Leases::Shared),
         ..options()
     };
     let result = start(&stand_in, options).task.await.unwrap();

@@ -55,7 +55,7 @@ impl Setup {
     }
 
     fn webhook(&self) -> Webhook {
-        crate::helpers::webhook_with(&self.stand_in, Some(self.memory(TABLE)))
+        crate::helpers::webhook_with(&self.stand_in, self.memory(TABLE))
     }
 
     fn client(&self) -> aws_sdk_dynamodb::Client {
@@ -157,7 +157,7 @@ async fn a_table_whose_key_is_not_the_codes_is_a_configuration_failure_never_a_2
     let t = setup().await;
     // A table made by hand with another key name.
     t.moto.create_table_keyed("wrong-key", "id").await;
-    let webhook = crate::helpers::webhook_with(&t.stand_in, Some(t.memory("wrong-key")));
+    let webhook = crate::helpers::webhook_with(&t.stand_in, t.memory("wrong-key"));
     let verdict = t.deliver(&webhook, &message(1, "hello")).await;
     assert_eq!(
         (verdict.status(), verdict.as_str()),
@@ -339,10 +339,8 @@ async fn turning_retention_off_clears_the_expiry_of_existing_records() {
     let t = setup().await;
     let keep = crate::helpers::webhook_with(
         &t.stand_in,
-        Some(
-            t.memory(TABLE)
-                .keep_chats_for(Some(Duration::from_secs(365 * 86_400))),
-        ),
+        t.memory(TABLE)
+            .keep_chats_for(Some(Duration::from_secs(365 * 86_400))),
     );
     assert_eq!(
         t.deliver(&keep, &message(7, "one")).await.as_str(),
