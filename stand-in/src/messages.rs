@@ -1,11 +1,11 @@
 //! The Bot API methods about the bot and its messages: getMe, sendMessage,
-//! editMessageText and editMessageReplyMarkup, with their checks in the
-//! order Telegram makes them.
+//! sendChatAction, editMessageText and editMessageReplyMarkup, with their
+//! checks in the order Telegram makes them.
 
 use crate::answers::{MethodResult, Refusal};
 use crate::clock::now;
 use crate::keyboards;
-use crate::params::{boolean, integer, object};
+use crate::params::{arg_text, boolean, integer, object};
 use crate::shared::Shared;
 use crate::state::{Activity, State};
 use serde_json::{json, Map, Value};
@@ -122,6 +122,71 @@ pub(crate) fn send_message(shared: &Shared, params: &Map<String, Value>) -> Meth
     }
     remember(&mut shared.state(), chat_id, message_id, &message, false);
     Ok(message)
+}
+
+/// The actions Client::get_chat_action knows, after it lower-cases the
+/// parameter: the documented names, and `cancel` and the older aliases
+/// (record_audio, upload_audio, pick_up_location) that it still accepts.
+const CHAT_ACTIONS: &[&str] = &[
+    "cancel",
+    "typing",
+    "record_video",
+    "upload_video",
+    "record_audio",
+    "record_voice",
+    "upload_audio",
+    "upload_voice",
+    "upload_photo",
+    "upload_document",
+    "choose_sticker",
+    "pick_up_location",
+    "find_location",
+    "record_video_note",
+    "upload_video_note",
+];
+
+/// sendChatAction, as Client::process_send_chat_action_query: the action
+/// first, then the business connection or else the chat (Client::check_chat).
+/// `message_thread_id` is read by Client::get_forum_topic_id, which refuses
+/// nothing; whether the topic exists is left to tdlib, not modelled here.
+/// An action shows nothing the stand-in keeps, so success is only `true`.
+pub(crate) fn send_chat_action(shared: &Shared, params: &Map<String, Value>) -> MethodResult {
+    let action = arg_text(params, "action").to_ascii_lowercase();
+    if !CHAT_ACTIONS.contains(&action.as_str()) {
+        // "Wrong parameter action in request", its first letter lowered by
+        // Client::fail_query_with_error. A missing action is "" and lands here.
+        return Err(Refusal::bad_request("wrong parameter action in request"));
+    }
+    let chat_param = arg_text(params, "chat_id");
+    if !arg_text(params, "business_connection_id").is_empty() {
+        // Client::get_business_connection_chat_id reads the chat first.
+        if chat_param.is_empty() {
+            return Err(Refusal::bad_request("chat identifier is empty"));
+        }
+        if chat_param.parse::<i64>().is_err() {
+            return Err(Refusal::bad_request(
+                "chat identifier must be a valid Integer",
+            ));
+        }
+        // The stand-in has no business connections: every one is unknown,
+        // as TdOnCheckBusinessConnectionCallback answers.
+        return Err(Refusal::bad_request("business connection not found"));
+    }
+    if chat_param.is_empty() {
+        return Err(Refusal::bad_request("chat_id is empty"));
+    }
+    // td::to_integer: anything unreadable is chat 0, which is not found; a
+    // @username is not a chat the stand-in knows either.
+    let chat_id = chat_param.parse::<i64>().unwrap_or(0);
+    let state = shared.state();
+    let Some(chat) = state.chats.get(&chat_id) else {
+        return Err(Refusal::bad_request("chat not found"));
+    };
+    if chat.blocked {
+        // USER_IS_BLOCKED, as Client::fail_query_with_error words it.
+        return Err(Refusal::new(403, "Forbidden: bot was blocked by the user"));
+    }
+    Ok(Value::Bool(true))
 }
 
 /// The `text` parameter, as Client::get_input_message_text reads it:

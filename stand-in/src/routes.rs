@@ -10,7 +10,9 @@ use crate::answers::{
 use crate::callbacks::answer_callback_query;
 use crate::commands::{delete_my_commands, get_my_commands, set_my_commands};
 use crate::control::control;
-use crate::messages::{edit_message_reply_markup, edit_message_text, get_me, send_message};
+use crate::messages::{
+    edit_message_reply_markup, edit_message_text, get_me, send_chat_action, send_message,
+};
 use crate::params::parse_params;
 use crate::shared::Shared;
 use crate::state::{Call, Fault};
@@ -26,6 +28,7 @@ use std::time::Duration;
 const KNOWN_METHODS: &[&str] = &[
     "getme",
     "sendmessage",
+    "sendchataction",
     "setwebhook",
     "deletewebhook",
     "getwebhookinfo",
@@ -162,6 +165,7 @@ async fn call_method(
     match method_key {
         "getme" => Ok(get_me(shared)),
         "sendmessage" => send_message(shared, params),
+        "sendchataction" => send_chat_action(shared, params),
         "setwebhook" => set_webhook(shared, params),
         "deletewebhook" => delete_webhook(shared, params),
         "getwebhookinfo" => Ok(get_webhook_info(shared)),

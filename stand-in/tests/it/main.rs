@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod buttons;
+mod chat_actions;
 mod commands;
 mod controls;
 mod delivery;
