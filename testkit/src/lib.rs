@@ -1,8 +1,12 @@
 //! Test tools shared by the workspace's test binaries (the function's and
 //! the command-line tool's): moto's server for AWS APIs on loopback, one
-//! log-capture type, waiting for a condition, reading a command's output.
+//! log-capture type, waiting for a condition, reading a command's output,
+//! and a fake outside web service ([`FakeService`]).
 //! Test code: a panic here is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod service;
+pub use service::FakeService;
 
 use serde_json::Value;
 use std::path::PathBuf;
@@ -143,6 +147,9 @@ impl Drop for Moto {
     }
 }
 
+/// What a test that needs moto says without it.
+pub const MOTO_MISSING: &str = "moto_server not found: run scripts/test (it installs it into target/tools), or `pip install 'moto[server]>=5.1,<6'` and put moto_server on PATH or in MOTO_SERVER";
+
 fn moto_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("MOTO_SERVER") {
         return Some(PathBuf::from(path));
@@ -159,16 +166,11 @@ fn moto_binary() -> Option<PathBuf> {
 }
 
 impl Moto {
-    /// Starts moto, or says why the test is skipped (never on CI, where
-    /// scripts/test installs it).
-    pub async fn start() -> Option<Moto> {
+    /// Starts moto. A test that needs it fails without it, with one line
+    /// saying how to get it: it never passes by skipping.
+    pub async fn start() -> Moto {
         let Some(binary) = moto_binary() else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "moto_server not found: scripts/test installs it"
-            );
-            eprintln!("skipped: moto_server not found (scripts/test installs it)");
-            return None;
+            panic!("{MOTO_MISSING}");
         };
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -197,12 +199,12 @@ impl Moto {
             format!("http://127.0.0.1:{port}"),
             lost.clone(),
         ));
-        Some(Moto {
+        Moto {
             endpoint,
             child,
             proxy,
             lost,
-        })
+        }
     }
 
     /// The next DynamoDB `operation` (such as `UpdateItem`) is applied by

@@ -38,9 +38,7 @@ fn group_command(update_id: i64, text: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_presses_at_once_on_four_instances_count_exactly_twenty() {
-    let Some(moto) = Moto::start().await else {
-        return;
-    };
+    let moto = Moto::start().await;
     moto.create_table(TABLE).await;
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let instances: Vec<Arc<Webhook>> = (0..4).map(|_| webhook(&stand_in, &moto)).collect();

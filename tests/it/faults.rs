@@ -456,9 +456,7 @@ fn matrix() -> Vec<Case> {
 /// record is the chat's of the sample text event.
 async fn store_with(fault: StoreFault) -> (testkit::Moto, Memory) {
     use aws_sdk_dynamodb::types::AttributeValue;
-    let moto = testkit::Moto::start()
-        .await
-        .expect("moto_server: scripts/test installs it");
+    let moto = testkit::Moto::start().await;
     let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config());
     let table = "matrix-store";
     match fault {
@@ -645,9 +643,7 @@ async fn fault_matrix_every_case_gets_its_status_and_log_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_matrix_holds_with_the_store_on() {
-    let Some(moto) = testkit::Moto::start().await else {
-        return;
-    };
+    let moto = testkit::Moto::start().await;
     for (index, case) in matrix().into_iter().enumerate() {
         let table = format!("matrix-{index}");
         moto.create_table(&table).await;

@@ -28,8 +28,8 @@ struct Instances {
     _guard: tracing::subscriber::DefaultGuard,
 }
 
-async fn instances() -> Option<Instances> {
-    let moto = Moto::start().await?;
+async fn instances() -> Instances {
+    let moto = Moto::start().await;
     moto.create_table(TABLE).await;
     let (logs, guard) = Logs::capture("info");
     let stand_in = StandIn::start(Options::default()).await.unwrap();
@@ -41,14 +41,14 @@ async fn instances() -> Option<Instances> {
         Arc::new(webhook(&stand_in).with_memory(memory))
     };
     let (a, b) = (instance(), instance());
-    Some(Instances {
+    Instances {
         _moto: moto,
         stand_in,
         a,
         b,
         logs,
         _guard: guard,
-    })
+    }
 }
 
 fn webhook(stand_in: &StandIn) -> Webhook {
@@ -85,7 +85,7 @@ fn sends(stand_in: &StandIn) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivery_to_another_instance_is_acknowledged_without_a_bot_api_call() {
-    let Some(t) = instances().await else { return };
+    let t = instances().await;
     let update = message(900_001, "hello");
     let first = deliver_now(&t.stand_in, &t.a, &update).await;
     assert_eq!(first.as_str(), "answered");
@@ -98,7 +98,7 @@ async fn a_redelivery_to_another_instance_is_acknowledged_without_a_bot_api_call
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retryable_failure_leaves_the_update_to_the_next_delivery_on_any_instance() {
-    let Some(t) = instances().await else { return };
+    let t = instances().await;
     t.stand_in.inject("sendMessage", Fault::internal_error());
     let update = message(900_002, "hello");
     let failed = deliver_now(&t.stand_in, &t.a, &update).await;
@@ -111,7 +111,7 @@ async fn a_retryable_failure_leaves_the_update_to_the_next_delivery_on_any_insta
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_deliveries_at_the_same_time_never_both_send() {
-    let Some(t) = instances().await else { return };
+    let t = instances().await;
     // The first instance is slow to hear back from Telegram, and Telegram,
     // having lost its connection, delivers again meanwhile.
     t.stand_in
@@ -158,7 +158,7 @@ async fn two_deliveries_at_the_same_time_never_both_send() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_that_dies_after_sending_blocks_the_update_only_for_its_lease() {
-    let Some(t) = instances().await else { return };
+    let t = instances().await;
     t.stand_in
         .inject("sendMessage", Fault::SlowAnswer { millis: 10_000 });
     let update = message(900_004, "hello");
@@ -211,7 +211,7 @@ async fn an_instance_that_dies_after_sending_blocks_the_update_only_for_its_leas
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chats_state_outlives_the_instance_that_wrote_it() {
-    let Some(t) = instances().await else { return };
+    let t = instances().await;
     let texts = ["/start", "one", "two", "/count"];
     for (i, text) in texts.iter().enumerate() {
         let instance = if i % 2 == 0 { &t.a } else { &t.b };
@@ -228,7 +228,7 @@ async fn the_chats_state_outlives_the_instance_that_wrote_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_of_one_chat_answered_in_parallel_lose_no_write() {
-    let Some(t) = instances().await else { return };
+    let t = instances().await;
     let count = 12;
     let mut pending: Vec<Value> = (0..count).map(|i| message(920_000 + i, "hi")).collect();
     for update in &pending {
@@ -371,7 +371,7 @@ async fn a_store_that_refuses_access_is_a_configuration_failure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sample_events_are_answered_the_same_with_the_store() {
-    let Some(t) = instances().await else { return };
+    let t = instances().await;
     for name in ["text", "start", "long-text", "group-command"] {
         let event = crate::helpers::event(name);
         let update = update_in(&event).unwrap();
@@ -392,7 +392,7 @@ async fn the_sample_events_are_answered_the_same_with_the_store() {
 async fn the_answered_ids_kept_per_chat_stay_bounded_with_or_without_replies() {
     use telegram_lambda_bot::memory::KEEP_DONE;
     use telegram_lambda_bot::store::Store;
-    let Some(t) = instances().await else { return };
+    let t = instances().await;
     // Photos in a group get no reply but change the chat's state; texts get
     // one. Either way the record keeps only the last few ids.
     for i in 0..(KEEP_DONE as i64 + 8) {

@@ -107,18 +107,16 @@ fn message(update_id: i64, text: &str) -> Value {
     json!({"update_id": update_id, "message": message})
 }
 
-async fn setup() -> Option<(Moto, StandIn)> {
-    let moto = Moto::start().await?;
+async fn setup() -> (Moto, StandIn) {
+    let moto = Moto::start().await;
     moto.create_table(TABLE).await;
     let stand_in = StandIn::start(Options::default()).await.unwrap();
-    Some((moto, stand_in))
+    (moto, stand_in)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_function_processes_share_the_chats_memory_and_answer_each_update_once() {
-    let Some((moto, stand_in)) = setup().await else {
-        return;
-    };
+    let (moto, stand_in) = setup().await;
     let mut a = Instance::start(&moto, &stand_in, Duration::from_secs(10)).await;
     let mut b = Instance::start(&moto, &stand_in, Duration::from_secs(10)).await;
     let updates = [
@@ -149,9 +147,7 @@ async fn two_function_processes_share_the_chats_memory_and_answer_each_update_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_killed_between_its_send_and_its_record_is_answered_again_after_the_lease() {
-    let Some((moto, stand_in)) = setup().await else {
-        return;
-    };
+    let (moto, stand_in) = setup().await;
     // A 3 s function timeout: the lease ends 5 s after the deadline.
     let mut a = Instance::start(&moto, &stand_in, Duration::from_secs(3)).await;
     let mut b = Instance::start(&moto, &stand_in, Duration::from_secs(3)).await;

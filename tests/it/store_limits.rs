@@ -32,9 +32,7 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let moto = Moto::start()
-        .await
-        .expect("moto_server: scripts/test installs it");
+    let moto = Moto::start().await;
     moto.create_table(TABLE).await;
     let (logs, _guard) = Logs::capture("info");
     let stand_in = StandIn::start(Options::default()).await.unwrap();
@@ -360,10 +358,10 @@ async fn turning_retention_off_clears_the_expiry_of_existing_records() {
 /// Decides and finishes `update` at `now` (Unix ms), as a run that
 /// answered it would.
 async fn answer_at(memory: &Memory, update: &Value, now: i64) -> Decision {
-    let bot = Bot::default().with_memory(true);
+    let bot = Bot::default().keeping_state(true);
     let update = Update::from_value(update.clone()).unwrap();
     let (decision, ticket) = memory
-        .decide(&bot, &update, now + 10_000, now)
+        .decide(&bot, &(), &update, now + 10_000, now)
         .await
         .unwrap();
     if matches!(decision, Decision::Send { .. }) {
