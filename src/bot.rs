@@ -1,12 +1,16 @@
 //! The bot's behaviour: what it answers to each update.
 //!
-//! This is the file to edit. [`Bot::handle`] is a pure function from an
-//! update and the chat's [`State`] to the actions to carry out and the chat's
-//! new state: no network, no clock, no environment, so it is tested with
-//! plain unit tests, and the Lambda function and the long-polling loop run it
-//! unchanged.
+//! This is the file to edit. The bot is a [`Handler`] in two steps:
+//! [`Handler::gather`] looks up what an answer needs from outside (this
+//! echo bot needs nothing), and [`Handler::handle`] is a pure function
+//! from an update, what was gathered and the chat's [`State`] to the
+//! actions to carry out and the chat's new state: no network, no clock, no
+//! environment, so it is tested with plain unit tests, and the Lambda
+//! function and the long-polling loop run it unchanged. The README's "Call
+//! an API from your bot" shows a bot that gathers.
 
 use crate::action::Action;
+use crate::handler::{Context, Failed, Handler};
 use crate::telegram::{
     AnswerCallbackQuery, CallbackData, CallbackQuery, ChatType, EditMessageText,
     InlineKeyboardButton, InlineKeyboardMarkup, Message, SendMessage, Update, UpdateKind,
@@ -55,36 +59,19 @@ pub struct Bot {
     memory: bool,
 }
 
-impl Bot {
-    pub fn new(username: Option<String>) -> Self {
-        let username = username
-            .map(|u| u.trim().trim_start_matches('@').to_owned())
-            .filter(|u| !u.is_empty());
-        Bot {
-            username,
-            memory: false,
-        }
-    }
+impl Handler for Bot {
+    type State = State;
+    /// The echo bot looks nothing up.
+    type Gathered = ();
 
-    /// Says whether a store keeps the chat's state between updates.
-    pub fn with_memory(mut self, memory: bool) -> Self {
-        self.memory = memory;
-        self
-    }
-
-    /// The commands to list in `/help` and the command menu.
-    pub fn commands(&self) -> Vec<(&'static str, &'static str)> {
-        let mut commands = COMMANDS.to_vec();
-        if self.memory {
-            commands.extend_from_slice(MEMORY_COMMANDS);
-        }
-        commands
+    async fn gather(&self, _: &Update, _: &State, _: &Context<'_>) -> Result<(), Failed> {
+        Ok(())
     }
 
     /// The bot's answer to `update` from a chat whose state is `state`: the
     /// actions to carry out, in order (none when the update needs no
     /// answer), and the chat's state afterwards.
-    pub fn handle(&self, update: &Update, mut state: State) -> (Vec<Action>, State) {
+    fn handle(&self, update: &Update, _: &(), mut state: State) -> (Vec<Action>, State) {
         let actions = match &update.kind {
             UpdateKind::Message(message) => self
                 .on_message(message, &mut state)
@@ -102,7 +89,7 @@ impl Bot {
     /// The answer to a button press, given at once, before the chat's
     /// state is read: so it depends on the press alone. The spinner stops;
     /// add `.with_text(...)` for a notification.
-    pub fn answer(&self, query: &CallbackQuery) -> AnswerCallbackQuery {
+    fn answer_press(&self, query: &CallbackQuery) -> AnswerCallbackQuery {
         let answer = AnswerCallbackQuery::to(query);
         let data = query.data.as_deref();
         let counter = [COUNTER_UP, COUNTER_DOWN]
@@ -114,6 +101,37 @@ impl Bot {
             return answer.with_text(COUNT_NOT_KEPT);
         }
         answer
+    }
+
+    fn state_is_kept(&mut self, kept: bool) {
+        self.memory = kept;
+    }
+}
+
+impl Bot {
+    pub fn new(username: Option<String>) -> Self {
+        let username = username
+            .map(|u| u.trim().trim_start_matches('@').to_owned())
+            .filter(|u| !u.is_empty());
+        Bot {
+            username,
+            memory: false,
+        }
+    }
+
+    /// Says whether a store keeps the chat's state between updates.
+    pub fn keeping_state(mut self, kept: bool) -> Self {
+        self.memory = kept;
+        self
+    }
+
+    /// The commands to list in `/help` and the command menu.
+    pub fn commands(&self) -> Vec<(&'static str, &'static str)> {
+        let mut commands = COMMANDS.to_vec();
+        if self.memory {
+            commands.extend_from_slice(MEMORY_COMMANDS);
+        }
+        commands
     }
 
     /// What a press changes: the counter's buttons edit the count.
@@ -277,7 +295,7 @@ mod tests {
     fn the_command_menu_follows_telegrams_rules_and_matches_help() {
         use crate::telegram::BotCommand;
         for memory in [false, true] {
-            let bot = Bot::default().with_memory(memory);
+            let bot = Bot::default().keeping_state(memory);
             let menu = BotCommand::menu(&bot.commands()).expect("valid for setMyCommands");
             let help: String = replies(&bot, &private_text("/help"))
                 .iter()
@@ -320,7 +338,7 @@ mod tests {
 
     /// The messages `bot` sends for `update`; the echo bot only sends.
     fn replies(bot: &Bot, update: &Update) -> Vec<SendMessage> {
-        let (actions, _state) = bot.handle(update, State::default());
+        let (actions, _state) = bot.handle(update, &(), State::default());
         actions
             .into_iter()
             .map(|action| match action {
@@ -376,7 +394,7 @@ mod tests {
         let mut state = State::default();
         let mut said = Vec::new();
         for text in texts {
-            let (actions, next) = bot.handle(&private_text(text), state);
+            let (actions, next) = bot.handle(&private_text(text), &(), state);
             state = next;
             for action in actions {
                 if let Action::Send(message) = action {
@@ -389,7 +407,7 @@ mod tests {
 
     #[test]
     fn count_says_how_many_messages_the_chat_sent_since_start() {
-        let bot = bot().with_memory(true);
+        let bot = bot().keeping_state(true);
         let said = conversation(&bot, &["hi", "/start", "one", "two", "/count"]);
         assert_eq!(said[4], "This chat has sent 3 messages since /start.");
         let said = conversation(&bot, &["/start", "/count"]);
@@ -398,7 +416,7 @@ mod tests {
 
     #[test]
     fn count_is_offered_only_with_memory() {
-        let with = conversation(&bot().with_memory(true), &["/help"]);
+        let with = conversation(&bot().keeping_state(true), &["/help"]);
         assert!(with[0].contains("/count - "), "{with:?}");
         let without = conversation(&bot(), &["/help", "/count"]);
         assert!(!without[0].contains("/count"), "{without:?}");
@@ -421,12 +439,12 @@ mod tests {
 
     #[test]
     fn counter_shows_the_count_with_two_buttons() {
-        let bot = bot().with_memory(true);
+        let bot = bot().keeping_state(true);
         let state = State {
             counter: 7,
             ..State::default()
         };
-        let (actions, _) = bot.handle(&group_text("/counter"), state);
+        let (actions, _) = bot.handle(&group_text("/counter"), &(), state);
         let [Action::Send(message)] = actions.as_slice() else {
             panic!("{actions:?}");
         };
@@ -441,44 +459,44 @@ mod tests {
 
     #[test]
     fn a_press_edits_the_count_and_keeps_the_buttons() {
-        let bot = bot().with_memory(true);
-        let (actions, state) = bot.handle(&press("counter:+1", 1), State::default());
+        let bot = bot().keeping_state(true);
+        let (actions, state) = bot.handle(&press("counter:+1", 1), &(), State::default());
         assert_eq!(state.counter, 1);
         let [Action::Edit(edit)] = actions.as_slice() else {
             panic!("{actions:?}");
         };
         assert_eq!((edit.message_id.0, edit.text.as_str()), (50, "Count: 1"));
         assert!(edit.reply_markup.is_some());
-        let (_, state) = bot.handle(&press("counter:-1", 2), state);
-        let (_, state) = bot.handle(&press("counter:-1", 2), state);
+        let (_, state) = bot.handle(&press("counter:-1", 2), &(), state);
+        let (_, state) = bot.handle(&press("counter:-1", 2), &(), state);
         assert_eq!(state.counter, -1);
     }
 
     #[test]
     fn a_press_is_answered_without_looking_at_the_state() {
-        let bot = bot().with_memory(true);
+        let bot = bot().keeping_state(true);
         let UpdateKind::CallbackQuery(query) = &press("counter:+1", 1).kind else {
             unreachable!()
         };
-        assert_eq!(bot.answer(query).callback_query_id, "q1");
+        assert_eq!(bot.answer_press(query).callback_query_id, "q1");
         // Unknown data, or no memory: answered, nothing else.
         assert!(bot
-            .handle(&press("other", 1), State::default())
+            .handle(&press("other", 1), &(), State::default())
             .0
             .is_empty());
         assert!(super::Bot::new(None)
-            .handle(&press("counter:+1", 1), State::default())
+            .handle(&press("counter:+1", 1), &(), State::default())
             .0
             .is_empty());
         // Without a store the spinner stops with a word on why.
-        let answer = Bot::new(None).answer(query);
+        let answer = Bot::new(None).answer_press(query);
         assert_eq!(answer.text.as_deref(), Some(COUNT_NOT_KEPT));
-        assert_eq!(bot.answer(query).text, None);
+        assert_eq!(bot.answer_press(query).text, None);
     }
 
     #[test]
     fn counter_is_offered_only_with_memory() {
-        let with = conversation(&bot().with_memory(true), &["/help"]);
+        let with = conversation(&bot().keeping_state(true), &["/help"]);
         assert!(with[0].contains("/counter - "), "{with:?}");
         let without = conversation(&bot(), &["/help", "/counter"]);
         assert!(!without[0].contains("/counter"));
@@ -501,7 +519,7 @@ mod tests {
     #[test]
     fn the_echo_is_the_same_with_memory_and_without() {
         let texts = ["hello", "/start", "/nope", "again"];
-        let with = conversation(&bot().with_memory(true), &texts);
+        let with = conversation(&bot().keeping_state(true), &texts);
         let without = conversation(&bot(), &texts);
         assert_eq!(with, without);
     }

@@ -6,11 +6,16 @@ use crate::action::Action;
 use crate::bot::Bot;
 use crate::client::{ApiError, BotApi, Failure};
 use crate::error::Chain;
-use crate::memory::{millis, now_millis, Decision, Memory, Read, Ticket, LEASE_MARGIN};
+use crate::handler::{Context, Failed, Handler, ANSWER_RESERVE, MAX_GATHER, RETRY_LATER_LIMIT};
+use crate::memory::{
+    answer_step, millis, now_millis, Decision, Memory, Read, Ticket, LEASE_MARGIN,
+};
 use crate::metrics::{self, measured, Line, Spent};
 use crate::retry::{retry, GaveUp, RetryPolicy, Stop};
 use crate::store::StoreError;
 use crate::telegram::{CallbackQuery, SendMessage, Update, UpdateKind};
+use std::future::Future;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Level;
@@ -62,13 +67,50 @@ impl Outcome {
     }
 }
 
-/// What stopped an update: a Bot API call, or the store.
+/// What stopped an update: a Bot API call, the store, or the bot's own
+/// outside calls.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlingError {
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Bot(#[from] Failed),
+}
+
+/// A bot's look-up that ran past the time it had.
+#[derive(Debug, thiserror::Error)]
+#[error("the bot's look-up ran past the time it had")]
+pub struct OutOfTime;
+
+/// How a look-up ended.
+enum Gathered<T> {
+    Found(T),
+    /// Another run decided the update meanwhile.
+    Decided(Decision),
+    Store(StoreError),
+    Failed(Failed),
+}
+
+/// Until when a look-up may run: the answer's deadline less
+/// [`ANSWER_RESERVE`], and at most [`MAX_GATHER`] from now.
+fn gather_deadline(deadline: Option<Instant>) -> Instant {
+    let longest = Instant::now() + MAX_GATHER;
+    match deadline {
+        Some(deadline) => longest.min(deadline.checked_sub(ANSWER_RESERVE).unwrap_or(deadline)),
+        None => longest,
+    }
+}
+
+/// Whether a retry-later failure may still ask for the update again:
+/// within [`RETRY_LATER_LIMIT`] of its message's date (`now` in Unix ms).
+/// An update without a date is bounded by its own short lifetime.
+fn within_retry_limit(update: &Update, now: i64) -> bool {
+    match update.date() {
+        Some(date) => now / 1000 < date.saturating_add(millis(RETRY_LATER_LIMIT) / 1000),
+        None => true,
+    }
 }
 
 /// What became of one update.
@@ -85,14 +127,22 @@ pub struct Handled {
 /// What answers an update: the Bot API client, the bot, and its memory (a
 /// store, or the process's own). The webhook and the polling loop each
 /// hold one.
-#[derive(Debug, Clone, Copy)]
-pub struct Responder<'a> {
+#[derive(Debug)]
+pub struct Responder<'a, H = Bot> {
     pub api: &'a BotApi,
-    pub bot: &'a Bot,
+    pub bot: &'a H,
     pub memory: &'a Memory,
 }
 
-impl Responder<'_> {
+impl<H> Clone for Responder<'_, H> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<H> Copy for Responder<'_, H> {}
+
+impl<H: Handler> Responder<'_, H> {
     /// Answers `update` and logs its one line. The memory decides what is
     /// left to do (see [`crate::memory`]).
     pub async fn answer(&self, update: &Update, policy: &RetryPolicy, stop: &mut Stop) -> Handled {
@@ -138,7 +188,7 @@ impl Responder<'_> {
         policy: &RetryPolicy,
         stop: &mut Stop,
     ) {
-        let answer = Action::AnswerCallback(self.bot.answer(query));
+        let answer = Action::AnswerCallback(self.bot.answer_press(query));
         let answered = retry(policy, stop, answer.method(), || {
             perform(self.api, &answer, policy.deadline)
         })
@@ -162,13 +212,12 @@ impl Responder<'_> {
     /// which counts as done). Returns the record when it was read.
     async fn answer_press_once(
         &self,
-        memory: &Memory,
         update: &Update,
         query: &CallbackQuery,
         policy: &RetryPolicy,
         stop: &mut Stop,
     ) -> Option<Read> {
-        let read = tokio::time::timeout(PRESS_READ_BUDGET, memory.read(update))
+        let read = tokio::time::timeout(PRESS_READ_BUDGET, self.memory.read(update))
             .await
             .ok()
             .and_then(Result::ok);
@@ -206,6 +255,8 @@ impl Responder<'_> {
         handled
     }
 
+    /// Reads the chat's record, recognises the update or gathers what the
+    /// bot needs and decides it, then carries the decision out.
     async fn answer_once(
         &self,
         update: &Update,
@@ -215,23 +266,174 @@ impl Responder<'_> {
         recorded: &(dyn Fn() + Send + Sync),
     ) -> Handled {
         let memory = self.memory;
+        let deadline = policy.deadline;
         let now = now_millis();
-        let lease_until = lease_until(policy.deadline, now);
+        let lease_until = lease_until(deadline, now);
         let read = match press {
-            Some(query) => {
-                self.answer_press_once(memory, update, query, policy, stop)
-                    .await
-            }
+            Some(query) => self.answer_press_once(update, query, policy, stop).await,
             None => None,
         };
-        let deadline = policy.deadline;
-        let decided = match read {
-            Some(read) => {
-                let decision = memory.decide_from(self.bot, update, read, lease_until, now);
-                before(deadline, decision).await
-            }
-            None => before(deadline, memory.decide(self.bot, update, lease_until, now)).await,
+        let mut read = match read {
+            Some(read) => read,
+            None => match before(deadline, memory.read(update)).await {
+                Ok(read) => read,
+                Err(error) => return store_failure(error),
+            },
         };
+        let ticket = read.ticket().clone();
+        match before(deadline, memory.recognise(&mut read, lease_until, now)).await {
+            Err(error) => return store_failure(error),
+            Ok(Some(decision)) => {
+                return self
+                    .carry_out(Ok((decision, ticket)), lease_until, policy, stop, recorded)
+                    .await
+            }
+            Ok(None) => {}
+        }
+        let gathered = match self
+            .gather(update, &mut read, lease_until, now, policy)
+            .await
+        {
+            Gathered::Found(found) => found,
+            Gathered::Decided(decision) => {
+                return self
+                    .carry_out(Ok((decision, ticket)), lease_until, policy, stop, recorded)
+                    .await
+            }
+            Gathered::Store(error) => return store_failure(error),
+            Gathered::Failed(failed) => {
+                return self
+                    .fail(
+                        update,
+                        read,
+                        failed,
+                        lease_until,
+                        now,
+                        policy,
+                        stop,
+                        recorded,
+                    )
+                    .await
+            }
+        };
+        let answer = answer_step(self.bot, update, &gathered);
+        let decided = before(deadline, memory.decide_with(read, lease_until, now, answer)).await;
+        self.carry_out(decided, lease_until, policy, stop, recorded)
+            .await
+    }
+
+    /// Runs the bot's look-up with the time it has. One that is done at its
+    /// first poll waited on nothing and costs nothing more; one that waits
+    /// claims the update in the chat's record meanwhile (one write, beside
+    /// the outside call), so that a delivery arriving during it is told to
+    /// wait instead of running it a second time.
+    async fn gather(
+        &self,
+        update: &Update,
+        read: &mut Read,
+        lease_until: i64,
+        now: i64,
+        policy: &RetryPolicy,
+    ) -> Gathered<H::Gathered> {
+        let state: H::State = read.state();
+        let until = gather_deadline(policy.deadline);
+        let cx = Context::new(self.api, update, until);
+        let look_up = tokio::time::timeout_at(until, self.bot.gather(update, &state, &cx));
+        let mut look_up = std::pin::pin!(look_up);
+        let first = std::future::poll_fn(|cx| Poll::Ready(look_up.as_mut().poll(cx))).await;
+        let looked_up = match first {
+            Poll::Ready(looked_up) => looked_up,
+            Poll::Pending => {
+                let claim = before(policy.deadline, self.memory.claim(read, lease_until, now));
+                let mut claim = std::pin::pin!(claim);
+                let mut early = None;
+                let claimed = tokio::select! {
+                    claimed = &mut claim => claimed,
+                    looked_up = &mut look_up => {
+                        early = Some(looked_up);
+                        claim.await
+                    }
+                };
+                match claimed {
+                    Err(error) => return Gathered::Store(error),
+                    // Decided by another run meanwhile: the look-up is
+                    // dropped unfinished.
+                    Ok(Some(decision)) => return Gathered::Decided(decision),
+                    Ok(None) => {}
+                }
+                match early {
+                    Some(looked_up) => looked_up,
+                    None => look_up.await,
+                }
+            }
+        };
+        match looked_up {
+            Ok(Ok(found)) => Gathered::Found(found),
+            Ok(Err(failed)) => Gathered::Failed(failed),
+            Err(_) => Gathered::Failed(Failed::retry_later(OutOfTime)),
+        }
+    }
+
+    /// What follows a failed look-up. Retry later, within
+    /// [`RETRY_LATER_LIMIT`] of the message's date: nothing is sent, the
+    /// claim is let go, and the update asked for again. Otherwise the
+    /// update is given up: the user is told (through the outbox, exactly
+    /// once), and it counts as a permanent failure.
+    #[allow(clippy::too_many_arguments)] // one call site, all needed
+    async fn fail(
+        &self,
+        update: &Update,
+        read: Read,
+        failed: Failed,
+        lease_until: i64,
+        now: i64,
+        policy: &RetryPolicy,
+        stop: &mut Stop,
+        recorded: &(dyn Fn() + Send + Sync),
+    ) -> Handled {
+        let retry = matches!(failed, Failed::RetryLater(_)) && within_retry_limit(update, now);
+        if retry {
+            if let Err(error) = before(policy.deadline, self.memory.release(read.ticket())).await {
+                tracing::warn!(update_id = update.id.0, error = %Chain(&error), "could not let the update's claim go; the next delivery waits for its lease");
+            }
+            return Handled {
+                outcome: Outcome::RetryableFailure { retry_after: None },
+                error: Some(HandlingError::Bot(failed)),
+                done: 0,
+            };
+        }
+        let actions = match &failed {
+            Failed::GiveUp {
+                tell: Some(text), ..
+            } => crate::handler::telling(update, text),
+            _ => self.bot.gave_up(update),
+        };
+        let tell = move |_: Option<&str>| Ok((actions.clone(), None));
+        let decided = before(
+            policy.deadline,
+            self.memory.decide_with(read, lease_until, now, tell),
+        )
+        .await;
+        let mut handled = self
+            .carry_out(decided, lease_until, policy, stop, recorded)
+            .await;
+        if matches!(handled.outcome, Outcome::Answered | Outcome::Ignored) {
+            handled.outcome = Outcome::PermanentFailure;
+            handled.error = Some(HandlingError::Bot(failed));
+        }
+        handled
+    }
+
+    /// Carries out a decision: nothing for a repeat or an update in
+    /// progress elsewhere, the outbox's actions otherwise.
+    async fn carry_out(
+        &self,
+        decided: Result<(Decision, Ticket), StoreError>,
+        lease_until: i64,
+        policy: &RetryPolicy,
+        stop: &mut Stop,
+        recorded: &(dyn Fn() + Send + Sync),
+    ) -> Handled {
         let (decision, ticket) = match decided {
             Ok(decided) => decided,
             Err(error) => return store_failure(error),
@@ -245,8 +447,16 @@ impl Responder<'_> {
             Decision::Send { actions, from } => (actions, from),
         };
         recorded();
-        self.send_recorded(memory, &ticket, &actions, from, lease_until, policy, stop)
-            .await
+        self.send_recorded(
+            self.memory,
+            &ticket,
+            &actions,
+            from,
+            lease_until,
+            policy,
+            stop,
+        )
+        .await
     }
 
     /// Sends a stored outbox from action `from` on, recording progress, and
@@ -271,7 +481,7 @@ impl Responder<'_> {
             lease_until,
             deadline: record_by,
         };
-        let handled = carry_out(self.api, actions, from, policy, stop, &progress).await;
+        let handled = send_all(self.api, actions, from, policy, stop, &progress).await;
         let dropped = telegram_drops(handled.outcome, ticket.lifetime_end(), now_millis());
         if dropped {
             tracing::warn!(
@@ -383,7 +593,7 @@ async fn before<T>(
 /// Carries out `actions` from number `from` on, each retried as `policy`
 /// says. An action refused for good does not stop the ones after it; one
 /// that may succeed later does, so that the actions keep their order.
-async fn carry_out(
+async fn send_all(
     api: &BotApi,
     actions: &[Action],
     from: usize,

@@ -3,6 +3,8 @@
 //!
 //! The bot:
 //! - [`bot`]: what the bot answers (the file to edit);
+//! - [`handler`]: what a bot is (a look-up and an answer), the context its
+//!   outside calls get, and how they fail;
 //! - [`action`]: what it can do in answer (send, edit, answer a button);
 //! - [`telegram`]: the Bot API types.
 //!
@@ -27,6 +29,7 @@ pub mod bot;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod handler;
 pub mod handling;
 pub mod health;
 pub mod logging;

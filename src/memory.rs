@@ -32,8 +32,8 @@
 //! expression stays far below DynamoDB's 4 KB.
 
 use crate::action::Action;
-use crate::bot::{Bot, State};
 use crate::config::{Config, InitError};
+use crate::handler::Handler;
 use crate::metrics::{self, Line};
 use crate::store::dynamodb::DynamoDbStore;
 use crate::store::file::FileStore;
@@ -146,7 +146,50 @@ pub struct Read {
     record: ChatRecord,
 }
 
+/// What the record says about an update, before the bot runs.
+enum Recognised {
+    Decided(Decision),
+    /// The update is this run's to decide.
+    New,
+    /// The record changed under a write; here it is, when the store said.
+    Changed(Option<Box<ChatRecord>>),
+}
+
+/// The bot's pure step as the memory runs it: the actions, and the new
+/// state as JSON when it changed.
+pub type Answer = (Vec<Action>, Option<String>);
+
+/// `bot`'s pure step for `update` on `gathered`, as [`Memory::decide_with`]
+/// runs it: the stored state read into `H::State` (the default when there
+/// is none, or when it no longer fits), and the new one written back when
+/// it changed.
+pub fn answer_step<'a, H: Handler>(
+    bot: &'a H,
+    update: &'a Update,
+    gathered: &'a H::Gathered,
+) -> impl FnMut(Option<&str>) -> Result<Answer, StoreError> + 'a {
+    move |stored| {
+        let state: H::State = read_state(stored);
+        let (actions, new_state) = bot.handle(update, gathered, state.clone());
+        let changed = (new_state != state)
+            .then(|| serde_json::to_string(&new_state))
+            .transpose()
+            .map_err(|e| StoreError::Encode(e.to_string()))?;
+        Ok((actions, changed))
+    }
+}
+
 impl Read {
+    /// The chat's state as the bot's type, as read.
+    pub fn state<S: serde::de::DeserializeOwned + Default>(&self) -> S {
+        read_state(self.record.state.as_deref())
+    }
+
+    /// The update the record was read for.
+    pub fn ticket(&self) -> &Ticket {
+        &self.ticket
+    }
+
     /// Whether a delivery of this update got as far as the store before:
     /// it is done, or its outbox is still there. A button press that did
     /// was answered then (it is answered before the bot runs).
@@ -202,6 +245,14 @@ impl Ticket {
             owner: self.owner,
             until,
         }
+    }
+
+    /// When an outbox of this update written at `now` expires (Unix ms):
+    /// with the update's lifetime, plus the clock margin.
+    fn outbox_expires(&self, now: i64) -> i64 {
+        self.lifetime_end
+            .min(now.saturating_add(millis(OUTBOX_LIFETIME)))
+            .saturating_add(millis(CLOCK_MARGIN))
     }
 
     /// How the update is remembered once done at `now`.
@@ -314,18 +365,21 @@ impl Memory {
     }
 
     /// Decides `update`: reads its chat's record, and either recognises it,
-    /// or runs `bot` and commits the outcome. `lease_until` (Unix ms) is how
-    /// long this run owns the update; `now` is the current Unix ms.
-    pub async fn decide(
+    /// or runs `bot`'s answer on `gathered` and commits the outcome.
+    /// `lease_until` (Unix ms) is how long this run owns the update; `now`
+    /// is the current Unix ms.
+    pub async fn decide<H: Handler>(
         &self,
-        bot: &Bot,
+        bot: &H,
+        gathered: &H::Gathered,
         update: &Update,
         lease_until: i64,
         now: i64,
     ) -> Result<(Decision, Ticket), StoreError> {
         let ticket = Ticket::of(update, now);
         let record = self.load(&ticket.key).await?;
-        self.decide_from(bot, update, Read { ticket, record }, lease_until, now)
+        let read = Read { ticket, record };
+        self.decide_with(read, lease_until, now, answer_step(bot, update, gathered))
             .await
     }
 
@@ -369,96 +423,187 @@ impl Memory {
         }
     }
 
-    /// As [`Memory::decide`], from a record read before (a press reads it
-    /// first, to learn whether an earlier delivery answered it).
-    pub async fn decide_from(
+    /// What the record already says about the update: done, being
+    /// answered by a live run, or an outbox to carry on (taken over). `None`
+    /// when the update is this run's to decide: new, claimed by this run,
+    /// or claimed by a run that is gone.
+    pub async fn recognise(
         &self,
-        bot: &Bot,
-        update: &Update,
+        read: &mut Read,
+        lease_until: i64,
+        now: i64,
+    ) -> Result<Option<Decision>, StoreError> {
+        for _ in 0..MAX_RUNS {
+            match self.recognise_once(read, lease_until, now).await? {
+                Recognised::Decided(decision) => return Ok(Some(decision)),
+                Recognised::New => return Ok(None),
+                Recognised::Changed(now_stored) => {
+                    read.record = self.fresh(&read.ticket.key, now_stored).await?;
+                }
+            }
+        }
+        Err(StoreError::Contended(MAX_RUNS))
+    }
+
+    async fn recognise_once(
+        &self,
+        read: &Read,
+        lease_until: i64,
+        now: i64,
+    ) -> Result<Recognised, StoreError> {
+        let Read { ticket, record } = read;
+        if is_done(record, ticket.update) {
+            return Ok(Recognised::Decided(Decision::Duplicate));
+        }
+        let Some(pending) = record
+            .pending
+            .get(&ticket.update)
+            .filter(|p| p.expires > now)
+        else {
+            return Ok(Recognised::New);
+        };
+        let live = self.leases == Leases::Shared && pending.lease_until > now;
+        if pending.owner != ticket.owner && live {
+            let left =
+                Duration::from_millis(u64::try_from(pending.lease_until - now).unwrap_or(u64::MAX));
+            let retry_after = left.clamp(Duration::from_secs(1), MAX_IN_PROGRESS_WAIT);
+            return Ok(Recognised::Decided(Decision::InProgress { retry_after }));
+        }
+        if pending.is_claim() {
+            // This run's, or a run's that is gone: either way the update is
+            // decided afresh, and the decision's write replaces the claim.
+            return Ok(Recognised::New);
+        }
+        let Ok(actions) = serde_json::from_str::<Vec<Action>>(&pending.actions) else {
+            let error = StoreError::Unreadable("an outbox's actions".to_owned());
+            return Err(self.set_aside(&ticket.key, error).await);
+        };
+        let from = usize::try_from(pending.sent).unwrap_or(usize::MAX);
+        if pending.owner == ticket.owner {
+            // This run's own write, applied although the store's answer
+            // said otherwise (a resend after a lost answer).
+            return Ok(Recognised::Decided(Decision::Send { actions, from }));
+        }
+        match self
+            .store
+            .take_over(
+                &ticket.key,
+                ticket.update,
+                pending.lease_until,
+                ticket.lease(lease_until),
+            )
+            .await
+        {
+            Ok(()) => Ok(Recognised::Decided(Decision::Send { actions, from })),
+            Err(StoreError::Conflict(now_stored)) => Ok(Recognised::Changed(now_stored)),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Claims the update for this run while its handler waits on an
+    /// outside call: an outbox with no actions yet, under this run's lease,
+    /// so that a delivery meanwhile is told to wait (or finds it decided)
+    /// rather than running the handler beside it. `None` once claimed;
+    /// otherwise what another run made of the update meanwhile.
+    pub async fn claim(
+        &self,
+        read: &mut Read,
+        lease_until: i64,
+        now: i64,
+    ) -> Result<Option<Decision>, StoreError> {
+        for _ in 0..MAX_RUNS {
+            if let Some(decision) = self.recognise(read, lease_until, now).await? {
+                return Ok(Some(decision));
+            }
+            let claim = Pending {
+                actions: String::new(),
+                sent: 0,
+                lease_until,
+                owner: read.ticket.owner,
+                expires: read.ticket.outbox_expires(now),
+            };
+            let commit = Commit {
+                expected_version: read.record.version,
+                state: None,
+                update: read.ticket.update,
+                pending: Some(claim.clone()),
+                done: read.ticket.done(now),
+                forget_pending: Vec::new(),
+                forget_done: Vec::new(),
+                forget_done_until: Vec::new(),
+                record_expires_at: self.record_expires_at(now),
+            };
+            match self.store.commit(&read.ticket.key, &commit).await {
+                Ok(()) => {
+                    read.record.version += 1;
+                    read.record.pending.insert(read.ticket.update, claim);
+                    return Ok(None);
+                }
+                Err(StoreError::Conflict(now_stored)) => {
+                    read.record = self.fresh(&read.ticket.key, now_stored).await?;
+                }
+                Err(error @ StoreError::TooLarge(_)) => {
+                    return Err(self.set_aside(&read.ticket.key, error).await)
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(StoreError::Contended(MAX_RUNS))
+    }
+
+    /// Decides the update from a record read before: recognises it, or
+    /// runs `answer` (the bot's pure step, from the stored state as JSON to
+    /// the actions and the new state as JSON when it changed) and commits
+    /// the outcome. A lost write runs `answer` again on what won, a few
+    /// times at most; nothing outside is called again.
+    pub async fn decide_with(
+        &self,
         read: Read,
         lease_until: i64,
         now: i64,
+        mut answer: impl FnMut(Option<&str>) -> Result<Answer, StoreError>,
     ) -> Result<(Decision, Ticket), StoreError> {
-        let Read { ticket, mut record } = read;
+        let mut read = read;
         for run in 0..MAX_RUNS {
             if run > 1 {
                 // Runs that lost together would collide again: spread them.
                 let spread = 5 * u64::from(run);
                 tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=spread))).await;
             }
-            if is_done(&record, ticket.update) {
-                return Ok((Decision::Duplicate, ticket));
+            if let Some(decision) = self.recognise(&mut read, lease_until, now).await? {
+                return Ok((decision, read.ticket));
             }
-            if let Some(pending) = record
-                .pending
-                .get(&ticket.update)
-                .filter(|p| p.expires > now)
-            {
-                let Ok(actions) = serde_json::from_str::<Vec<Action>>(&pending.actions) else {
-                    let error = StoreError::Unreadable("an outbox's actions".to_owned());
-                    return Err(self.set_aside(&ticket.key, error).await);
-                };
-                let from = usize::try_from(pending.sent).unwrap_or(usize::MAX);
-                if pending.owner == ticket.owner {
-                    // This run's own write, applied although the store's
-                    // answer said otherwise (a resend after a lost answer).
-                    return Ok((Decision::Send { actions, from }, ticket));
-                }
-                if self.leases == Leases::Shared && pending.lease_until > now {
-                    let left = Duration::from_millis(
-                        u64::try_from(pending.lease_until - now).unwrap_or(u64::MAX),
-                    );
-                    let retry_after = left.clamp(Duration::from_secs(1), MAX_IN_PROGRESS_WAIT);
-                    return Ok((Decision::InProgress { retry_after }, ticket));
-                }
-                match self
-                    .store
-                    .take_over(
-                        &ticket.key,
-                        ticket.update,
-                        pending.lease_until,
-                        ticket.lease(lease_until),
-                    )
-                    .await
-                {
-                    Ok(()) => return Ok((Decision::Send { actions, from }, ticket)),
-                    Err(StoreError::Conflict(now_stored)) => {
-                        record = self.fresh(&ticket.key, now_stored).await?;
-                        continue;
-                    }
-                    Err(error) => return Err(error),
-                }
-            }
-            let state = read_state(&record);
-            let (actions, new_state) = bot.handle(update, state.clone());
-            let changed = new_state != state;
-            if actions.is_empty() && !changed {
+            let (actions, new_state) = answer(read.record.state.as_deref())?;
+            // A claim of this update (this run's, or a dead run's) goes
+            // with the decision.
+            let claimed = read.record.pending.contains_key(&read.ticket.update);
+            if actions.is_empty() && new_state.is_none() && !claimed {
                 // Nothing to remember: a repeat decides the same again.
-                return Ok((Decision::Nothing, ticket));
+                return Ok((Decision::Nothing, read.ticket));
             }
-            let commit = self.commit_for(
-                &record,
-                &ticket,
-                &actions,
-                changed.then_some(&new_state),
-                lease_until,
-                now,
-            )?;
+            let Read { ticket, record } = &read;
+            let commit = self.commit_for(record, ticket, &actions, new_state, lease_until, now)?;
             match self.store.commit(&ticket.key, &commit).await {
-                Ok(()) if actions.is_empty() => return Ok((Decision::Nothing, ticket)),
-                Ok(()) => return Ok((Decision::Send { actions, from: 0 }, ticket)),
+                Ok(()) if actions.is_empty() => return Ok((Decision::Nothing, read.ticket)),
+                Ok(()) => return Ok((Decision::Send { actions, from: 0 }, read.ticket)),
                 // The next turn recognises this run's own write, should
                 // the conflict be with itself.
                 Err(StoreError::Conflict(now_stored)) => {
-                    record = self.fresh(&ticket.key, now_stored).await?;
+                    read.record = self.fresh(&read.ticket.key, now_stored).await?;
                 }
                 Err(error @ StoreError::TooLarge(_)) => {
-                    return Err(self.set_aside(&ticket.key, error).await)
+                    return Err(self.set_aside(&read.ticket.key, error).await)
                 }
                 Err(error) => return Err(error),
             }
         }
         Err(StoreError::Contended(MAX_RUNS))
+    }
+
+    /// Lets a claim or an outbox go at once (its lease ends now), for the
+    /// next delivery to take over.
+    pub async fn release(&self, ticket: &Ticket) -> Result<(), StoreError> {
+        self.progress(ticket, 0, 0).await
     }
 
     /// Whether this memory can list the updates left unfinished by a run
@@ -545,15 +690,11 @@ impl Memory {
         record: &ChatRecord,
         ticket: &Ticket,
         actions: &[Action],
-        new_state: Option<&State>,
+        state: Option<String>,
         lease_until: i64,
         now: i64,
     ) -> Result<Commit, StoreError> {
         let encode_error = |e: serde_json::Error| StoreError::Encode(e.to_string());
-        let state = new_state
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(encode_error)?;
         let pending = if actions.is_empty() {
             None
         } else {
@@ -562,14 +703,16 @@ impl Memory {
                 sent: 0,
                 lease_until,
                 owner: ticket.owner,
-                expires: ticket
-                    .lifetime_end
-                    .min(now.saturating_add(millis(OUTBOX_LIFETIME)))
-                    .saturating_add(millis(CLOCK_MARGIN)),
+                expires: ticket.outbox_expires(now),
             })
         };
-        let (forget_pending, forget_done, forget_done_until) = to_forget(record, now);
-        let now_secs = now / 1000;
+        let (mut forget_pending, forget_done, forget_done_until) = to_forget(record, now);
+        // One write may not both set and remove the same entry.
+        forget_pending.retain(|id| *id != ticket.update);
+        if pending.is_none() && record.pending.contains_key(&ticket.update) {
+            // A claim of this update goes with the decision.
+            forget_pending.push(ticket.update);
+        }
         Ok(Commit {
             expected_version: record.version,
             state,
@@ -579,10 +722,15 @@ impl Memory {
             forget_pending,
             forget_done,
             forget_done_until,
-            record_expires_at: self.keep_chats.map(|keep| {
-                now_secs.saturating_add(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX))
-            }),
+            record_expires_at: self.record_expires_at(now),
         })
+    }
+
+    /// When a chat's record written at `now` may be deleted, if ever.
+    fn record_expires_at(&self, now: i64) -> Option<i64> {
+        let now_secs = now / 1000;
+        self.keep_chats
+            .map(|keep| now_secs.saturating_add(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX)))
     }
 }
 
@@ -635,16 +783,16 @@ const SET_ASIDE: &str =
 
 /// The chat's state as stored. A state the bot can no longer read (its type
 /// changed incompatibly) starts over from the default, with a warning.
-fn read_state(record: &ChatRecord) -> State {
-    let Some(json) = &record.state else {
-        return State::default();
+fn read_state<S: serde::de::DeserializeOwned + Default>(stored: Option<&str>) -> S {
+    let Some(json) = stored else {
+        return S::default();
     };
     serde_json::from_str(json).unwrap_or_else(|error| {
         tracing::warn!(
             error = unreadable(&error),
             "the chat's stored state no longer fits State; starting from the default"
         );
-        State::default()
+        S::default()
     })
 }
 
@@ -684,6 +832,7 @@ pub fn millis(duration: Duration) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bot::{Bot, State};
     use crate::store::file::FileStore;
     use crate::store::StoreFuture;
     use serde_json::json;
@@ -789,11 +938,11 @@ mod tests {
     #[tokio::test]
     async fn a_one_reply_update_costs_three_round_trips_and_a_repeat_one() {
         let s = setup(Leases::Shared);
-        let bot = Bot::default().with_memory(true);
+        let bot = Bot::default().keeping_state(true);
         let update = text(1, "hello");
         let (decision, ticket) = s
             .memory
-            .decide(&bot, &update, NOW + 10_000, NOW)
+            .decide(&bot, &(), &update, NOW + 10_000, NOW)
             .await
             .unwrap();
         assert!(matches!(decision, Decision::Send { from: 0, ref actions } if actions.len() == 1));
@@ -801,7 +950,7 @@ mod tests {
         assert_eq!(s.store.take(), 3, "read, commit, finish");
         let (again, _) = s
             .memory
-            .decide(&bot, &update, NOW + 10_000, NOW)
+            .decide(&bot, &(), &update, NOW + 10_000, NOW)
             .await
             .unwrap();
         assert_eq!(again, Decision::Duplicate);
@@ -814,12 +963,12 @@ mod tests {
         let bot = Bot::default();
         let update = text(2, "hello");
         s.memory
-            .decide(&bot, &update, NOW + 10_000, NOW)
+            .decide(&bot, &(), &update, NOW + 10_000, NOW)
             .await
             .unwrap();
         let (busy, _) = s
             .memory
-            .decide(&bot, &update, NOW + 20_000, NOW + 1_000)
+            .decide(&bot, &(), &update, NOW + 20_000, NOW + 1_000)
             .await
             .unwrap();
         assert_eq!(
@@ -831,7 +980,7 @@ mod tests {
         // After the lease: taken over, from where the dead run stopped.
         let (resumed, _) = s
             .memory
-            .decide(&bot, &update, NOW + 30_000, NOW + 11_000)
+            .decide(&bot, &(), &update, NOW + 30_000, NOW + 11_000)
             .await
             .unwrap();
         assert!(matches!(resumed, Decision::Send { from: 0, .. }));
@@ -840,7 +989,7 @@ mod tests {
         let later = NOW + millis(OUTBOX_LIFETIME) + 1;
         let (fresh, _) = s
             .memory
-            .decide(&bot, &update, later + 10_000, later)
+            .decide(&bot, &(), &update, later + 10_000, later)
             .await
             .unwrap();
         assert!(matches!(fresh, Decision::Send { from: 0, .. }));
@@ -853,13 +1002,13 @@ mod tests {
         let update = text(3, "hello");
         let (_, ticket) = s
             .memory
-            .decide(&bot, &update, NOW + 60_000, NOW)
+            .decide(&bot, &(), &update, NOW + 60_000, NOW)
             .await
             .unwrap();
         s.memory.progress(&ticket, 0, NOW + 60_000).await.unwrap();
         let (after_restart, _) = s
             .memory
-            .decide(&bot, &update, NOW + 70_000, NOW + 1)
+            .decide(&bot, &(), &update, NOW + 70_000, NOW + 1)
             .await
             .unwrap();
         assert!(matches!(after_restart, Decision::Send { from: 0, .. }));
@@ -872,7 +1021,7 @@ mod tests {
         for id in 1..=(KEEP_DONE as i64 + 10) {
             let (_, ticket) = s
                 .memory
-                .decide(&bot, &text(id, "x"), NOW + 10_000, NOW)
+                .decide(&bot, &(), &text(id, "x"), NOW + 10_000, NOW)
                 .await
                 .unwrap();
             s.memory.finish(&ticket).await.unwrap();
@@ -886,7 +1035,7 @@ mod tests {
     #[tokio::test]
     async fn an_outbox_lives_as_long_as_telegram_delivers_its_update() {
         let s = setup(Leases::Shared);
-        let bot = Bot::default().with_memory(true);
+        let bot = Bot::default().keeping_state(true);
         let now = now_millis();
         let date = now / 1000 - 600;
         let message = Update::from_value(json!({"update_id": 40, "message": {
@@ -901,7 +1050,7 @@ mod tests {
         .unwrap();
         for update in [&message, &press] {
             s.memory
-                .decide(&bot, update, now + 10_000, now)
+                .decide(&bot, &(), update, now + 10_000, now)
                 .await
                 .unwrap();
         }
@@ -967,6 +1116,9 @@ mod tests {
             state: Some("{\"messages\": \"not a number\"}".into()),
             ..ChatRecord::default()
         };
-        assert_eq!(read_state(&record), State::default());
+        assert_eq!(
+            read_state::<State>(record.state.as_deref()),
+            State::default()
+        );
     }
 }

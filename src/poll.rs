@@ -18,9 +18,9 @@
 //! again. With the store, an update answered but not yet confirmed when the
 //! process dies is recognised after the restart and not answered again.
 
-use crate::bot::Bot;
 use crate::client::{ApiError, BotApi};
 use crate::error::Chain;
+use crate::handler::Handler;
 use crate::handling::{HandlingError, Outcome, Responder};
 use crate::memory::{key_of, Memory, Ticket, MIN_LIFETIME, OUTBOX_LIFETIME};
 use crate::retry::{retry, Backoff, GaveUp, RetryPolicy, Stop};
@@ -29,6 +29,7 @@ use crate::telegram::{GetUpdates, Update, UpdateId};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -136,15 +137,17 @@ pub struct Summary {
 /// an update lasts its whole retry, up to a day, so it would take over
 /// the function's live leases at once and, should it die, hold a chat for
 /// a day after a switch back to the webhook.
-pub async fn run(
+pub async fn run<H: Handler + Clone>(
     api: &BotApi,
-    bot: &Bot,
+    bot: &H,
     options: &PollOptions,
     mut stop: Stop,
 ) -> Result<Summary, PollError> {
     let mut summary = Summary::default();
     let memory = options.memory.clone();
-    let bot = bot.clone().with_memory(memory.is_durable());
+    let mut bot = bot.clone();
+    bot.state_is_kept(memory.is_durable());
+    let bot = Arc::new(bot);
     if memory.is_shared() {
         return Err(PollError::SharedStore);
     }
@@ -357,9 +360,9 @@ fn get_updates(api: BotApi, request: GetUpdates, policy: RetryPolicy, mut stop: 
 }
 
 /// What a queue's worker needs.
-struct Worker {
+struct Worker<H> {
     api: BotApi,
-    bot: Bot,
+    bot: Arc<H>,
     memory: Memory,
     backoff: Backoff,
     /// Where to say that an update's outbox is stored, when that confirms it.
@@ -403,7 +406,7 @@ enum Ending {
 
 /// Carries out one job, retrying until it settles, its lifetime ends or a
 /// stop is asked for.
-async fn work(worker: Worker, job: Job, mut stop: Stop) -> Worked {
+async fn work<H: Handler>(worker: Worker<H>, job: Job, mut stop: Stop) -> Worked {
     let (key, id) = job.about();
     let ending = |ending| Worked {
         key: key.clone(),
@@ -420,7 +423,7 @@ async fn work(worker: Worker, job: Job, mut stop: Stop) -> Worked {
     };
     let responder = Responder {
         api: &worker.api,
-        bot: &worker.bot,
+        bot: &*worker.bot,
         memory: &worker.memory,
     };
     let recorded = || {
@@ -448,8 +451,10 @@ async fn work(worker: Worker, job: Job, mut stop: Stop) -> Worked {
             }
             (Outcome::InProgress { retry_after }, _) => retry_after,
             // The Bot API was retried up to the lifetime already (or a
-            // stop came); the store was not retried.
-            (_, Some(HandlingError::Store(_))) => worker.backoff.delay(tries),
+            // stop came); the store and the bot's look-up were not.
+            (_, Some(HandlingError::Store(_) | HandlingError::Bot(_))) => {
+                worker.backoff.delay(tries)
+            }
             _ => Duration::ZERO,
         };
         if stop.requested() {

@@ -13,6 +13,7 @@ use crate::alerts::{self, AlarmChange};
 use crate::bot::Bot;
 use crate::client::BotApi;
 use crate::config::{Config, ConfigError, InitError, WebhookSecret};
+use crate::handler::Handler;
 use crate::handling::{Outcome, Responder, MAX_RETRY_AFTER};
 use crate::health::{Health, HealthCheck};
 use crate::memory::Memory;
@@ -45,8 +46,8 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 
 /// The webhook: everything an invocation needs, built once at cold start.
 #[derive(Debug)]
-pub struct Webhook {
-    bot: Bot,
+pub struct Webhook<H = Bot> {
+    bot: H,
     api: BotApi,
     secret: WebhookSecret,
     memory: Memory,
@@ -54,15 +55,25 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    /// Refuses to build without a webhook secret: without it anyone who finds
-    /// the URL can make the bot send messages.
+    /// The webhook of the bot in `src/bot.rs`. Refuses to build without a
+    /// webhook secret: without it anyone who finds the URL can make the
+    /// bot send messages.
     pub fn new(config: &Config) -> Result<Self, InitError> {
+        Webhook::for_bot(config, Bot::new(config.bot_username.clone()))
+    }
+}
+
+impl<H: Handler> Webhook<H> {
+    /// The webhook of `bot`, on the process's own memory until
+    /// [`Webhook::with_memory`] gives it a store.
+    pub fn for_bot(config: &Config, mut bot: H) -> Result<Self, InitError> {
         let secret = config
             .webhook_secret
             .clone()
             .ok_or(ConfigError::Missing("TELEGRAM_WEBHOOK_SECRET"))?;
+        bot.state_is_kept(false);
         Ok(Webhook {
-            bot: Bot::new(config.bot_username.clone()),
+            bot,
             api: BotApi::new(config)?,
             secret,
             memory: Memory::in_process(),
@@ -74,7 +85,7 @@ impl Webhook {
     /// state, and exactly-once answers across instances when it is
     /// shared. The bot lists the commands that need a durable one.
     pub fn with_memory(mut self, memory: Memory) -> Self {
-        self.bot = self.bot.with_memory(memory.is_durable());
+        self.bot.state_is_kept(memory.is_durable());
         self.memory = memory;
         self
     }
@@ -174,8 +185,8 @@ fn wait_in_whole_seconds(wait: Duration) -> u64 {
 }
 
 /// The Lambda handler: never fails the invocation, whatever the event.
-pub async fn function_handler(
-    webhook: &Webhook,
+pub async fn function_handler<H: Handler>(
+    webhook: &Webhook<H>,
     event: LambdaEvent<Value>,
 ) -> Result<ApiGatewayV2httpResponse, lambda_runtime::Error> {
     let deadline = deadline_of(&event.context);
@@ -225,7 +236,11 @@ pub fn deadline_of(context: &lambda_runtime::Context) -> Instant {
 }
 
 /// Handles one event, and logs one line about it.
-pub async fn handle_event(webhook: &Webhook, event: Value, deadline: Instant) -> Verdict {
+pub async fn handle_event<H: Handler>(
+    webhook: &Webhook<H>,
+    event: Value,
+    deadline: Instant,
+) -> Verdict {
     let body = match read_request(webhook, event) {
         Ok(body) => body,
         Err(rejection) => {
@@ -281,7 +296,7 @@ struct Rejection {
 /// URL) this function needs, in this order: method, secret, size, body.
 /// Nothing else in the event is looked at before the secret matched, and
 /// no field the function does not need can make the event unusable.
-fn read_request(webhook: &Webhook, event: Value) -> Result<Vec<u8>, Rejection> {
+fn read_request<H>(webhook: &Webhook<H>, event: Value) -> Result<Vec<u8>, Rejection> {
     let reject = |verdict, method: &str, reason| Rejection {
         verdict,
         method: method.chars().take(16).collect(),
@@ -398,7 +413,7 @@ fn read_request(webhook: &Webhook, event: Value) -> Result<Vec<u8>, Rejection> {
     Ok(decoded)
 }
 
-impl Webhook {
+impl<H: Handler> Webhook<H> {
     /// Answers the update; the memory resumes where an earlier delivery of
     /// it stopped, and only acknowledges a repeat of a finished one.
     pub async fn answer(&self, update: &Update, deadline: Instant) -> Outcome {

@@ -388,7 +388,7 @@ async fn set_webhook(api: &BotApi, args: SetArgs) -> Result<(), CommandError> {
 
 /// The menu the bot's code asks for, with or without memory (a store).
 fn code_menu(memory: bool) -> Result<Vec<BotCommand>, BotCommandError> {
-    BotCommand::menu(&Bot::default().with_memory(memory).commands())
+    BotCommand::menu(&Bot::default().keeping_state(memory).commands())
 }
 
 async fn set_commands(api: &BotApi, args: MenuArgs) -> Result<(), CommandError> {

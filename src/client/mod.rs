@@ -12,7 +12,7 @@ pub use answer::{ApiError, Failure, MAX_RETRY_AFTER};
 use crate::config::{BotToken, Config, InitError};
 use crate::telegram::{
     AnswerCallbackQuery, BotCommand, DeleteWebhook, EditMessageText, GetUpdates, Me, Message,
-    SendMessage, SetMyCommands, SetWebhook, Update, WebhookInfo,
+    SendChatAction, SendMessage, SetMyCommands, SetWebhook, Update, WebhookInfo,
 };
 use answer::{decode, retry_after_secs};
 use serde::de::DeserializeOwned;
@@ -100,6 +100,24 @@ impl BotApi {
     ) -> Result<bool, ApiError> {
         self.call_before("answerCallbackQuery", request, deadline)
             .await
+    }
+
+    pub async fn send_chat_action(
+        &self,
+        request: &SendChatAction,
+        deadline: Option<Instant>,
+    ) -> Result<bool, ApiError> {
+        self.call_before("sendChatAction", request, deadline).await
+    }
+
+    /// The process's one HTTP client, for the bot's own outside calls.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The bot's numeric id: the public part of the token.
+    pub fn bot_id(&self) -> &str {
+        self.token.bot_id()
     }
 
     pub async fn get_me(&self) -> Result<Me, ApiError> {

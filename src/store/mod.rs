@@ -52,7 +52,7 @@ pub struct ChatRecord {
 /// The outbox of one update: what its run decided to do, and how far it got.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Pending {
-    /// The actions, as JSON.
+    /// The actions, as JSON; empty for a claim ([`Pending::is_claim`]).
     pub actions: String,
     /// How many of them are behind it.
     pub sent: u32,
@@ -66,6 +66,14 @@ pub struct Pending {
     /// After this (Unix milliseconds) Telegram no longer delivers the update,
     /// and the entry counts as absent.
     pub expires: i64,
+}
+
+impl Pending {
+    /// Whether this is a claim, not an outbox: a run holds the update while
+    /// its handler waits on an outside call, and has decided nothing yet.
+    pub fn is_claim(&self) -> bool {
+        self.actions.is_empty()
+    }
 }
 
 /// A run's claim on an update's outbox: who, and until when (Unix

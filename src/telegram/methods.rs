@@ -194,6 +194,26 @@ pub struct EditMessageText {
     pub reply_markup: Option<InlineKeyboardMarkup>,
 }
 
+/// Shows the bot doing something in a chat (sendChatAction): "typing"
+/// for about 5 s, or until its next message there.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendChatAction {
+    pub chat_id: ChatId,
+    pub action: String,
+    pub message_thread_id: Option<ThreadId>,
+}
+
+impl SendChatAction {
+    pub fn typing(chat_id: ChatId, message_thread_id: Option<ThreadId>) -> Self {
+        SendChatAction {
+            chat_id,
+            action: "typing".to_owned(),
+            message_thread_id,
+        }
+    }
+}
+
 /// The parameters of answerCallbackQuery: stops the button's spinner, with
 /// an optional notification or alert.
 #[skip_serializing_none]

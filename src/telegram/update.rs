@@ -46,6 +46,19 @@ impl Update {
         }
     }
 
+    /// When the update's message was sent (Unix seconds), for the kinds
+    /// that carry a message with a date.
+    pub fn date(&self) -> Option<i64> {
+        match &self.kind {
+            UpdateKind::Message(m) | UpdateKind::ChannelPost(m) => Some(m.date),
+            UpdateKind::EditedMessage(m) | UpdateKind::EditedChannelPost(m) => {
+                Some(m.edit_date.unwrap_or(m.date))
+            }
+            _ => None,
+        }
+        .filter(|date| *date > 0)
+    }
+
     /// The chat the update happened in, when it has one we model.
     pub fn chat(&self) -> Option<&Chat> {
         match &self.kind {

@@ -13,6 +13,7 @@ mod health;
 mod helpers;
 mod memory;
 mod metric_lines;
+mod outside;
 mod poll;
 mod processes;
 mod secrets;

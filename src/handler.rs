@@ -1,0 +1,263 @@
+//! What a bot is, to the machinery that runs it: a [`Handler`] in two
+//! steps, the [`Context`] its outside calls get, and how they fail
+//! ([`Failed`]).
+//!
+//! The contract (the README's "Call an API from your bot" says the same):
+//! - [`Handler::gather`] is async and may call outside services; it sees
+//!   the update and the chat's state as read, and changes nothing. It runs
+//!   at most once per delivery of an update.
+//! - [`Handler::handle`] is pure: from the state and what was gathered to
+//!   the actions and the new state. When another update of the chat wrote
+//!   the chat's record meanwhile, only this step runs again, on the new
+//!   state, with the same gathered value.
+//! - Telegram actions are carried out exactly once (the outbox). Outside
+//!   calls are at least once across deliveries: an update delivered again
+//!   after a failure gathers again. [`Context::idempotency_key`] names the
+//!   update for services that can drop a repeat.
+//! - While `gather` runs past its first await, the update holds a lease in
+//!   the chat's record (one write more, only for updates that wait on
+//!   something): a delivery that arrives meanwhile gets 503 with a
+//!   Retry-After, not a second run.
+
+use crate::action::Action;
+use crate::client::BotApi;
+use crate::telegram::{CallbackQuery, SendChatAction, SendMessage, Update, UpdateKind};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// An error from an outside call, as the author's code has it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A bot: what it remembers per chat, what it looks up, and what it
+/// answers. `src/bot.rs` holds the one this template deploys.
+pub trait Handler: Send + Sync + 'static {
+    /// What the bot remembers about one chat between updates.
+    type State: Serialize + DeserializeOwned + Default + Clone + PartialEq + Send + Sync;
+    /// What [`Handler::gather`] brings back for [`Handler::handle`].
+    type Gathered: Send + Sync;
+
+    /// Looks up what answering `update` needs from outside (a web API, a
+    /// language model), with `state` as read. No change to the state here:
+    /// it returns a value for [`Handler::handle`]. A bot that calls nothing
+    /// returns at once, and costs nothing more.
+    fn gather(
+        &self,
+        update: &Update,
+        state: &Self::State,
+        cx: &Context<'_>,
+    ) -> impl Future<Output = Result<Self::Gathered, Failed>> + Send;
+
+    /// The answer: the actions to carry out, in order, and the chat's new
+    /// state. Pure: no I/O, no clock, so it may run more than once.
+    fn handle(
+        &self,
+        update: &Update,
+        gathered: &Self::Gathered,
+        state: Self::State,
+    ) -> (Vec<Action>, Self::State);
+
+    /// The answer to a button press, given at once, before the chat's state
+    /// is read: so it depends on the press alone.
+    fn answer_press(&self, query: &CallbackQuery) -> crate::telegram::AnswerCallbackQuery {
+        crate::telegram::AnswerCallbackQuery::to(query)
+    }
+
+    /// What the user is told when the bot gives an update up (a
+    /// [`Failed::give_up`] without words of its own, or a
+    /// [`Failed::retry_later`] past [`RETRY_LATER_LIMIT`]).
+    fn gave_up(&self, update: &Update) -> Vec<Action> {
+        telling(update, GAVE_UP)
+    }
+
+    /// Told at start-up whether the chat's state outlives the process (a
+    /// table or a file), so that the bot offers what needs it only then.
+    fn state_is_kept(&mut self, _kept: bool) {}
+}
+
+/// `text` as the answer to `update`: a reply to its message. A press was
+/// answered before the look-up, and other kinds have no one to tell.
+pub fn telling(update: &Update, text: &str) -> Vec<Action> {
+    match &update.kind {
+        UpdateKind::Message(message) => vec![Action::Send(SendMessage::reply_to(message, text))],
+        _ => Vec::new(),
+    }
+}
+
+/// What a bot that gives up says, unless it says something else.
+pub const GAVE_UP: &str =
+    "Sorry, I could not answer that: a service I need is not answering. Please try again later.";
+
+/// How long after a message's date a bot may keep asking for it again
+/// ([`Failed::retry_later`]): past it the update is given up, so that one
+/// broken outside service does not hold a chat for Telegram's full day.
+pub const RETRY_LATER_LIMIT: Duration = Duration::from_secs(10 * 60);
+
+/// Time kept back from a handler for what follows it: the store's write,
+/// the replies and the store's last write.
+pub const ANSWER_RESERVE: Duration = Duration::from_secs(3);
+
+/// The longest a handler's look-up may take where nothing else limits it
+/// (`bot poll`): the chat waits meanwhile.
+pub const MAX_GATHER: Duration = Duration::from_secs(60);
+
+/// Why a handler could not gather what it needs, sorted by what should
+/// happen to the update.
+#[derive(Debug, thiserror::Error)]
+pub enum Failed {
+    /// A failure that time may fix (a timeout, a 5xx, a 429): nothing is
+    /// sent, Telegram delivers the update again (the chat waits meanwhile),
+    /// up to [`RETRY_LATER_LIMIT`] after the message's date.
+    #[error("an outside call failed; the update is to be tried again: {0}")]
+    RetryLater(#[source] BoxError),
+    /// A failure no retry fixes (a 4xx, an answer the bot cannot read): the
+    /// update is acknowledged, and the user told `tell` (or
+    /// [`Handler::gave_up`]'s words when `None`).
+    #[error("an outside call failed; the update is given up: {source}")]
+    GiveUp {
+        #[source]
+        source: BoxError,
+        tell: Option<String>,
+    },
+}
+
+impl Failed {
+    pub fn retry_later(error: impl Into<BoxError>) -> Self {
+        Failed::RetryLater(error.into())
+    }
+
+    pub fn give_up(error: impl Into<BoxError>) -> Self {
+        Failed::GiveUp {
+            source: error.into(),
+            tell: None,
+        }
+    }
+
+    /// The same, telling the user `text` when the update is given up.
+    pub fn telling(self, text: impl Into<String>) -> Self {
+        let source = match self {
+            Failed::RetryLater(source) | Failed::GiveUp { source, .. } => source,
+        };
+        Failed::GiveUp {
+            source,
+            tell: Some(text.into()),
+        }
+    }
+}
+
+/// A failed HTTP call, sorted: a timeout, a connection that failed, a 5xx
+/// or a 429 is retried later; any other status, or a body that does not
+/// decode, gives up. The URL is dropped from the error: an API key in a
+/// query string must not reach a log line.
+impl From<reqwest::Error> for Failed {
+    fn from(error: reqwest::Error) -> Self {
+        let retryable = error.is_timeout()
+            || error.is_connect()
+            || error.is_request()
+            || error.is_body()
+            || error
+                .status()
+                .is_some_and(|s| s.is_server_error() || s.as_u16() == 429);
+        let error = error.without_url();
+        if retryable {
+            Failed::retry_later(error)
+        } else {
+            Failed::give_up(error)
+        }
+    }
+}
+
+/// What a handler's look-up gets: the process's HTTP client, the time it
+/// has, and a way to show progress.
+pub struct Context<'a> {
+    api: &'a BotApi,
+    update: &'a Update,
+    deadline: Instant,
+}
+
+impl<'a> Context<'a> {
+    pub(crate) fn new(api: &'a BotApi, update: &'a Update, deadline: Instant) -> Self {
+        Context {
+            api,
+            update,
+            deadline,
+        }
+    }
+
+    /// The process's one HTTP client (rustls, pooled: warm invocations
+    /// reuse its connections). It follows no redirects. Give each request
+    /// [`Context::timeout`].
+    pub fn http(&self) -> &reqwest::Client {
+        self.api.http()
+    }
+
+    /// A GET request with [`Context::timeout`] of the time left.
+    pub fn get(&self, url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
+        self.http().get(url).timeout(self.time_left())
+    }
+
+    /// A POST request with [`Context::timeout`] of the time left.
+    pub fn post(&self, url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
+        self.http().post(url).timeout(self.time_left())
+    }
+
+    /// The time the look-up has left: the invocation's, less what sending
+    /// the answer needs ([`ANSWER_RESERVE`]). Past it the look-up is cut and
+    /// the update tried again later.
+    pub fn time_left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// `wanted`, or the time left when that is shorter: a per-call timeout
+    /// that never outlasts the invocation.
+    pub fn timeout(&self, wanted: Duration) -> Duration {
+        wanted.min(self.time_left())
+    }
+
+    /// A key naming this update, the same on every delivery of it and
+    /// unique across Telegram's restarts of update ids: the bot's id, the
+    /// update's id and its message's or press's id.
+    pub fn idempotency_key(&self) -> String {
+        let item = match &self.update.kind {
+            UpdateKind::Message(m)
+            | UpdateKind::EditedMessage(m)
+            | UpdateKind::ChannelPost(m)
+            | UpdateKind::EditedChannelPost(m) => format!("{}.{}", m.chat.id.0, m.message_id.0),
+            UpdateKind::CallbackQuery(query) => query.id.clone(),
+            UpdateKind::Other { .. } => String::new(),
+        };
+        format!("{}:{}:{item}", self.api.bot_id(), self.update.id.0)
+    }
+
+    /// Shows "typing..." in the update's chat for about 5 s, or until the
+    /// bot's next message: progress that is not an answer. Best effort: a
+    /// failure is logged at debug level and changes nothing.
+    pub async fn typing(&self) {
+        let Some(chat) = self.update.chat() else {
+            return;
+        };
+        let thread = match &self.update.kind {
+            UpdateKind::Message(message) => message.topic(),
+            _ => None,
+        };
+        let action = SendChatAction::typing(chat.id, thread);
+        if let Err(error) = self
+            .api
+            .send_chat_action(&action, Some(self.deadline))
+            .await
+        {
+            tracing::debug!(error = %crate::error::Chain(&error), "could not show typing");
+        }
+    }
+}
+
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("update", &self.update.id)
+            .field("time_left", &self.time_left())
+            .finish_non_exhaustive()
+    }
+}
