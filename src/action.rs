@@ -32,3 +32,15 @@ impl From<SendMessage> for Action {
         Action::Send(message)
     }
 }
+
+impl From<EditMessageText> for Action {
+    fn from(edit: EditMessageText) -> Self {
+        Action::Edit(edit)
+    }
+}
+
+impl From<AnswerCallbackQuery> for Action {
+    fn from(answer: AnswerCallbackQuery) -> Self {
+        Action::AnswerCallback(answer)
+    }
+}

@@ -194,6 +194,26 @@ pub struct EditMessageText {
     pub reply_markup: Option<InlineKeyboardMarkup>,
 }
 
+impl EditMessageText {
+    /// New text for `message` (one the bot sent), cut to Telegram's limit.
+    /// Without [`EditMessageText::with_keyboard`] the message loses its
+    /// buttons.
+    pub fn of(message: &Message, text: impl Into<String>) -> Self {
+        EditMessageText {
+            chat_id: message.chat.id,
+            message_id: message.message_id,
+            text: truncate_to_limit(text.into()),
+            reply_markup: None,
+        }
+    }
+
+    /// The same edit, keeping (or setting) buttons under the message.
+    pub fn with_keyboard(mut self, keyboard: InlineKeyboardMarkup) -> Self {
+        self.reply_markup = Some(keyboard);
+        self
+    }
+}
+
 /// Shows the bot doing something in a chat (sendChatAction): "typing"
 /// for about 5 s, or until its next message there.
 #[skip_serializing_none]

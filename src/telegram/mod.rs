@@ -1,9 +1,11 @@
 //! Telegram Bot API types: ids, the updates Telegram sends ([`update`]) and
 //! the requests this bot makes ([`methods`]).
 
+mod command;
 mod methods;
 mod update;
 
+pub use command::Command;
 pub use methods::*;
 pub use update::*;
 
