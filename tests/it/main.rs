@@ -16,6 +16,7 @@ mod metric_lines;
 mod outside;
 mod poll;
 mod processes;
+mod readme;
 mod secrets;
 mod ssm;
 mod store_limits;

@@ -13,7 +13,7 @@ use telegram_lambda_bot::action::Action;
 use telegram_lambda_bot::handler::{Context, Failed, Handler, GAVE_UP};
 use telegram_lambda_bot::memory::{now_millis, Leases, Memory};
 use telegram_lambda_bot::store::dynamodb::DynamoDbStore;
-use telegram_lambda_bot::telegram::{SendMessage, Update, UpdateKind};
+use telegram_lambda_bot::telegram::{Command, SendMessage, Update, UpdateKind};
 use telegram_lambda_bot::webhook::{handle_event, Verdict, Webhook};
 use telegram_stand_in::{Options, StandIn};
 use testkit::{FakeService, Moto};
@@ -54,13 +54,10 @@ impl Handler for Weather {
         let UpdateKind::Message(message) = &update.kind else {
             return Ok(None);
         };
-        let Some(city) = message
-            .text
-            .as_deref()
-            .and_then(|t| t.strip_prefix("/weather "))
-        else {
+        let Some(weather) = Command::of(message).filter(|c| c.is("weather")) else {
             return Ok(None);
         };
+        let city = weather.args;
         cx.typing().await;
         let response = cx
             .get(format!("{}/weather", self.service))
