@@ -11,6 +11,7 @@
 //! loop run it unchanged.
 
 use crate::action::Action;
+use crate::config::Config;
 use crate::handler::{Context, Failed, Handler};
 use crate::telegram::{
     AnswerCallbackQuery, CallbackData, CallbackQuery, ChatType, Command, EditMessageText,
@@ -193,6 +194,13 @@ fn is_counter(query: &CallbackQuery) -> bool {
 
 /// Building the bot, and what the shells ask of it besides answering.
 impl Bot {
+    /// The bot as its configuration makes it, once at cold start. A bot
+    /// that declares `SECRETS` in its `Handler` reads them here:
+    /// `config.secrets.get("NAME")`.
+    pub fn from_config(config: &Config) -> Self {
+        Bot::new(config.bot_username.clone())
+    }
+
     pub fn new(username: Option<String>) -> Self {
         let username = username
             .map(|u| u.trim().trim_start_matches('@').to_owned())

@@ -29,6 +29,10 @@ pub enum ConfigError {
     // The cause is part of the message rather than a `source`, so that
     // the runtime's init error (which shows only the message) names it,
     // and a chain of causes does not show it twice.
+    #[error(
+        "{0} is not set: export it for a local run, or store it with scripts/deploy --secret {0}"
+    )]
+    MissingSecret(String),
     #[error("{names}: {error}")]
     Parameter {
         /// The variables and the parameters they name, e.g.
@@ -54,6 +58,66 @@ pub enum InitError {
 /// The variables naming parameters to read the token and the secret from.
 const TOKEN_PARAMETER: &str = "TELEGRAM_BOT_TOKEN_PARAMETER";
 const SECRET_PARAMETER: &str = "TELEGRAM_WEBHOOK_SECRET_PARAMETER";
+/// The variable naming the parameter that holds the bot's own secrets: one
+/// SecureString, a JSON object of names to values.
+const BOT_SECRETS_PARAMETER: &str = "BOT_SECRETS_PARAMETER";
+
+/// The bot's own secrets and settings (API keys, a service's URL), by the
+/// names its handler declares ([`crate::handler::Handler::SECRETS`]). Its
+/// `Debug` shows the names, never a value.
+#[derive(Clone, Default)]
+pub struct Secrets(std::collections::BTreeMap<String, SecretString>);
+
+impl Secrets {
+    /// The value of `name`, when it was declared and found.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|value| value.expose_secret())
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secrets")
+            .field("names", &self.0.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The bot's secrets: each `declared` name from the environment (a local
+/// run), or else from `stored`, the JSON object kept in Parameter Store.
+fn bot_secrets(
+    declared: &[&str],
+    get: &dyn Fn(&str) -> Option<String>,
+    stored: Option<&str>,
+) -> Result<Secrets, ConfigError> {
+    let stored: serde_json::Map<String, serde_json::Value> = match stored {
+        None => serde_json::Map::new(),
+        Some(json) => serde_json::from_str(json).map_err(|error| ConfigError::Invalid {
+            var: BOT_SECRETS_PARAMETER,
+            // Where, never what: serde's message could quote a value.
+            reason: format!(
+                "expected a JSON object of names to strings ({})",
+                crate::store::unreadable(&error)
+            ),
+        })?,
+    };
+    let mut secrets = std::collections::BTreeMap::new();
+    for name in declared {
+        let value = match (get(name), stored.get(*name)) {
+            (Some(value), _) => value,
+            (None, Some(serde_json::Value::String(value))) if !value.trim().is_empty() => {
+                value.clone()
+            }
+            _ => return Err(ConfigError::MissingSecret((*name).to_owned())),
+        };
+        secrets.insert((*name).to_owned(), SecretString::from(value));
+    }
+    Ok(Secrets(secrets))
+}
 
 /// `VAR /name, VAR /name` for an error about several parameters.
 fn describe_parameters(wanted: &[(&str, String)]) -> String {
@@ -177,6 +241,8 @@ pub struct Config {
     pub api_base_url: String,
     pub bot_username: Option<String>,
     pub webhook_secret: Option<WebhookSecret>,
+    /// The bot's own secrets, by the names it declares.
+    pub secrets: Secrets,
     /// Certificates trusted besides the compiled-in roots, read from the PEM
     /// bundle `SSL_CERT_FILE` names (for an HTTPS stand-in or a proxy).
     pub extra_root_certificates: Vec<reqwest::Certificate>,
@@ -197,7 +263,14 @@ impl Config {
     /// when `TELEGRAM_BOT_TOKEN_PARAMETER` names it and `TELEGRAM_BOT_TOKEN`
     /// is not set. Call once, at cold start.
     pub async fn load() -> Result<Self, ConfigError> {
-        Self::load_with(|name| std::env::var(name).ok(), Ssm::from_env).await
+        Self::load_declaring(&[]).await
+    }
+
+    /// As [`Config::load`], with the bot's `declared` secrets: each from
+    /// the environment, or from the JSON object in the parameter
+    /// `BOT_SECRETS_PARAMETER` names, read in the token's request.
+    pub async fn load_declaring(declared: &[&str]) -> Result<Self, ConfigError> {
+        Self::load_declaring_with(|name| std::env::var(name).ok(), Ssm::from_env, declared).await
     }
 
     /// As [`Config::load`], with the environment and the parameter store
@@ -205,6 +278,21 @@ impl Config {
     pub async fn load_with<S, F, Fut>(
         lookup: impl Fn(&str) -> Option<String>,
         make_store: F,
+    ) -> Result<Self, ConfigError>
+    where
+        S: ParameterStore,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = S>,
+    {
+        Self::load_declaring_with(lookup, make_store, &[]).await
+    }
+
+    /// As [`Config::load_declaring`], with the environment and the
+    /// parameter store given.
+    pub async fn load_declaring_with<S, F, Fut>(
+        lookup: impl Fn(&str) -> Option<String>,
+        make_store: F,
+        declared: &[&str],
     ) -> Result<Self, ConfigError>
     where
         S: ParameterStore,
@@ -223,6 +311,11 @@ impl Config {
         if get("TELEGRAM_WEBHOOK_SECRET").is_none() {
             if let Some(name) = get(SECRET_PARAMETER) {
                 wanted.push((SECRET_PARAMETER, name.trim().to_owned()));
+            }
+        }
+        if declared.iter().any(|name| get(name).is_none()) {
+            if let Some(name) = get(BOT_SECRETS_PARAMETER) {
+                wanted.push((BOT_SECRETS_PARAMETER, name.trim().to_owned()));
             }
         }
         let mut stored = Vec::new();
@@ -262,7 +355,20 @@ impl Config {
         if secret.is_some() {
             config.webhook_secret = secret;
         }
+        config.secrets = bot_secrets(declared, &get, from_store(BOT_SECRETS_PARAMETER).as_deref())?;
         Ok(config)
+    }
+
+    /// Reads the bot's `declared` secrets from the environment `lookup`
+    /// gives, as local runs (`bot poll`, `bot chat`) keep them.
+    pub fn read_secrets(
+        &mut self,
+        declared: &[&str],
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        self.secrets = bot_secrets(declared, &get, None)?;
+        Ok(())
     }
 
     /// Reads variables through `lookup`, so tests need not touch the process
@@ -323,6 +429,7 @@ impl Config {
             )?)),
         };
         Ok(Config {
+            secrets: Secrets::default(),
             store,
             keep_chats,
             admin_chat,
@@ -699,5 +806,117 @@ mod tests {
         assert!(with("0").is_err());
         assert!(with("NaN").is_err());
         assert!(with("1e9").is_err());
+    }
+
+    /// Parameter Store holding named values, recording each request.
+    #[derive(Default)]
+    struct Named {
+        values: Vec<(&'static str, &'static str)>,
+        requests: std::sync::Mutex<Vec<Vec<String>>>,
+    }
+
+    impl ParameterStore for &Named {
+        async fn get_secure_strings(
+            &self,
+            names: &[&str],
+        ) -> Result<Vec<Result<SecretString, ParameterError>>, ParameterError> {
+            self.requests
+                .lock()
+                .unwrap()
+                .push(names.iter().map(|n| n.to_string()).collect());
+            Ok(names
+                .iter()
+                .map(|name| {
+                    self.values
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| SecretString::from(*v))
+                        .ok_or(ParameterError::NotFound)
+                })
+                .collect())
+        }
+    }
+
+    const KEY: &str = "wx-key-5f3a9c";
+
+    #[tokio::test]
+    async fn declared_secrets_come_with_the_token_in_one_request_and_never_show() {
+        let store = Named {
+            values: vec![
+                ("/bot/token", TOKEN),
+                (
+                    "/bot/secrets",
+                    r#"{"WEATHER_API_KEY": "wx-key-5f3a9c", "OTHER": "x"}"#,
+                ),
+            ],
+            ..Named::default()
+        };
+        let vars = [
+            ("TELEGRAM_BOT_TOKEN_PARAMETER", "/bot/token"),
+            ("BOT_SECRETS_PARAMETER", "/bot/secrets"),
+        ];
+        let config =
+            Config::load_declaring_with(lookup(&vars), || async { &store }, &["WEATHER_API_KEY"])
+                .await
+                .unwrap();
+        assert_eq!(config.secrets.get("WEATHER_API_KEY"), Some(KEY));
+        assert_eq!(
+            config.secrets.get("OTHER"),
+            None,
+            "only what the bot declares"
+        );
+        assert_eq!(
+            *store.requests.lock().unwrap(),
+            [vec!["/bot/token".to_owned(), "/bot/secrets".to_owned()]],
+            "one request for the token and the secrets"
+        );
+        let shown = format!("{config:?}");
+        assert!(
+            shown.contains("WEATHER_API_KEY") && !shown.contains(KEY),
+            "{shown}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_secret_in_the_environment_wins_and_a_missing_one_is_named() {
+        let store = Named::default();
+        let vars = [("TELEGRAM_BOT_TOKEN", TOKEN), ("WEATHER_API_KEY", KEY)];
+        let config =
+            Config::load_declaring_with(lookup(&vars), || async { &store }, &["WEATHER_API_KEY"])
+                .await
+                .unwrap();
+        assert_eq!(config.secrets.get("WEATHER_API_KEY"), Some(KEY));
+        assert!(store.requests.lock().unwrap().is_empty(), "nothing to read");
+        let vars = [("TELEGRAM_BOT_TOKEN", TOKEN)];
+        let error =
+            Config::load_declaring_with(lookup(&vars), || async { &store }, &["WEATHER_API_KEY"])
+                .await
+                .unwrap_err();
+        assert!(matches!(&error, ConfigError::MissingSecret(name) if name == "WEATHER_API_KEY"));
+        assert!(
+            error
+                .to_string()
+                .contains("scripts/deploy --secret WEATHER_API_KEY"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_secrets_parameter_is_refused_without_quoting_it() {
+        let store = Named {
+            values: vec![("/bot/secrets", r#"{"WEATHER_API_KEY": wx-key-5f3a9c}"#)],
+            ..Named::default()
+        };
+        let vars = [
+            ("TELEGRAM_BOT_TOKEN", TOKEN),
+            ("BOT_SECRETS_PARAMETER", "/bot/secrets"),
+        ];
+        let error =
+            Config::load_declaring_with(lookup(&vars), || async { &store }, &["WEATHER_API_KEY"])
+                .await
+                .unwrap_err();
+        let shown = error.to_string();
+        assert!(shown.contains("BOT_SECRETS_PARAMETER"), "{shown}");
+        assert!(!shown.contains("wx-key"), "{shown}");
     }
 }

@@ -39,6 +39,14 @@ pub trait Handler: Send + Sync + 'static {
     /// What [`Handler::gather`] brings back for [`Handler::handle`].
     type Gathered: Send + Sync;
 
+    /// The bot's own secrets and settings (an API key, a service's URL), by
+    /// name: read at cold start into [`crate::config::Config::secrets`],
+    /// from the environment in local runs and from the stack's one
+    /// SecureString parameter on Lambda (`scripts/deploy --secret NAME`),
+    /// in the request that reads the token. A declared name found in
+    /// neither stops the start with an error naming it.
+    const SECRETS: &'static [&'static str] = &[];
+
     /// Looks up what answering `update` needs from outside (a web API, a
     /// language model), with `state` as read. No change to the state here:
     /// it returns a value for [`Handler::handle`]. A bot that calls nothing
@@ -259,5 +267,79 @@ impl std::fmt::Debug for Context<'_> {
             .field("update", &self.update.id)
             .field("time_left", &self.time_left())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testkit::FakeService;
+
+    /// What a handler's `?` makes of a call to `path` on the service.
+    async fn sorted(service: &FakeService, path: &str) -> Failed {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let url = format!("{}{path}", service.base_url());
+        let answer = async {
+            let response = client
+                .get(url)
+                .timeout(Duration::from_millis(300))
+                .send()
+                .await?
+                .error_for_status()?;
+            response.json::<serde_json::Value>().await?;
+            Ok::<(), Failed>(())
+        };
+        answer.await.unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn failed_calls_are_sorted_by_what_a_retry_can_fix() {
+        let service = FakeService::start().await;
+        service.fail_next(1, 503);
+        let query = "/weather?city=Oslo&appid=key-9c1f";
+        assert!(matches!(
+            sorted(&service, query).await,
+            Failed::RetryLater(_)
+        ));
+        service.fail_next(1, 429);
+        assert!(matches!(
+            sorted(&service, query).await,
+            Failed::RetryLater(_)
+        ));
+        service.hang_next(1);
+        assert!(matches!(
+            sorted(&service, query).await,
+            Failed::RetryLater(_)
+        ));
+        service.fail_next(1, 401);
+        let refused = sorted(&service, query).await;
+        assert!(matches!(refused, Failed::GiveUp { tell: None, .. }));
+        service.bad_json_next(1);
+        assert!(matches!(
+            sorted(&service, query).await,
+            Failed::GiveUp { .. }
+        ));
+        // No URL in the error, so no key from a query string in a log line.
+        let shown = crate::error::Chain(&refused).to_string();
+        assert!(
+            !shown.contains("key-9c1f") && !shown.contains("127.0.0.1"),
+            "{shown}"
+        );
+        // A service that is gone: the connection is refused.
+        let gone = service.base_url();
+        drop(service);
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let refused = client.get(gone).send().await.unwrap_err();
+        assert!(matches!(Failed::from(refused), Failed::RetryLater(_)));
+    }
+
+    #[test]
+    fn telling_keeps_the_cause_and_gives_up() {
+        let failed = Failed::retry_later("the service is down").telling("Try later.");
+        let Failed::GiveUp { source, tell } = failed else {
+            panic!("a failure with words for the user is given up");
+        };
+        assert_eq!(source.to_string(), "the service is down");
+        assert_eq!(tell.as_deref(), Some("Try later."));
     }
 }

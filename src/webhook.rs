@@ -59,7 +59,7 @@ impl Webhook {
     /// webhook secret: without it anyone who finds the URL can make the
     /// bot send messages.
     pub fn new(config: &Config) -> Result<Self, InitError> {
-        Webhook::for_bot(config, Bot::new(config.bot_username.clone()))
+        Webhook::for_bot(config, Bot::from_config(config))
     }
 }
 

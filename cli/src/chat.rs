@@ -23,6 +23,7 @@ use std::time::Duration;
 use telegram_lambda_bot::bot::{Bot, ALLOWED_UPDATES};
 use telegram_lambda_bot::client::{ApiError, BotApi};
 use telegram_lambda_bot::config::{Config, InitError};
+use telegram_lambda_bot::handler::Handler;
 use telegram_lambda_bot::memory::Memory;
 use telegram_lambda_bot::poll::{self, PollOptions};
 use telegram_lambda_bot::retry::Stop;
@@ -132,12 +133,16 @@ pub async fn run(args: ChatArgs) -> Result<(), ChatError> {
     if let Some(store) = &store {
         vars.push(("BOT_STORE_FILE", store.display().to_string()));
     }
-    let config = Config::from_lookup(|name| {
+    let mut config = Config::from_lookup(|name| {
         vars.iter()
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.clone())
     })
     .map_err(InitError::from)?;
+    // The bot's own secrets, from this shell's environment.
+    config
+        .read_secrets(Bot::SECRETS, |name| std::env::var(name).ok())
+        .map_err(InitError::from)?;
     let api = BotApi::new(&config)?;
     let (stop_polling, stop_rx) = watch::channel(false);
     let Some(backend) = interrupt
@@ -209,7 +214,7 @@ async fn start_backend(
     stop_rx: watch::Receiver<bool>,
 ) -> Result<Backend, ChatError> {
     if args.polling {
-        let bot = Bot::new(config.bot_username.clone());
+        let bot = Bot::from_config(config);
         let api = api.clone();
         let options = PollOptions {
             timeout_secs: 10,

@@ -4,8 +4,10 @@
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use std::time::Duration;
+use telegram_lambda_bot::bot::Bot;
 use telegram_lambda_bot::config::{Config, InitError};
 use telegram_lambda_bot::error::Chain;
+use telegram_lambda_bot::handler::Handler;
 use telegram_lambda_bot::logging;
 use telegram_lambda_bot::memory::Memory;
 use telegram_lambda_bot::store::StoreConfig;
@@ -42,7 +44,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 async fn start() -> Result<Webhook, InitError> {
     let store = StoreConfig::from_lookup(&|name| std::env::var(name).ok())?;
     let memory = Memory::open(&store).await?;
-    let (config, ()) = tokio::join!(Config::load(), memory.warm_up(WARM_UP_BUDGET));
+    let (config, ()) = tokio::join!(
+        Config::load_declaring(Bot::SECRETS),
+        memory.warm_up(WARM_UP_BUDGET)
+    );
     let config = config?;
     let memory = memory.keep_chats_for(config.keep_chats);
     Ok(Webhook::new(&config)?.with_memory(memory))
