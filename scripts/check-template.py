@@ -67,6 +67,24 @@ check(env["TELEGRAM_WEBHOOK_SECRET_PARAMETER"] == {"If": ["HasSecretVersion",
                                                           {"Ref": "WebhookSecretParameter"}]},
       "the secret read at the version the deploy stored")
 
+# The bot's own secrets: one optional parameter, read at its version, and
+# nothing in the environment or the policy without it.
+check(params["BotSecretsParameter"]["Default"] == "", "no bot secrets by default")
+check(params["BotSecretsParameter"]["AllowedPattern"] == "^(/[A-Za-z0-9_.\\-/]+)?$",
+      "the bot's secrets parameter: empty, or a name starting with / like the token's")
+check(params["BotSecretsVersion"]["Default"] == "0" and params["BotSecretsVersion"]["AllowedPattern"] == "^[0-9]+$",
+      "the bot's secrets version: digits, 0 (the latest) by default")
+check(template["Conditions"].get("HasBotSecrets") == {"Not": [{"Equals": [{"Ref": "BotSecretsParameter"}, ""]}]},
+      "HasBotSecrets: a parameter is named")
+check(template["Conditions"].get("HasBotSecretsVersion") == {"Not": [{"Equals": [{"Ref": "BotSecretsVersion"}, "0"]}]},
+      "HasBotSecretsVersion: a version is named")
+check(env.get("BOT_SECRETS_PARAMETER") == {"If": ["HasBotSecrets",
+                                                  {"If": ["HasBotSecretsVersion",
+                                                          {"Sub": "${BotSecretsParameter}:${BotSecretsVersion}"},
+                                                          {"Ref": "BotSecretsParameter"}]},
+                                                  {"Ref": "AWS::NoValue"}]},
+      "BOT_SECRETS_PARAMETER: the bot's secrets at the version the deploy stored, and no variable without them")
+
 # The store: DynamoDB by default, off by a parameter; two item actions on the one table.
 check(params["Memory"]["Default"] == "DynamoDB" and set(params["Memory"]["AllowedValues"]) == {"DynamoDB", "Off"},
       "the store on by default, and a parameter to turn it off")
@@ -93,23 +111,52 @@ for st in memory_statements:
           f"only the item actions the store uses, got {st['Action']}")
     check(st["Resource"] == {"GetAtt": "MemoryTable.Arn"}, "on the one table, not its indexes or others")
 
-# Least privilege: ssm:GetParameters on the two parameters; kms:Decrypt via SSM, for those two only.
+# Least privilege: ssm:GetParameters on the two parameters, and the bot's
+# secrets parameter only when the stack names one; kms:Decrypt via SSM, for
+# those only.
 statements = [st for policy in props["Policies"] for st in policy["Statement"] if "If" not in st]
 actions = sorted(a for st in statements for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"]))
 check(actions == ["kms:Decrypt", "ssm:GetParameters"], f"only ssm:GetParameters and kms:Decrypt, got {actions}")
 parameter_arns = {":parameter${BotTokenParameter}", ":parameter${WebhookSecretParameter}"}
+bot_secrets_arn = ":parameter${BotSecretsParameter}"
+
+
+def parameter_list(arns, what):
+    """The ARN ends a list names: the two always there, and the bot's
+    secrets behind HasBotSecrets (nothing otherwise); None when it is
+    anything else."""
+    if not isinstance(arns, list):
+        return None
+    always, conditional = set(), []
+    for arn in arns:
+        if isinstance(arn, dict) and "Sub" in arn and ":parameter" in arn["Sub"]:
+            always.add(arn["Sub"][arn["Sub"].index(":parameter"):])
+        elif isinstance(arn, dict) and "If" in arn:
+            condition, then, otherwise = arn["If"]
+            check(condition == "HasBotSecrets" and otherwise == {"Ref": "AWS::NoValue"}
+                  and isinstance(then, dict) and "Sub" in then,
+                  f"{what}: the one conditional ARN is the bot's secrets, and nothing without them")
+            if isinstance(then, dict) and "Sub" in then and ":parameter" in then["Sub"]:
+                conditional.append(then["Sub"][then["Sub"].index(":parameter"):])
+        else:
+            return None
+    check(len(always) + len(conditional) == len(arns), f"{what}: each ARN once")
+    return always, conditional
+
+
 for st in statements:
     check(st["Effect"] == "Allow" and "*" != st["Resource"], "no wildcard resource")
     if st["Action"] == "ssm:GetParameters":
-        ends = {r["Sub"][r["Sub"].index(":parameter"):] for r in st["Resource"]}
-        check(ends == parameter_arns and len(st["Resource"]) == 2, "GetParameters on the two parameters only")
+        arns = parameter_list(st["Resource"], "GetParameters")
+        check(arns == (parameter_arns, [bot_secrets_arn]) and len(st["Resource"]) == 3,
+              "GetParameters on the two parameters, and the bot's secrets when named, only")
     if st["Action"] == "kms:Decrypt":
         condition = st.get("Condition", {}).get("StringEquals", {})
         check(condition.get("kms:ViaService", {}).get("Sub") == "ssm.${AWS::Region}.amazonaws.com",
               "kms:Decrypt only through SSM")
-        arns = condition.get("kms:EncryptionContext:PARAMETER_ARN", [])
-        ends = {a["Sub"][a["Sub"].index(":parameter"):] for a in arns} if isinstance(arns, list) else set()
-        check(ends == parameter_arns, "kms:Decrypt only for the two parameters")
+        arns = parameter_list(condition.get("kms:EncryptionContext:PARAMETER_ARN", []), "kms:Decrypt")
+        check(arns == (parameter_arns, [bot_secrets_arn]),
+              "kms:Decrypt only for the two parameters, and the bot's secrets when named")
 
 check(set(params["EndpointType"]["AllowedValues"]) == {"HttpApi", "FunctionUrl"}, "both endpoint types")
 check(params["EndpointType"]["Default"] == "HttpApi", "HTTP API by default")

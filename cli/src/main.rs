@@ -6,6 +6,7 @@
 mod chat;
 mod doctor;
 mod function;
+mod secrets;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use telegram_lambda_bot::bot::{Bot, ALLOWED_UPDATES};
 use telegram_lambda_bot::client::{ApiError, BotApi};
 use telegram_lambda_bot::config::{Config, ConfigError, InitError, WebhookSecret};
 use telegram_lambda_bot::error::Chain;
+use telegram_lambda_bot::handler::Handler;
 use telegram_lambda_bot::logging;
 use telegram_lambda_bot::memory::Memory;
 use telegram_lambda_bot::poll::{self, PollOptions, MAX_POLL_TIMEOUT_SECS};
@@ -72,6 +74,11 @@ Exit status:
   3  the only problem: the endpoint was not reached (name not resolved, \
 connection refused or timed out), as a just-created endpoint can be")]
     Doctor(doctor::DoctorArgs),
+    /// Keep the bot's own secrets (the names its handler declares in
+    /// SECRETS) in a JSON file, as scripts/deploy stores them in Parameter
+    /// Store; a value comes from stdin, never the command line.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
     /// Show the bot's own account (getMe): a check that the token works.
     Me {
         /// Print only the username, for scripts.
@@ -199,7 +206,7 @@ enum CommandError {
     MenuDiffers,
     #[error("cannot print the answer as JSON")]
     Json(#[from] serde_json::Error),
-    #[error("internal: `chat` and `doctor` are run before the configuration is read")]
+    #[error("internal: `chat`, `doctor` and `secrets` are run before the configuration is read")]
     ChatAfterSetup,
 }
 
@@ -213,6 +220,16 @@ impl From<GaveUp> for CommandError {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Secrets(command) = cli.command {
+        // Files only: no token, no network, no runtime.
+        return match secrets::run(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("bot: {}", Chain(&error));
+                ExitCode::FAILURE
+            }
+        };
+    }
     // The chat's terminal is for the conversation: only problems are logged.
     match cli.command {
         Command::Chat(_) => logging::init_with_default("warn"),
@@ -259,7 +276,9 @@ fn main() -> ExitCode {
             Command::Commands(CommandsCommand::Set(args)) => set_commands(&api, args).await,
             Command::Commands(CommandsCommand::Show(args)) => show_commands(&api, args).await,
             Command::Me { username } => me(&api, username).await,
-            Command::Chat(_) | Command::Doctor(_) => Err(CommandError::ChatAfterSetup),
+            Command::Chat(_) | Command::Doctor(_) | Command::Secrets(_) => {
+                Err(CommandError::ChatAfterSetup)
+            }
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -296,8 +315,13 @@ fn allowed(kinds: Vec<String>) -> Vec<String> {
 }
 
 async fn run_poll(config: &Config, api: &BotApi, args: PollArgs) -> ExitCode {
-    let bot = Bot::new(config.bot_username.clone());
     let mut config = config.clone();
+    // Locally the bot's secrets come from the environment.
+    if let Err(error) = config.read_secrets(Bot::SECRETS, |name| std::env::var(name).ok()) {
+        eprintln!("bot: {}", Chain(&error));
+        return ExitCode::FAILURE;
+    }
+    let bot = Bot::from_config(&config);
     config.store = match (args.no_store, args.store, &config.store) {
         (true, _, _) => StoreConfig::Off,
         (false, Some(path), _) => StoreConfig::File { path },

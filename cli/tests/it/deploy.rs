@@ -15,9 +15,11 @@ use testkit::stderr;
 /// "An error occurred (Code) when calling the Operation operation: ...".
 /// FAKE_FAIL names a call to fail ("aws ssm get-parameter"), FAKE_FAIL_ON
 /// limits it to calls naming that text, FAKE_FAIL_CODE picks the error
-/// (AccessDeniedException by default).
+/// (AccessDeniedException by default). Each variable FAKE_SECRET_NAMES
+/// names that is in its environment is logged: a bot's secret passed on.
 const FAKE_AWS: &str = r#"#!/usr/bin/env bash
 echo "aws $*" >> "$FAKE_LOG"
+for name in ${FAKE_SECRET_NAMES:-}; do [[ -z "${!name:-}" ]] || echo "  aws was given the bot's secret $name" >> "$FAKE_LOG"; done
 for arg in "$@"; do
   if [[ "$arg" == file://* ]]; then echo "  value: $(cat "${arg#file://}")" >> "$FAKE_LOG"; fi
 done
@@ -104,10 +106,12 @@ JSON
 esac
 "#;
 
-/// A fake `sam`: logs its arguments and the deploy parameters it was given.
+/// A fake `sam`: logs its arguments and the deploy parameters it was given,
+/// and any secret in its environment (the bot's: as FAKE_SECRET_NAMES names).
 const FAKE_SAM: &str = r#"#!/usr/bin/env bash
 echo "sam $*" >> "$FAKE_LOG"
 if [[ -n "${TELEGRAM_BOT_TOKEN:-}${TELEGRAM_WEBHOOK_SECRET:-}" ]]; then echo "  sam was given a secret" >> "$FAKE_LOG"; fi
+for name in ${FAKE_SECRET_NAMES:-}; do [[ -z "${!name:-}" ]] || echo "  sam was given the bot's secret $name" >> "$FAKE_LOG"; done
 if [[ -n "${FAKE_FAIL:-}" && "sam $1" == "$FAKE_FAIL" ]]; then echo "Error: Build Failed" >&2; exit 1; fi
 if [[ "$1" == deploy ]]; then
   while [[ $# -gt 0 ]]; do
@@ -121,6 +125,7 @@ fi
 "#;
 
 const FAKE_CARGO: &str = r#"#!/usr/bin/env bash
+for name in ${FAKE_SECRET_NAMES:-}; do [[ -z "${!name:-}" ]] || echo "  cargo was given the bot's secret $name" >> "$FAKE_LOG"; done
 if [[ "$1" == lambda ]]; then echo "cargo-lambda 1.9.2"; exit 0; fi
 echo "unexpected cargo $*" >&2; exit 1
 "#;
@@ -289,6 +294,10 @@ fn assert_no_secret_shown(fakes: &Fakes, output: &Output, secrets: &[&str]) {
         !log.contains("sam was given a secret"),
         "sam's environment held the token or the secret: {log}"
     );
+    assert!(
+        !log.contains("was given the bot's secret"),
+        "a tool's environment held a bot's secret: {log}"
+    );
     let printed = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -322,7 +331,7 @@ async fn a_first_deploy_stores_the_token_and_a_new_secret_then_deploys_and_check
     );
     let log = fakes.log();
     let lines: Vec<&str> = log.lines().collect();
-    // Read both; build; only then store, right before the deploy.
+    // Read all three; build; only then store, right before the deploy.
     assert_eq!(
         lines[0],
         "aws ssm get-parameter --name /telegram-bot/bot-token --with-decryption --query Parameter.[Version,Value] --output text --region eu-west-1"
@@ -335,47 +344,51 @@ async fn a_first_deploy_stores_the_token_and_a_new_secret_then_deploys_and_check
     );
     assert_eq!(
         lines[2],
+        "aws ssm get-parameter --name /telegram-bot/bot-secrets --with-decryption --query Parameter.[Version,Value] --output text --region eu-west-1"
+    );
+    assert_eq!(
+        lines[3],
         "sam build --parameter-overrides Architecture=arm64"
     );
-    assert!(lines[3].starts_with("aws ssm put-parameter --name /telegram-bot/bot-token --type SecureString --overwrite --value file://"), "{log}");
-    assert!(lines[3].ends_with("--region eu-west-1"), "{log}");
-    assert_eq!(lines[4], format!("  value: {token}"));
+    assert!(lines[4].starts_with("aws ssm put-parameter --name /telegram-bot/bot-token --type SecureString --overwrite --value file://"), "{log}");
+    assert!(lines[4].ends_with("--region eu-west-1"), "{log}");
+    assert_eq!(lines[5], format!("  value: {token}"));
     assert!(
-        lines[5].starts_with("aws ssm put-parameter --name /telegram-bot/webhook-secret"),
+        lines[6].starts_with("aws ssm put-parameter --name /telegram-bot/webhook-secret"),
         "{log}"
     );
-    let secret = lines[6].strip_prefix("  value: ").unwrap().to_owned();
+    let secret = lines[7].strip_prefix("  value: ").unwrap().to_owned();
     assert_eq!(secret.len(), 48);
     assert!(secret
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
     assert_eq!(fakes.stored(SECRET_PARAMETER), Some((1, secret.clone())));
-    assert!(lines[7].starts_with("sam deploy --config-file "), "{log}");
-    assert!(lines[7].ends_with("--stack-name telegram-bot --capabilities CAPABILITY_IAM --resolve-s3 --no-confirm-changeset --no-fail-on-empty-changeset --region eu-west-1"), "{log}");
+    assert!(lines[8].starts_with("sam deploy --config-file "), "{log}");
+    assert!(lines[8].ends_with("--stack-name telegram-bot --capabilities CAPABILITY_IAM --resolve-s3 --no-confirm-changeset --no-fail-on-empty-changeset --region eu-west-1"), "{log}");
     // The stack gets the parameters' names and versions, never the secret.
     assert_eq!(
-        lines[8],
-        "  parameter_overrides = \"Architecture=\\\"arm64\\\" EndpointType=\\\"HttpApi\\\" BotTokenParameter=\\\"/telegram-bot/bot-token\\\" BotUsername=\\\"EchoLambdaBot\\\" ReservedConcurrency=\\\"0\\\" Memory=\\\"DynamoDB\\\" WebhookSecretParameter=\\\"/telegram-bot/webhook-secret\\\" BotTokenVersion=\\\"1\\\" WebhookSecretVersion=\\\"1\\\"\""
+        lines[9],
+        "  parameter_overrides = \"Architecture=\\\"arm64\\\" EndpointType=\\\"HttpApi\\\" BotTokenParameter=\\\"/telegram-bot/bot-token\\\" BotUsername=\\\"EchoLambdaBot\\\" ReservedConcurrency=\\\"0\\\" Memory=\\\"DynamoDB\\\" WebhookSecretParameter=\\\"/telegram-bot/webhook-secret\\\" BotTokenVersion=\\\"1\\\" WebhookSecretVersion=\\\"1\\\" BotSecretsParameter=\\\"\\\" BotSecretsVersion=\\\"0\\\"\""
     );
     assert!(
-        lines[9].starts_with("aws cloudformation describe-stacks --stack-name telegram-bot"),
+        lines[10].starts_with("aws cloudformation describe-stacks --stack-name telegram-bot"),
         "{log}"
     );
     // The doctor reads the stack it checks.
     assert_eq!(
-        lines[10],
+        lines[11],
         "aws cloudformation describe-stacks --stack-name telegram-bot --output json --region eu-west-1"
     );
     // And the table the stack made.
     assert_eq!(
-        lines[11],
+        lines[12],
         "aws dynamodb describe-table --table-name telegram-bot-MemoryTable-1A2B3C --output json --region eu-west-1"
     );
     assert_eq!(
-        lines[12],
+        lines[13],
         "aws dynamodb describe-time-to-live --table-name telegram-bot-MemoryTable-1A2B3C --output json --region eu-west-1"
     );
-    assert_eq!(lines.len(), 13, "{log}");
+    assert_eq!(lines.len(), 14, "{log}");
     assert_no_secret_shown(&fakes, &output, &[&secret, &token]);
     let methods: Vec<String> = stand_in.calls().iter().map(|c| c.method.clone()).collect();
     assert_eq!(
@@ -793,7 +806,8 @@ async fn delete_removes_the_webhook_then_the_stack() {
         "aws ssm get-parameter --name /telegram-bot/bot-token --with-decryption --query Parameter.[Version,Value] --output text --region eu-west-1\n\
          aws cloudformation describe-stacks --stack-name telegram-bot --query Stacks[0].Outputs[?OutputKey=='MemoryTableName'].OutputValue --output text --region eu-west-1\n\
          sam delete --stack-name telegram-bot --no-prompts --region eu-west-1\n\
-         aws ssm delete-parameter --name /telegram-bot/webhook-secret --region eu-west-1\n"
+         aws ssm delete-parameter --name /telegram-bot/webhook-secret --region eu-west-1\n\
+         aws ssm delete-parameter --name /telegram-bot/bot-secrets --region eu-west-1\n"
     );
     let out = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -925,7 +939,7 @@ async fn monitoring_and_its_email_are_passed_only_when_given() {
     );
     let log = fakes.log();
     assert!(
-        log.contains("WebhookSecretVersion=\\\"1\\\" Monitoring=\\\"On\\\" AlarmEmail=\\\"ops@example.com\\\" AdminChatId=\\\"5550001\\\"\""),
+        log.contains("WebhookSecretVersion=\\\"1\\\" Monitoring=\\\"On\\\" AlarmEmail=\\\"ops@example.com\\\" AdminChatId=\\\"5550001\\\" BotSecretsParameter=\\\"\\\" BotSecretsVersion=\\\"0\\\"\""),
         "{log}"
     );
     let printed = String::from_utf8_lossy(&output.stdout);
@@ -944,6 +958,429 @@ async fn monitoring_and_its_email_are_passed_only_when_given() {
         let output = deploy(&fakes, &stand_in, &args, &[]).await;
         assert!(!output.status.success());
         assert!(stderr(&output).contains(error), "{}", stderr(&output));
+    }
+}
+
+const BOT_SECRETS_PARAMETER: &str = "/telegram-bot/bot-secrets";
+
+/// A bot's secret (an API key): made afresh, so that it can only be shown
+/// by the deploy.
+fn api_key() -> String {
+    std::iter::repeat_with(fastrand::alphanumeric)
+        .take(40)
+        .collect()
+}
+
+/// The JSON object stored at the bot's secrets parameter, and its version.
+fn stored_bot_secrets(fakes: &Fakes) -> Option<(u32, serde_json::Value)> {
+    let (version, json) = fakes.stored(BOT_SECRETS_PARAMETER)?;
+    Some((version, serde_json::from_str(&json).unwrap()))
+}
+
+/// The position of the first command line of the log that starts with `start`.
+fn position(log: &str, start: &str) -> usize {
+    log.lines()
+        .position(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no {start:?} in the log: {log}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_from_the_environment_is_stored_after_the_build_and_named_to_the_stack() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let fakes = all_fakes();
+    let webhook_secret = stored_secret();
+    fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
+    fakes.store(SECRET_PARAMETER, 1, &webhook_secret);
+    let key = api_key();
+    let output = deploy(
+        &fakes,
+        &stand_in,
+        &["--secret", "WEATHER_API_KEY", "--region", "eu-west-1"],
+        &[
+            ("WEATHER_API_KEY", &key),
+            ("FAKE_SECRET_NAMES", "WEATHER_API_KEY"),
+        ],
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        stderr(&output),
+        fakes.log()
+    );
+    let log = fakes.log();
+    // Read (none stored yet); build; only then store, right before the deploy.
+    let read = position(
+        &log,
+        "aws ssm get-parameter --name /telegram-bot/bot-secrets --with-decryption --query Parameter.[Version,Value] --output text --region eu-west-1",
+    );
+    let build = position(&log, "sam build");
+    let put = position(
+        &log,
+        "aws ssm put-parameter --name /telegram-bot/bot-secrets --type SecureString --overwrite --value file://",
+    );
+    let sam_deploy = position(&log, "sam deploy");
+    assert!(read < build && build < put && put < sam_deploy, "{log}");
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines[put].ends_with("--region eu-west-1"), "{log}");
+    let json = lines[put + 1].strip_prefix("  value: ").unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(json).unwrap(),
+        json!({"WEATHER_API_KEY": key})
+    );
+    assert_eq!(
+        stored_bot_secrets(&fakes),
+        Some((1, json!({"WEATHER_API_KEY": key})))
+    );
+    assert_eq!(
+        log.matches("put-parameter").count(),
+        1,
+        "only what is new: {log}"
+    );
+    assert!(
+        log.contains("WebhookSecretVersion=\\\"1\\\" BotSecretsParameter=\\\"/telegram-bot/bot-secrets\\\" BotSecretsVersion=\\\"1\\\"\""),
+        "{log}"
+    );
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("==> the bot's secrets in Parameter Store (/telegram-bot/bot-secrets)\nsetting WEATHER_API_KEY, stored after the build; the parameter then holds WEATHER_API_KEY\n"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("==> storing the bot's secrets\n"),
+        "{printed}"
+    );
+    // Only in the stored value: never on a command line, in a tool's
+    // environment or in what the deploy printed.
+    assert_no_secret_shown(&fakes, &output, &[&key, &webhook_secret, stand_in.token()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_secret_is_merged_and_a_plain_redeploy_keeps_them() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let fakes = all_fakes();
+    fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
+    fakes.store(SECRET_PARAMETER, 1, &stored_secret());
+    let (weather, maps) = (api_key(), api_key());
+    let names = ("FAKE_SECRET_NAMES", "WEATHER_API_KEY MAPS_API_KEY");
+    let output = deploy(
+        &fakes,
+        &stand_in,
+        &["--secret", "WEATHER_API_KEY"],
+        &[("WEATHER_API_KEY", &weather), names],
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // Another name: merged with the one stored, as a new version.
+    fakes.clear_log();
+    let output = deploy(
+        &fakes,
+        &stand_in,
+        &["--secret", "MAPS_API_KEY"],
+        &[("MAPS_API_KEY", &maps), names],
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stored_bot_secrets(&fakes),
+        Some((2, json!({"WEATHER_API_KEY": weather, "MAPS_API_KEY": maps})))
+    );
+    let log = fakes.log();
+    assert!(
+        log.contains(
+            "BotSecretsParameter=\\\"/telegram-bot/bot-secrets\\\" BotSecretsVersion=\\\"2\\\""
+        ),
+        "{log}"
+    );
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("setting MAPS_API_KEY, stored after the build; the parameter then holds MAPS_API_KEY, WEATHER_API_KEY"),
+        "{printed}"
+    );
+    assert_no_secret_shown(&fakes, &output, &[&weather, &maps]);
+
+    // A plain redeploy writes nothing, and names the stored version again.
+    fakes.clear_log();
+    let output = deploy(&fakes, &stand_in, &[], &[names]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let log = fakes.log();
+    assert!(!log.contains("put-parameter"), "nothing rewritten: {log}");
+    assert!(
+        log.contains("WebhookSecretVersion=\\\"1\\\" BotSecretsParameter=\\\"/telegram-bot/bot-secrets\\\" BotSecretsVersion=\\\"2\\\"\""),
+        "{log}"
+    );
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("keeping MAPS_API_KEY, WEATHER_API_KEY (version 2)"),
+        "{printed}"
+    );
+    assert_no_secret_shown(&fakes, &output, &[&weather, &maps]);
+
+    // The same value again is no new version either.
+    fakes.clear_log();
+    let output = deploy(
+        &fakes,
+        &stand_in,
+        &["--secret", "MAPS_API_KEY"],
+        &[("MAPS_API_KEY", &maps), names],
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!fakes.log().contains("put-parameter"), "{}", fakes.log());
+    assert!(
+        fakes.log().contains("BotSecretsVersion=\\\"2\\\""),
+        "{}",
+        fakes.log()
+    );
+    assert_eq!(stored_bot_secrets(&fakes).unwrap().0, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_read_of_the_bots_secrets_stops_the_deploy_before_any_change() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let fakes = all_fakes();
+    fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
+    fakes.store(SECRET_PARAMETER, 1, &stored_secret());
+    let (old, new) = (api_key(), api_key());
+    let stored = json!({"WEATHER_API_KEY": old}).to_string();
+    fakes.store(BOT_SECRETS_PARAMETER, 3, &stored);
+    let output = deploy(
+        &fakes,
+        &stand_in,
+        &["--secret", "WEATHER_API_KEY"],
+        &[
+            ("WEATHER_API_KEY", &new),
+            ("FAKE_SECRET_NAMES", "WEATHER_API_KEY"),
+            ("FAKE_FAIL", "aws ssm get-parameter"),
+            ("FAKE_FAIL_ON", "bot-secrets"),
+        ],
+    )
+    .await;
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("deploy: could not read /telegram-bot/bot-secrets, so nothing was changed: "),
+        "{err}"
+    );
+    assert!(
+        err.contains("(AccessDeniedException) when calling the GetParameter operation"),
+        "{err}"
+    );
+    let log = fakes.log();
+    assert!(
+        !log.contains("put-parameter") && !log.contains("sam "),
+        "{log}"
+    );
+    assert_eq!(fakes.stored(BOT_SECRETS_PARAMETER), Some((3, stored)));
+    assert!(stand_in.calls().is_empty(), "Telegram was not called");
+    assert_no_secret_shown(&fakes, &output, &[&old, &new]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_that_cannot_be_set_stops_the_deploy_before_anything_runs() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let key = api_key();
+    let too_long = "k".repeat(5000);
+    for (args, envs, error) in [
+        // No value, and no terminal to type it at.
+        (
+            vec!["--secret", "WEATHER_API_KEY"],
+            vec![],
+            "deploy: --secret WEATHER_API_KEY: export WEATHER_API_KEY with its value",
+        ),
+        (
+            vec!["--secret", "weather_api_key"],
+            vec![("weather_api_key", key.as_str())],
+            "deploy: --secret needs a name: A-Z, 0-9 and _, starting with a letter",
+        ),
+        (
+            vec!["--secret"],
+            vec![],
+            "deploy: --secret needs a name",
+        ),
+        (
+            vec!["--secret", "WEATHER_API_KEY", "--secret", "WEATHER_API_KEY"],
+            vec![("WEATHER_API_KEY", key.as_str())],
+            "deploy: --secret WEATHER_API_KEY is given twice",
+        ),
+        (
+            vec!["--secret", "WEATHER_API_KEY"],
+            vec![("WEATHER_API_KEY", " \n")],
+            "deploy: --secret WEATHER_API_KEY: the value is empty",
+        ),
+        // The deploy's own credentials would be taken from its tools.
+        (
+            vec!["--secret", "AWS_SECRET_ACCESS_KEY"],
+            vec![("AWS_SECRET_ACCESS_KEY", key.as_str())],
+            "deploy: --secret AWS_SECRET_ACCESS_KEY: AWS_SECRET_ACCESS_KEY is a variable the deploy or the function uses itself",
+        ),
+        (
+            vec!["--delete", "--secret", "WEATHER_API_KEY"],
+            vec![("WEATHER_API_KEY", key.as_str())],
+            "deploy: --secret does not go with --delete",
+        ),
+    ] {
+        let fakes = all_fakes();
+        let output = deploy(&fakes, &stand_in, &args, &envs).await;
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&output).contains(error), "{args:?}: {}", stderr(&output));
+        assert_eq!(fakes.log(), "", "{args:?}: nothing ran");
+        assert_no_secret_shown(&fakes, &output, &[&key]);
+    }
+
+    // Too much for one standard parameter: refused before the build.
+    let fakes = all_fakes();
+    fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
+    fakes.store(SECRET_PARAMETER, 1, &stored_secret());
+    let output = deploy(
+        &fakes,
+        &stand_in,
+        &["--secret", "WEATHER_API_KEY"],
+        &[("WEATHER_API_KEY", &too_long)],
+    )
+    .await;
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("bot: with WEATHER_API_KEY, the secrets would take 5022 bytes of JSON, more than the 4096 a standard Parameter Store parameter holds"),
+        "{err}"
+    );
+    assert!(
+        err.contains("deploy: could not set WEATHER_API_KEY (see above); nothing was changed"),
+        "{err}"
+    );
+    let log = fakes.log();
+    assert!(
+        !log.contains("put-parameter") && !log.contains("sam "),
+        "{log}"
+    );
+    assert_no_secret_shown(&fakes, &output, &[&too_long]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_removes_the_bots_secrets_too() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let fakes = all_fakes();
+    fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
+    fakes.store(SECRET_PARAMETER, 2, &stored_secret());
+    fakes.store(
+        BOT_SECRETS_PARAMETER,
+        4,
+        &json!({"WEATHER_API_KEY": api_key()}).to_string(),
+    );
+    let output = deploy(&fakes, &stand_in, &["--delete"], &[]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let log = fakes.log();
+    let sam_delete = position(&log, "sam delete --stack-name telegram-bot");
+    let deleted = position(
+        &log,
+        "aws ssm delete-parameter --name /telegram-bot/bot-secrets",
+    );
+    assert!(sam_delete < deleted, "after the stack that reads it: {log}");
+    assert_eq!(fakes.stored(BOT_SECRETS_PARAMETER), None);
+    assert_eq!(fakes.stored(SECRET_PARAMETER), None);
+    assert!(fakes.stored(TOKEN_PARAMETER).is_some(), "the token stays");
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .contains("==> deleting the bot's secrets /telegram-bot/bot-secrets"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    // None stored (ParameterNotFound) is no warning.
+    assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
+}
+
+/// A terminal's screen, as a pseudo-terminal shows it.
+#[derive(Clone, Default)]
+struct Screen(std::sync::Arc<std::sync::Mutex<String>>);
+
+impl Screen {
+    fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+
+    async fn wait_for(&self, what: &str) {
+        for _ in 0..3000 {
+            if self.text().contains(what) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "{what:?} not shown within 60 s; the screen:\n{}",
+            self.text()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_not_in_the_environment_is_typed_at_a_hidden_prompt() {
+    use portable_pty::{native_pty_system, CommandBuilder, PtySize};
+    use std::io::{Read, Write};
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let fakes = all_fakes();
+    fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
+    fakes.store(SECRET_PARAMETER, 1, &stored_secret());
+    let key = api_key();
+    let pty = native_pty_system()
+        .openpty(PtySize {
+            rows: 40,
+            cols: 200,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    let mut command = CommandBuilder::new("bash");
+    command.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/deploy"));
+    command.args(["--secret", "WEATHER_API_KEY"]);
+    command.env_clear();
+    for (name, value) in [
+        ("PATH", format!("{}:/usr/bin:/bin", fakes.dir.display())),
+        ("FAKE_LOG", fakes.log.display().to_string()),
+        ("FAKE_SSM", fakes.ssm.display().to_string()),
+        ("FAKE_URL", fakes.url.clone()),
+        ("BOT_BIN", env!("CARGO_BIN_EXE_bot").to_owned()),
+        ("TELEGRAM_API_BASE_URL", stand_in.base_url().to_string()),
+        ("DEPLOY_VERIFY_WAIT", "0".to_owned()),
+    ] {
+        command.env(name, value);
+    }
+    let mut child = pty.slave.spawn_command(command).unwrap();
+    drop(pty.slave);
+    let screen = Screen::default();
+    let mut reader = pty.master.try_clone_reader().unwrap();
+    let shown = screen.clone();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            shown
+                .0
+                .lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buffer[..n]));
+        }
+    });
+    let mut keyboard = pty.master.take_writer().unwrap();
+    screen.wait_for("WEATHER_API_KEY (not shown): ").await;
+    assert_eq!(fakes.log(), "", "asked before anything runs");
+    keyboard.write_all(format!("{key}\r").as_bytes()).unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    screen.wait_for("Deployed. Write to @").await;
+    assert!(status.success(), "{status:?}\n{}", screen.text());
+    assert!(!screen.text().contains(&key), "echoed: {}", screen.text());
+    assert_eq!(
+        stored_bot_secrets(&fakes),
+        Some((1, json!({"WEATHER_API_KEY": key})))
+    );
+    for line in commands(&fakes.log()) {
+        assert!(!line.contains(&key), "on a command line: {line}");
     }
 }
 
