@@ -533,19 +533,10 @@ impl Memory {
                 forget_done_until: Vec::new(),
                 record_expires_at: self.record_expires_at(now),
             };
-            match self.store.commit(&read.ticket.key, &commit).await {
-                Ok(()) => {
-                    read.record.version += 1;
-                    read.record.pending.insert(read.ticket.update, claim);
-                    return Ok(None);
-                }
-                Err(StoreError::Conflict(now_stored)) => {
-                    read.record = self.fresh(&read.ticket.key, now_stored).await?;
-                }
-                Err(error @ StoreError::TooLarge(_)) => {
-                    return Err(self.set_aside(&read.ticket.key, error).await)
-                }
-                Err(error) => return Err(error),
+            if self.write(read, &commit).await? {
+                read.record.version += 1;
+                read.record.pending.insert(read.ticket.update, claim);
+                return Ok(None);
             }
         }
         Err(StoreError::Contended(MAX_RUNS))
@@ -583,21 +574,35 @@ impl Memory {
             }
             let Read { ticket, record } = &read;
             let commit = self.commit_for(record, ticket, &actions, new_state, lease_until, now)?;
-            match self.store.commit(&ticket.key, &commit).await {
-                Ok(()) if actions.is_empty() => return Ok((Decision::Nothing, read.ticket)),
-                Ok(()) => return Ok((Decision::Send { actions, from: 0 }, read.ticket)),
-                // The next turn recognises this run's own write, should
-                // the conflict be with itself.
-                Err(StoreError::Conflict(now_stored)) => {
-                    read.record = self.fresh(&read.ticket.key, now_stored).await?;
-                }
-                Err(error @ StoreError::TooLarge(_)) => {
-                    return Err(self.set_aside(&read.ticket.key, error).await)
-                }
-                Err(error) => return Err(error),
+            // Lost, the next turn recognises this run's own write, should
+            // the conflict be with itself.
+            if self.write(&mut read, &commit).await? {
+                let decision = match actions.is_empty() {
+                    true => Decision::Nothing,
+                    false => Decision::Send { actions, from: 0 },
+                };
+                return Ok((decision, read.ticket));
             }
         }
         Err(StoreError::Contended(MAX_RUNS))
+    }
+
+    /// Writes `commit` to `read`'s chat: `true` once written, `false` when
+    /// another write changed the record meanwhile (`read` then holds it as
+    /// it is now). A record the write would take past the store's limit is
+    /// set aside.
+    async fn write(&self, read: &mut Read, commit: &Commit) -> Result<bool, StoreError> {
+        match self.store.commit(&read.ticket.key, commit).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict(now_stored)) => {
+                read.record = self.fresh(&read.ticket.key, now_stored).await?;
+                Ok(false)
+            }
+            Err(error @ StoreError::TooLarge(_)) => {
+                Err(self.set_aside(&read.ticket.key, error).await)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Lets a claim or an outbox go at once (its lease ends now), for the

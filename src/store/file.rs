@@ -239,6 +239,7 @@ async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::test_commit as commit;
     use crate::store::Pending;
 
     fn temp_path(name: &str) -> PathBuf {
@@ -256,20 +257,6 @@ mod tests {
             lease_until: lease,
             owner: 1,
             expires: i64::MAX,
-        }
-    }
-
-    fn commit(expected_version: u64, update: i64, pending: Option<Pending>) -> Commit {
-        Commit {
-            expected_version,
-            state: Some(format!("{{\"n\":{update}}}")),
-            update,
-            pending,
-            forget_pending: vec![],
-            forget_done: vec![],
-            forget_done_until: vec![],
-            done: Done::At(1),
-            record_expires_at: None,
         }
     }
 

@@ -177,21 +177,7 @@ impl Store for InProcessStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Pending;
-
-    fn commit(expected_version: u64, update: i64, pending: Option<Pending>) -> Commit {
-        Commit {
-            expected_version,
-            state: Some(format!("{update}")),
-            update,
-            pending,
-            forget_pending: vec![],
-            forget_done: vec![],
-            forget_done_until: vec![],
-            done: Done::At(1),
-            record_expires_at: None,
-        }
-    }
+    use crate::store::test_commit as commit;
 
     #[tokio::test]
     async fn the_least_recently_used_chat_is_dropped_past_the_capacity() {
@@ -205,7 +191,7 @@ mod tests {
         assert!(store.load("b").await.unwrap().is_none());
         assert_eq!(
             store.load("a").await.unwrap().unwrap().state.as_deref(),
-            Some("1")
+            Some("{\"n\":1}")
         );
     }
 

@@ -308,6 +308,23 @@ pub(crate) mod rules {
     }
 }
 
+/// A commit for store tests: `update` with state `{"n":update}`, and
+/// `pending` as its outbox (none marks it done).
+#[cfg(test)]
+pub(crate) fn test_commit(expected_version: u64, update: i64, pending: Option<Pending>) -> Commit {
+    Commit {
+        expected_version,
+        state: Some(format!("{{\"n\":{update}}}")),
+        update,
+        pending,
+        forget_pending: vec![],
+        forget_done: vec![],
+        forget_done_until: vec![],
+        done: Done::At(1),
+        record_expires_at: None,
+    }
+}
+
 /// A store whose every call is timed for the update's metrics
 /// ([`crate::metrics::timed`]).
 #[derive(Debug)]

@@ -172,6 +172,15 @@ impl Bench {
         .await
     }
 
+    /// Delivers `update` in a task of its own, as a delivery still running
+    /// when the test does something else.
+    fn deliver_meanwhile(&self, update: &Value) -> tokio::task::JoinHandle<Verdict> {
+        let webhook = self.webhook.clone();
+        let event = event_with(update);
+        self.stand_in.observe_update(update);
+        tokio::spawn(async move { handle_event(&webhook, event, Instant::now() + TIME).await })
+    }
+
     /// The texts the bot sent, in order.
     fn sent(&self) -> Vec<String> {
         testkit::texts(&self.stand_in.sent_messages())
@@ -293,12 +302,7 @@ async fn a_lost_race_reruns_only_the_answer_not_the_outside_call() {
         let b = bench(kept).await;
         b.service.slow_next(1, Duration::from_millis(700));
         let slow = message(10, "/weather Kyiv", Duration::ZERO);
-        let first = {
-            let webhook = b.webhook.clone();
-            let event = event_with(&slow);
-            b.stand_in.observe_update(&slow);
-            tokio::spawn(async move { handle_event(&webhook, event, Instant::now() + TIME).await })
-        };
+        let first = b.deliver_meanwhile(&slow);
         b.until_claimed(&slow).await;
         // Another update of the chat (a press, say) writes the record while
         // the look-up waits.
@@ -323,12 +327,7 @@ async fn a_redelivery_during_a_slow_look_up_waits_and_calls_nothing() {
         let b = bench(kept).await;
         b.service.slow_next(1, Duration::from_millis(700));
         let update = message(20, "/weather Tunis", Duration::ZERO);
-        let first = {
-            let webhook = b.webhook.clone();
-            let event = event_with(&update);
-            b.stand_in.observe_update(&update);
-            tokio::spawn(async move { handle_event(&webhook, event, Instant::now() + TIME).await })
-        };
+        let first = b.deliver_meanwhile(&update);
         b.until_claimed(&update).await;
         let again = b.deliver(&update, TIME).await;
         let response = again.response();
