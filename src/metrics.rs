@@ -13,6 +13,7 @@
 //! Dimensions are the line's own `function` and `outcome` fields, so no value
 //! is written twice and none can be a chat, a user or a text.
 
+use crate::logging::{now_millis, rfc3339_millis};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::io::Write;
@@ -137,13 +138,17 @@ impl Line {
 
     /// The line as one JSON object, with the `_aws` block that tells
     /// CloudWatch which members are metrics (`timestamp_ms`: when they were
-    /// measured). The members tracing's JSON lines have (`level`,
-    /// `message`, the fields), so both read alike in CloudWatch.
+    /// measured). The members tracing's JSON lines have (`timestamp`,
+    /// `level`, `message`, the fields), so both read alike in CloudWatch
+    /// and Lambda filters both by level.
     pub fn to_json(&self, target: &Target, timestamp_ms: u64) -> String {
         let mut root = Map::new();
-        root.insert("level".into(), self.level.as_str().into());
         root.insert("message".into(), self.message.into());
         root.extend(self.fields.clone());
+        // What Lambda's log-level filtering reads (see [`crate::logging`]),
+        // after the fields so that none can take their place.
+        root.insert("timestamp".into(), rfc3339_millis(timestamp_ms).into());
+        root.insert("level".into(), self.level.as_str().into());
         root.insert(FUNCTION.into(), target.function.clone().into());
         // A count by outcome needs the `outcome` member its dimension names.
         let by_outcome: &[_] = match root.get(OUTCOME) {
@@ -349,13 +354,6 @@ pub async fn timed<T>(kind: Call, call: impl std::future::Future<Output = T>) ->
     result
 }
 
-fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 /// Milliseconds, to the microsecond.
 pub fn millis_of(duration: std::time::Duration) -> f64 {
     (duration.as_secs_f64() * 1_000_000.0).round() / 1000.0
@@ -483,7 +481,9 @@ pub(crate) mod tests {
             .by_function(STORE_LATENCY, vec![]);
         let json = line.to_json(&target(), 1_700_000_000_000);
         let parsed = assert_valid_emf(&json);
+        crate::logging::tests::assert_lambda_line(&json);
         assert_eq!(parsed["level"], "INFO");
+        assert_eq!(parsed["timestamp"], "2023-11-14T22:13:20.000Z");
         assert_eq!(parsed["message"], "update handled");
         assert_eq!(parsed["Updates"], 1.0);
         assert_eq!(parsed["BotApiLatency"], serde_json::json!([12.5, 3.25]));
@@ -522,9 +522,23 @@ pub(crate) mod tests {
         let json = Line::new(Level::WARN, "x")
             .field("outcome", "y")
             .to_json(&target(), 1);
-        let parsed: Value = serde_json::from_str(&json).unwrap();
+        let parsed = crate::logging::tests::assert_lambda_line(&json);
         assert!(parsed.get("_aws").is_none(), "{json}");
         assert_eq!(parsed["level"], "WARN");
+        assert_eq!(parsed["timestamp"], "1970-01-01T00:00:00.001Z");
+    }
+
+    #[test]
+    fn no_field_takes_the_place_of_the_level_or_the_time() {
+        let json = Line::new(Level::ERROR, "x")
+            .field("level", "debug")
+            .field("timestamp", "yesterday")
+            .to_json(&target(), 1_700_000_000_000);
+        let parsed = crate::logging::tests::assert_lambda_line(&json);
+        assert_eq!(
+            (&parsed["level"], &parsed["timestamp"]),
+            (&"ERROR".into(), &"2023-11-14T22:13:20.000Z".into())
+        );
     }
 
     #[test]
@@ -558,11 +572,22 @@ pub(crate) mod tests {
                 .field("outcome", "answered")
                 .by_outcome(UPDATES, 1.0)
         };
+        let before = now_millis();
         emit_to(Some(&sink), line, || traced.set(traced.get() + 1));
+        let after = now_millis();
         assert_eq!(traced.get(), 0);
         let lines = buffer.lines();
         assert_eq!(lines.len(), 1);
-        assert_valid_emf(&lines[0]);
+        let parsed = assert_valid_emf(&lines[0]);
+        crate::logging::tests::assert_lambda_line(&lines[0]);
+        // One time for Lambda and for the metrics, written now.
+        let at = parsed["_aws"]["Timestamp"].as_u64().unwrap();
+        assert!((before..=after).contains(&at), "{before} {at} {after}");
+        let timestamp = parsed["timestamp"].as_str().unwrap();
+        assert_eq!(
+            crate::logging::tests::parse_rfc3339(timestamp),
+            i64::try_from(at).ok()
+        );
         emit_to(None, line, || traced.set(traced.get() + 1));
         assert_eq!((traced.get(), buffer.lines().len()), (1, 1));
     }
