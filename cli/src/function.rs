@@ -11,8 +11,10 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use lambda_runtime_api::{Invocation, Options, Report, RuntimeApi, DEFAULT_FUNCTION_TIMEOUT};
-use serde_json::{json, Map, Value};
+use lambda_runtime_api::{
+    function_url_event, Invocation, Options, Report, RuntimeApi, DEFAULT_FUNCTION_TIMEOUT,
+};
+use serde_json::Value;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -314,51 +316,4 @@ async fn handle(
     Ok(answered
         .await
         .unwrap_or_else(|_| plain(StatusCode::SERVICE_UNAVAILABLE, "the function stopped")))
-}
-
-/// The event a Function URL builds for a request (payload format 2.0).
-fn function_url_event(parts: &hyper::http::request::Parts, body: &[u8]) -> Value {
-    let headers: Map<String, Value> = parts
-        .headers
-        .iter()
-        .filter_map(|(name, value)| {
-            let value = value.to_str().ok()?;
-            Some((name.as_str().to_owned(), Value::String(value.to_owned())))
-        })
-        .collect();
-    let path = parts.uri.path();
-    let (body, is_base64) = match std::str::from_utf8(body) {
-        Ok(text) => (text.to_owned(), false),
-        Err(_) => {
-            use base64::Engine;
-            (base64::engine::general_purpose::STANDARD.encode(body), true)
-        }
-    };
-    json!({
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": parts.uri.query().unwrap_or_default(),
-        "headers": headers,
-        "requestContext": {
-            "accountId": "anonymous",
-            "apiId": "local",
-            "domainName": "local.lambda-url.us-east-1.on.aws",
-            "domainPrefix": "local",
-            "http": {
-                "method": parts.method.as_str(),
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
-                "userAgent": parts.headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or_default(),
-            },
-            "requestId": "local",
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": "01/Jan/2026:00:00:00 +0000",
-            "timeEpoch": 0
-        },
-        "body": body,
-        "isBase64Encoded": is_base64
-    })
 }

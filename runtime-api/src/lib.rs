@@ -42,7 +42,10 @@
 //! the server and closes every connection, which a function polling `/next`
 //! sees as the end of its environment.
 
+mod event;
 mod server;
+
+pub use event::function_url_event;
 
 use bytes::Bytes;
 use server::Shared;

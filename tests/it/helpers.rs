@@ -230,37 +230,8 @@ pub async fn serve_functions(webhooks: Vec<Arc<Webhook>>) -> String {
                             .await
                             .map(|b| b.to_bytes())
                             .unwrap_or_default();
-                        let text = String::from_utf8_lossy(&body).into_owned();
                         let mut response = hyper::Response::new(Full::new(bytes::Bytes::new()));
-                        let headers: serde_json::Map<String, Value> = parts
-                            .headers
-                            .iter()
-                            .map(|(k, v)| {
-                                (
-                                    k.as_str().to_owned(),
-                                    Value::String(v.to_str().unwrap_or("").to_owned()),
-                                )
-                            })
-                            .collect();
-                        let event = serde_json::json!({
-                            "version": "2.0",
-                            "routeKey": "$default",
-                            "rawPath": parts.uri.path(),
-                            "rawQueryString": "",
-                            "headers": headers,
-                            "requestContext": {
-                                "accountId": "anonymous",
-                                "apiId": "test",
-                                "domainName": "test.lambda-url.us-east-1.on.aws",
-                                "domainPrefix": "test",
-                                "http": {"method": parts.method.as_str(), "path": parts.uri.path(),
-                                         "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": ""},
-                                "requestId": "test", "routeKey": "$default", "stage": "$default",
-                                "time": "26/Nov/2026:10:00:00 +0000", "timeEpoch": 0
-                            },
-                            "body": text,
-                            "isBase64Encoded": false
-                        });
+                        let event = lambda_runtime_api::function_url_event(&parts, &body);
                         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
                         let verdict =
                             telegram_lambda_bot::webhook::handle_event(&webhook, event, deadline)

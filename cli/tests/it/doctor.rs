@@ -87,19 +87,7 @@ async fn serve(endpoint: Endpoint) -> String {
 async fn invoke(webhook: &Webhook, request: hyper::Request<hyper::body::Incoming>) -> u16 {
     let (parts, body) = request.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
-    let headers: serde_json::Map<String, Value> = parts
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap())))
-        .collect();
-    let event = json!({
-        "version": "2.0",
-        "rawPath": parts.uri.path(),
-        "headers": headers,
-        "requestContext": {"http": {"method": parts.method.as_str(), "path": parts.uri.path()}},
-        "body": String::from_utf8_lossy(&body),
-        "isBase64Encoded": false
-    });
+    let event = lambda_runtime_api::function_url_event(&parts, &body);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     handle_event(webhook, event, deadline).await.status()
 }
