@@ -2,12 +2,15 @@
 //! Telegram stand-in as the Bot API: the order of calls, their arguments,
 //! and that the first failure stops it with a clear message.
 
+use crate::helpers::Terminal;
+use portable_pty::CommandBuilder;
 use serde_json::json;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 use telegram_stand_in::{Options, StandIn};
-use testkit::stderr;
+use testkit::{stderr, stdout};
 
 /// A fake `aws` that keeps a Parameter Store in a directory ($FAKE_SSM: one
 /// file per parameter, "version value"), logs its arguments (and what a
@@ -223,6 +226,15 @@ impl Fakes {
         std::fs::write(file, format!("{version} {value}\n")).unwrap();
     }
 
+    /// The token and a webhook secret as a deploy before this one stored
+    /// them (version 1 each); returns the secret.
+    fn store_as_deployed(&self, token: &str) -> String {
+        let secret = stored_secret();
+        self.store(TOKEN_PARAMETER, 1, token);
+        self.store(SECRET_PARAMETER, 1, &secret);
+        secret
+    }
+
     /// A stored parameter's value and version.
     fn stored(&self, name: &str) -> Option<(u32, String)> {
         let text = std::fs::read_to_string(self.ssm.join(name.replace('/', "%"))).ok()?;
@@ -245,25 +257,38 @@ fn all_fakes() -> Fakes {
     fakes(&[("aws", FAKE_AWS), ("sam", FAKE_SAM), ("cargo", FAKE_CARGO)])
 }
 
+fn deploy_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/deploy")
+}
+
+/// The deploy's whole environment: the fakes, then only what bash itself
+/// needs. The pseudo-terminal test starts the script itself, with the same.
+fn deploy_env(fakes: &Fakes, stand_in: &StandIn) -> [(&'static str, String); 8] {
+    [
+        ("PATH", format!("{}:/usr/bin:/bin", fakes.dir.display())),
+        ("FAKE_LOG", fakes.log.display().to_string()),
+        ("FAKE_SSM", fakes.ssm.display().to_string()),
+        ("FAKE_URL", fakes.url.clone()),
+        // The bot's secrets the tests set: a tool given one logs it.
+        (
+            "FAKE_SECRET_NAMES",
+            "WEATHER_API_KEY MAPS_API_KEY".to_owned(),
+        ),
+        ("BOT_BIN", env!("CARGO_BIN_EXE_bot").to_owned()),
+        ("TELEGRAM_API_BASE_URL", stand_in.base_url()),
+        ("DEPLOY_VERIFY_WAIT", "0".to_owned()),
+    ]
+}
+
 async fn deploy(fakes: &Fakes, stand_in: &StandIn, args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/deploy");
     let mut command = tokio::process::Command::new("bash");
     command
-        .arg(script)
+        .arg(deploy_script())
         .args(args)
         .env_clear()
-        // The fakes, then only what bash itself needs.
-        .env("PATH", format!("{}:/usr/bin:/bin", fakes.dir.display()))
-        .env("FAKE_LOG", &fakes.log)
-        .env("FAKE_SSM", &fakes.ssm)
-        .env("FAKE_URL", &fakes.url)
-        .env("BOT_BIN", env!("CARGO_BIN_EXE_bot"))
-        .env("TELEGRAM_API_BASE_URL", stand_in.base_url())
-        .env("DEPLOY_VERIFY_WAIT", "0")
+        .envs(deploy_env(fakes, stand_in))
+        .envs(envs.iter().copied())
         .kill_on_drop(true);
-    for (k, v) in envs {
-        command.env(k, v);
-    }
     tokio::time::timeout(Duration::from_secs(60), command.output())
         .await
         .expect("deploy finishes within 60 s")
@@ -311,6 +336,56 @@ fn assert_no_secret_shown(fakes: &Fakes, output: &Output, secrets: &[&str]) {
     }
 }
 
+/// Asserts that the deploy stopped saying each of `says` before it changed
+/// anything: nothing stored, no stack deployed, Telegram not called and no
+/// secret shown.
+#[track_caller]
+fn assert_stopped_before_any_change(
+    fakes: &Fakes,
+    stand_in: &StandIn,
+    output: &Output,
+    says: &[&str],
+    secrets: &[&str],
+) {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(1), "{says:?}: {err}");
+    for text in says {
+        assert!(err.contains(text), "{text:?} not said: {err}");
+    }
+    let log = fakes.log();
+    assert!(
+        !log.contains("put-parameter") && !log.contains("sam "),
+        "{says:?}: {log}"
+    );
+    assert!(stand_in.calls().is_empty(), "{says:?}: Telegram was called");
+    assert_no_secret_shown(fakes, output, secrets);
+}
+
+/// Asserts that the deploy succeeded, else shows what it said and ran.
+#[track_caller]
+fn assert_deployed(fakes: &Fakes, output: &Output) {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        stderr(output),
+        fakes.log()
+    );
+}
+
+/// Asserts that the deploy printed `text` on its standard output.
+#[track_caller]
+fn assert_printed(output: &Output, text: &str) {
+    let printed = stdout(output);
+    assert!(printed.contains(text), "{text:?} not printed: {printed}");
+}
+
+/// Asserts that the fakes logged `text`: a call, or what it was given.
+#[track_caller]
+fn assert_logged(fakes: &Fakes, text: &str) {
+    let log = fakes.log();
+    assert!(log.contains(text), "{text:?} not in the log: {log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_deploy_stores_the_token_and_a_new_secret_then_deploys_and_checks() {
     let stand_in = StandIn::start(Options::default()).await.unwrap();
@@ -323,12 +398,7 @@ async fn a_first_deploy_stores_the_token_and_a_new_secret_then_deploys_and_check
         &[("TELEGRAM_BOT_TOKEN", &token)],
     )
     .await;
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        stderr(&output),
-        fakes.log()
-    );
+    assert_deployed(&fakes, &output);
     let log = fakes.log();
     let lines: Vec<&str> = log.lines().collect();
     // Read all three; build; only then store, right before the deploy.
@@ -446,19 +516,14 @@ async fn a_redeploy_keeps_what_is_stored_and_takes_the_options() {
     ];
     // No token in this shell: the stored one is used.
     let output = deploy(&fakes, &stand_in, &args, &[]).await;
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        stderr(&output),
-        fakes.log()
-    );
+    assert_deployed(&fakes, &output);
     let log = fakes.log();
     assert!(!log.contains("put-parameter"), "nothing rewritten: {log}");
-    assert!(
-        log.contains("sam build --parameter-overrides Architecture=x86_64\n"),
-        "{log}"
+    assert_logged(
+        &fakes,
+        "sam build --parameter-overrides Architecture=x86_64\n",
     );
-    assert!(log.contains("EndpointType=\\\"FunctionUrl\\\" BotTokenParameter=\\\"/my-bot/bot-token\\\" BotUsername=\\\"EchoLambdaBot\\\" ReservedConcurrency=\\\"20\\\" Memory=\\\"Off\\\" WebhookSecretParameter=\\\"/my-bot/webhook-secret\\\" BotTokenVersion=\\\"3\\\" WebhookSecretVersion=\\\"2\\\""), "{log}");
+    assert_logged(&fakes, "EndpointType=\\\"FunctionUrl\\\" BotTokenParameter=\\\"/my-bot/bot-token\\\" BotUsername=\\\"EchoLambdaBot\\\" ReservedConcurrency=\\\"20\\\" Memory=\\\"Off\\\" WebhookSecretParameter=\\\"/my-bot/webhook-secret\\\" BotTokenVersion=\\\"3\\\" WebhookSecretVersion=\\\"2\\\"");
     let set = &stand_in.calls_to("setWebhook")[0];
     assert_eq!(set["secret_token"], stored_secret.as_str());
     assert_eq!(set["drop_pending_updates"], true);
@@ -478,30 +543,23 @@ async fn a_redeploy_keeps_what_is_stored_and_takes_the_options() {
 
     // Again, with nothing changed: the menu is not set again.
     let output = deploy(&fakes, &stand_in, &args, &[]).await;
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert_deployed(&fakes, &output);
     assert_eq!(stand_in.set_my_commands_calls(), 1);
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        printed.contains("Command menu already up to date"),
-        "{printed}"
-    );
+    assert_printed(&output, "Command menu already up to date");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_connections_is_capped_at_telegrams_100() {
-    let stored_secret = stored_secret();
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let fakes = all_fakes();
-    fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
-    fakes.store(SECRET_PARAMETER, 1, &stored_secret);
+    fakes.store_as_deployed(stand_in.token());
     let output = deploy(&fakes, &stand_in, &["--reserved-concurrency", "500"], &[]).await;
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert_deployed(&fakes, &output);
     assert_eq!(stand_in.calls_to("setWebhook")[0]["max_connections"], 100);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_read_of_a_stored_secret_stops_the_deploy_before_any_change() {
-    let stored_secret = stored_secret();
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let token = stand_in.token().to_owned();
     for (code, on, shown) in [
@@ -518,8 +576,7 @@ async fn a_failed_read_of_a_stored_secret_stops_the_deploy_before_any_change() {
         ("KMS", "webhook-secret", "customer master key"),
     ] {
         let fakes = all_fakes();
-        fakes.store(TOKEN_PARAMETER, 1, &token);
-        fakes.store(SECRET_PARAMETER, 1, &stored_secret);
+        let stored_secret = fakes.store_as_deployed(&token);
         let output = deploy(
             &fakes,
             &stand_in,
@@ -531,27 +588,16 @@ async fn a_failed_read_of_a_stored_secret_stops_the_deploy_before_any_change() {
             ],
         )
         .await;
-        let err = stderr(&output);
-        assert_eq!(output.status.code(), Some(1), "{code}: {err}");
-        assert!(
-            err.contains(&format!(
-                "deploy: could not read /telegram-bot/{on}, so nothing was changed"
-            )),
-            "{code}: {err}"
+        let read = format!("deploy: could not read /telegram-bot/{on}, so nothing was changed");
+        assert_stopped_before_any_change(
+            &fakes,
+            &stand_in,
+            &output,
+            &[&read, shown],
+            &[&stored_secret, &token],
         );
-        assert!(err.contains(shown), "{code}: {err}");
-        let log = fakes.log();
-        assert!(
-            !log.contains("put-parameter") && !log.contains("sam "),
-            "{code}: {log}"
-        );
-        assert_eq!(
-            fakes.stored(SECRET_PARAMETER),
-            Some((1, stored_secret.clone()))
-        );
-        assert_no_secret_shown(&fakes, &output, &[&stored_secret, &token]);
+        assert_eq!(fakes.stored(SECRET_PARAMETER), Some((1, stored_secret)));
     }
-    assert!(stand_in.calls().is_empty(), "Telegram was not called");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -571,7 +617,6 @@ async fn no_stored_token_without_store_token_is_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shell_token_of_another_bot_stops_the_deploy_naming_both_ids() {
-    let stored_secret = stored_secret();
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let stored = stand_in.token().to_owned();
     let stored_id = stored.split(':').next().unwrap().to_owned();
@@ -586,15 +631,16 @@ async fn a_shell_token_of_another_bot_stops_the_deploy_naming_both_ids() {
         ),
     ] {
         let fakes = all_fakes();
-        fakes.store(TOKEN_PARAMETER, 1, &stored);
-        fakes.store(SECRET_PARAMETER, 1, &stored_secret);
+        let stored_secret = fakes.store_as_deployed(&stored);
         let output = deploy(&fakes, &stand_in, &[], &[("TELEGRAM_BOT_TOKEN", &shell)]).await;
-        assert_eq!(output.status.code(), Some(1));
-        assert!(stderr(&output).contains(&expected), "{}", stderr(&output));
-        assert!(!fakes.log().contains("sam "), "nothing deployed");
-        assert_no_secret_shown(&fakes, &output, &[&stored, &shell]);
+        assert_stopped_before_any_change(
+            &fakes,
+            &stand_in,
+            &output,
+            &[&expected],
+            &[&stored, &shell, &stored_secret],
+        );
     }
-    assert!(stand_in.calls().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -625,14 +671,7 @@ async fn a_weak_or_public_secret_is_refused_and_a_weak_stored_one_warned_about()
             &[("TELEGRAM_WEBHOOK_SECRET", given)],
         )
         .await;
-        assert_eq!(output.status.code(), Some(1), "{given}");
-        assert!(
-            stderr(&output).contains(reason),
-            "{given}: {}",
-            stderr(&output)
-        );
-        assert!(!fakes.log().contains("put-parameter"), "{given}");
-        assert!(!fakes.log().contains("sam "), "{given}");
+        assert_stopped_before_any_change(&fakes, &stand_in, &output, &[reason], &[given, &token]);
     }
 
     // A bot already running with a short secret keeps working, and is told.
@@ -640,7 +679,7 @@ async fn a_weak_or_public_secret_is_refused_and_a_weak_stored_one_warned_about()
     fakes.store(TOKEN_PARAMETER, 1, &token);
     fakes.store(SECRET_PARAMETER, 4, "local-dev-secret");
     let output = deploy(&fakes, &stand_in, &[], &[]).await;
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert_deployed(&fakes, &output);
     assert!(
         stderr(&output).contains("warning: the stored webhook secret is shorter than 32 characters; rotate it with: scripts/deploy --new-secret"),
         "{}",
@@ -654,14 +693,10 @@ async fn a_weak_or_public_secret_is_refused_and_a_weak_stored_one_warned_about()
     // Rotation: a new secret, stored as a new version the stack is given.
     fakes.clear_log();
     let output = deploy(&fakes, &stand_in, &["--new-secret"], &[]).await;
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert_deployed(&fakes, &output);
     let (version, rotated) = fakes.stored(SECRET_PARAMETER).unwrap();
     assert_eq!((version, rotated.len()), (5, 48));
-    assert!(
-        fakes.log().contains("WebhookSecretVersion=\\\"5\\\""),
-        "{}",
-        fakes.log()
-    );
+    assert_logged(&fakes, "WebhookSecretVersion=\\\"5\\\"");
     assert_eq!(
         stand_in.calls_to("setWebhook")[1]["secret_token"],
         rotated.as_str()
@@ -729,10 +764,8 @@ async fn store_token_needs_a_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_error_after_deploy_fails_loudly() {
-    let stored_secret = stored_secret();
     let stand_in = std::sync::Arc::new(StandIn::start(Options::default()).await.unwrap());
     let fakes = all_fakes();
-    let token = stand_in.token().to_owned();
     let watcher = {
         let stand_in = stand_in.clone();
         tokio::spawn(async move {
@@ -748,17 +781,15 @@ async fn a_delivery_error_after_deploy_fails_loudly() {
             }
         })
     };
-    fakes.store(TOKEN_PARAMETER, 1, &token);
-    fakes.store(SECRET_PARAMETER, 1, &stored_secret);
+    fakes.store_as_deployed(stand_in.token());
     let output = deploy(&fakes, &stand_in, &[], &[("DEPLOY_VERIFY_WAIT", "1")]).await;
     watcher.await.unwrap();
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        printed.contains("FAIL  delivery: 0 pending; last error ")
-            && printed.contains("Wrong response from the webhook: 500 Internal Server Error"),
-        "{printed}"
+    assert_printed(&output, "FAIL  delivery: 0 pending; last error ");
+    assert_printed(
+        &output,
+        "Wrong response from the webhook: 500 Internal Server Error",
     );
     assert!(
         err.contains("deploy: the deployed bot is not healthy (see above)"),
@@ -768,23 +799,17 @@ async fn a_delivery_error_after_deploy_fails_loudly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_from_before_this_deploy_is_a_note_not_a_failure() {
-    let stored_secret = stored_secret();
     // Telegram keeps the last error across a setWebhook that changes
     // nothing: the one from a broken deploy an hour ago is history.
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let fakes = all_fakes();
-    fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
-    fakes.store(SECRET_PARAMETER, 1, &stored_secret);
+    fakes.store_as_deployed(stand_in.token());
     let output = deploy(&fakes, &stand_in, &[], &[]).await;
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert_deployed(&fakes, &output);
     stand_in.record_delivery_error("Wrong response from the webhook: 502 Bad Gateway", 3600);
     let output = deploy(&fakes, &stand_in, &[], &[]).await;
-    assert!(output.status.success(), "{}", stderr(&output));
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        printed.contains("note  delivery: 0 pending; last error 60 min ago (old): Wrong response from the webhook: 502 Bad Gateway"),
-        "{printed}"
-    );
+    assert_deployed(&fakes, &output);
+    assert_printed(&output, "note  delivery: 0 pending; last error 60 min ago (old): Wrong response from the webhook: 502 Bad Gateway");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -799,7 +824,7 @@ async fn delete_removes_the_webhook_then_the_stack() {
         &[("TELEGRAM_BOT_TOKEN", &token)],
     )
     .await;
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert_deployed(&fakes, &output);
     assert_eq!(stand_in.calls()[0].method, "deleteWebhook");
     assert_eq!(
         fakes.log(),
@@ -809,10 +834,9 @@ async fn delete_removes_the_webhook_then_the_stack() {
          aws ssm delete-parameter --name /telegram-bot/webhook-secret --region eu-west-1\n\
          aws ssm delete-parameter --name /telegram-bot/bot-secrets --region eu-west-1\n"
     );
-    let out = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        out.contains("The chats' data stays in the DynamoDB table telegram-bot-MemoryTable-1A2B3C"),
-        "{out}"
+    assert_printed(
+        &output,
+        "The chats' data stays in the DynamoDB table telegram-bot-MemoryTable-1A2B3C",
     );
 }
 
@@ -844,11 +868,9 @@ async fn delete_with_another_bots_token_in_the_shell_removes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_token_is_checked_and_new_values_are_stored_only_after_the_build() {
     let stand_in = StandIn::start(Options::default()).await.unwrap();
-    let stored_secret = stored_secret();
     // A token Telegram refuses replaces nothing.
     let fakes = all_fakes();
-    fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
-    fakes.store(SECRET_PARAMETER, 1, &stored_secret);
+    let stored_secret = fakes.store_as_deployed(stand_in.token());
     let refused = "123456789:AAmistyped-token_abcdefghijklmnopq";
     let output = deploy(
         &fakes,
@@ -879,10 +901,7 @@ async fn a_new_token_is_checked_and_new_values_are_stored_only_after_the_build()
     .await;
     assert_eq!(output.status.code(), Some(1));
     assert!(!fakes.log().contains("put-parameter"), "{}", fakes.log());
-    assert_eq!(
-        fakes.stored(SECRET_PARAMETER),
-        Some((1, stored_secret.clone()))
-    );
+    assert_eq!(fakes.stored(SECRET_PARAMETER), Some((1, stored_secret)));
     assert!(
         !fakes.log().contains("sam was given a secret"),
         "{}",
@@ -902,7 +921,7 @@ async fn delete_with_delete_data_also_removes_the_table() {
         &[("TELEGRAM_BOT_TOKEN", &token)],
     )
     .await;
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert_deployed(&fakes, &output);
     let log = fakes.log();
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(
@@ -920,8 +939,7 @@ async fn delete_with_delete_data_also_removes_the_table() {
 async fn monitoring_and_its_email_are_passed_only_when_given() {
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let fakes = all_fakes();
-    fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
-    fakes.store(SECRET_PARAMETER, 1, &stored_secret());
+    fakes.store_as_deployed(stand_in.token());
     let args = [
         "--monitoring",
         "On",
@@ -931,22 +949,9 @@ async fn monitoring_and_its_email_are_passed_only_when_given() {
         "5550001",
     ];
     let output = deploy(&fakes, &stand_in, &args, &[]).await;
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        stderr(&output),
-        fakes.log()
-    );
-    let log = fakes.log();
-    assert!(
-        log.contains("WebhookSecretVersion=\\\"1\\\" Monitoring=\\\"On\\\" AlarmEmail=\\\"ops@example.com\\\" AdminChatId=\\\"5550001\\\" BotSecretsParameter=\\\"\\\" BotSecretsVersion=\\\"0\\\"\""),
-        "{log}"
-    );
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        printed.contains("note  alarms: 0 OK, 3 waiting for data"),
-        "{printed}"
-    );
+    assert_deployed(&fakes, &output);
+    assert_logged(&fakes, "WebhookSecretVersion=\\\"1\\\" Monitoring=\\\"On\\\" AlarmEmail=\\\"ops@example.com\\\" AdminChatId=\\\"5550001\\\" BotSecretsParameter=\\\"\\\" BotSecretsVersion=\\\"0\\\"\"");
+    assert_printed(&output, "note  alarms: 0 OK, 3 waiting for data");
     for (args, error) in [
         (["--monitoring", "yes"], "--monitoring must be On or Off"),
         (
@@ -971,6 +976,11 @@ fn api_key() -> String {
         .collect()
 }
 
+/// `scripts/deploy --secret NAME`, with NAME's value in its environment.
+async fn deploy_secret(fakes: &Fakes, stand_in: &StandIn, name: &str, value: &str) -> Output {
+    deploy(fakes, stand_in, &["--secret", name], &[(name, value)]).await
+}
+
 /// The JSON object stored at the bot's secrets parameter, and its version.
 fn stored_bot_secrets(fakes: &Fakes) -> Option<(u32, serde_json::Value)> {
     let (version, json) = fakes.stored(BOT_SECRETS_PARAMETER)?;
@@ -988,26 +998,16 @@ fn position(log: &str, start: &str) -> usize {
 async fn a_secret_from_the_environment_is_stored_after_the_build_and_named_to_the_stack() {
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let fakes = all_fakes();
-    let webhook_secret = stored_secret();
-    fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
-    fakes.store(SECRET_PARAMETER, 1, &webhook_secret);
+    let webhook_secret = fakes.store_as_deployed(stand_in.token());
     let key = api_key();
     let output = deploy(
         &fakes,
         &stand_in,
         &["--secret", "WEATHER_API_KEY", "--region", "eu-west-1"],
-        &[
-            ("WEATHER_API_KEY", &key),
-            ("FAKE_SECRET_NAMES", "WEATHER_API_KEY"),
-        ],
+        &[("WEATHER_API_KEY", &key)],
     )
     .await;
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        stderr(&output),
-        fakes.log()
-    );
+    assert_deployed(&fakes, &output);
     let log = fakes.log();
     // Read (none stored yet); build; only then store, right before the deploy.
     let read = position(
@@ -1037,19 +1037,9 @@ async fn a_secret_from_the_environment_is_stored_after_the_build_and_named_to_th
         1,
         "only what is new: {log}"
     );
-    assert!(
-        log.contains("WebhookSecretVersion=\\\"1\\\" BotSecretsParameter=\\\"/telegram-bot/bot-secrets\\\" BotSecretsVersion=\\\"1\\\"\""),
-        "{log}"
-    );
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        printed.contains("==> the bot's secrets in Parameter Store (/telegram-bot/bot-secrets)\nsetting WEATHER_API_KEY, stored after the build; the parameter then holds WEATHER_API_KEY\n"),
-        "{printed}"
-    );
-    assert!(
-        printed.contains("==> storing the bot's secrets\n"),
-        "{printed}"
-    );
+    assert_logged(&fakes, "WebhookSecretVersion=\\\"1\\\" BotSecretsParameter=\\\"/telegram-bot/bot-secrets\\\" BotSecretsVersion=\\\"1\\\"\"");
+    assert_printed(&output, "==> the bot's secrets in Parameter Store (/telegram-bot/bot-secrets)\nsetting WEATHER_API_KEY, stored after the build; the parameter then holds WEATHER_API_KEY\n");
+    assert_printed(&output, "==> storing the bot's secrets\n");
     // Only in the stored value: never on a command line, in a tool's
     // environment or in what the deploy printed.
     assert_no_secret_shown(&fakes, &output, &[&key, &webhook_secret, stand_in.token()]);
@@ -1059,80 +1049,45 @@ async fn a_secret_from_the_environment_is_stored_after_the_build_and_named_to_th
 async fn a_second_secret_is_merged_and_a_plain_redeploy_keeps_them() {
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let fakes = all_fakes();
-    fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
-    fakes.store(SECRET_PARAMETER, 1, &stored_secret());
+    fakes.store_as_deployed(stand_in.token());
     let (weather, maps) = (api_key(), api_key());
-    let names = ("FAKE_SECRET_NAMES", "WEATHER_API_KEY MAPS_API_KEY");
-    let output = deploy(
-        &fakes,
-        &stand_in,
-        &["--secret", "WEATHER_API_KEY"],
-        &[("WEATHER_API_KEY", &weather), names],
-    )
-    .await;
-    assert!(output.status.success(), "{}", stderr(&output));
+    let output = deploy_secret(&fakes, &stand_in, "WEATHER_API_KEY", &weather).await;
+    assert_deployed(&fakes, &output);
 
     // Another name: merged with the one stored, as a new version.
     fakes.clear_log();
-    let output = deploy(
-        &fakes,
-        &stand_in,
-        &["--secret", "MAPS_API_KEY"],
-        &[("MAPS_API_KEY", &maps), names],
-    )
-    .await;
-    assert!(output.status.success(), "{}", stderr(&output));
+    let output = deploy_secret(&fakes, &stand_in, "MAPS_API_KEY", &maps).await;
+    assert_deployed(&fakes, &output);
     assert_eq!(
         stored_bot_secrets(&fakes),
         Some((2, json!({"WEATHER_API_KEY": weather, "MAPS_API_KEY": maps})))
     );
-    let log = fakes.log();
-    assert!(
-        log.contains(
-            "BotSecretsParameter=\\\"/telegram-bot/bot-secrets\\\" BotSecretsVersion=\\\"2\\\""
-        ),
-        "{log}"
+    assert_logged(
+        &fakes,
+        "BotSecretsParameter=\\\"/telegram-bot/bot-secrets\\\" BotSecretsVersion=\\\"2\\\"",
     );
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        printed.contains("setting MAPS_API_KEY, stored after the build; the parameter then holds MAPS_API_KEY, WEATHER_API_KEY"),
-        "{printed}"
-    );
+    assert_printed(&output, "setting MAPS_API_KEY, stored after the build; the parameter then holds MAPS_API_KEY, WEATHER_API_KEY");
     assert_no_secret_shown(&fakes, &output, &[&weather, &maps]);
 
     // A plain redeploy writes nothing, and names the stored version again.
     fakes.clear_log();
-    let output = deploy(&fakes, &stand_in, &[], &[names]).await;
-    assert!(output.status.success(), "{}", stderr(&output));
-    let log = fakes.log();
-    assert!(!log.contains("put-parameter"), "nothing rewritten: {log}");
+    let output = deploy(&fakes, &stand_in, &[], &[]).await;
+    assert_deployed(&fakes, &output);
     assert!(
-        log.contains("WebhookSecretVersion=\\\"1\\\" BotSecretsParameter=\\\"/telegram-bot/bot-secrets\\\" BotSecretsVersion=\\\"2\\\"\""),
-        "{log}"
+        !fakes.log().contains("put-parameter"),
+        "nothing rewritten: {}",
+        fakes.log()
     );
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        printed.contains("keeping MAPS_API_KEY, WEATHER_API_KEY (version 2)"),
-        "{printed}"
-    );
+    assert_logged(&fakes, "WebhookSecretVersion=\\\"1\\\" BotSecretsParameter=\\\"/telegram-bot/bot-secrets\\\" BotSecretsVersion=\\\"2\\\"\"");
+    assert_printed(&output, "keeping MAPS_API_KEY, WEATHER_API_KEY (version 2)");
     assert_no_secret_shown(&fakes, &output, &[&weather, &maps]);
 
     // The same value again is no new version either.
     fakes.clear_log();
-    let output = deploy(
-        &fakes,
-        &stand_in,
-        &["--secret", "MAPS_API_KEY"],
-        &[("MAPS_API_KEY", &maps), names],
-    )
-    .await;
-    assert!(output.status.success(), "{}", stderr(&output));
+    let output = deploy_secret(&fakes, &stand_in, "MAPS_API_KEY", &maps).await;
+    assert_deployed(&fakes, &output);
     assert!(!fakes.log().contains("put-parameter"), "{}", fakes.log());
-    assert!(
-        fakes.log().contains("BotSecretsVersion=\\\"2\\\""),
-        "{}",
-        fakes.log()
-    );
+    assert_logged(&fakes, "BotSecretsVersion=\\\"2\\\"");
     assert_eq!(stored_bot_secrets(&fakes).unwrap().0, 2);
 }
 
@@ -1140,8 +1095,7 @@ async fn a_second_secret_is_merged_and_a_plain_redeploy_keeps_them() {
 async fn a_failed_read_of_the_bots_secrets_stops_the_deploy_before_any_change() {
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let fakes = all_fakes();
-    fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
-    fakes.store(SECRET_PARAMETER, 1, &stored_secret());
+    fakes.store_as_deployed(stand_in.token());
     let (old, new) = (api_key(), api_key());
     let stored = json!({"WEATHER_API_KEY": old}).to_string();
     fakes.store(BOT_SECRETS_PARAMETER, 3, &stored);
@@ -1151,30 +1105,22 @@ async fn a_failed_read_of_the_bots_secrets_stops_the_deploy_before_any_change() 
         &["--secret", "WEATHER_API_KEY"],
         &[
             ("WEATHER_API_KEY", &new),
-            ("FAKE_SECRET_NAMES", "WEATHER_API_KEY"),
             ("FAKE_FAIL", "aws ssm get-parameter"),
             ("FAKE_FAIL_ON", "bot-secrets"),
         ],
     )
     .await;
-    let err = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("deploy: could not read /telegram-bot/bot-secrets, so nothing was changed: "),
-        "{err}"
-    );
-    assert!(
-        err.contains("(AccessDeniedException) when calling the GetParameter operation"),
-        "{err}"
-    );
-    let log = fakes.log();
-    assert!(
-        !log.contains("put-parameter") && !log.contains("sam "),
-        "{log}"
+    assert_stopped_before_any_change(
+        &fakes,
+        &stand_in,
+        &output,
+        &[
+            "deploy: could not read /telegram-bot/bot-secrets, so nothing was changed: ",
+            "(AccessDeniedException) when calling the GetParameter operation",
+        ],
+        &[&old, &new],
     );
     assert_eq!(fakes.stored(BOT_SECRETS_PARAMETER), Some((3, stored)));
-    assert!(stand_in.calls().is_empty(), "Telegram was not called");
-    assert_no_secret_shown(&fakes, &output, &[&old, &new]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1223,39 +1169,24 @@ async fn a_secret_that_cannot_be_set_stops_the_deploy_before_anything_runs() {
     ] {
         let fakes = all_fakes();
         let output = deploy(&fakes, &stand_in, &args, &envs).await;
-        assert_eq!(output.status.code(), Some(1), "{args:?}");
-        assert!(stderr(&output).contains(error), "{args:?}: {}", stderr(&output));
+        assert_stopped_before_any_change(&fakes, &stand_in, &output, &[error], &[&key]);
         assert_eq!(fakes.log(), "", "{args:?}: nothing ran");
-        assert_no_secret_shown(&fakes, &output, &[&key]);
     }
 
     // Too much for one standard parameter: refused before the build.
     let fakes = all_fakes();
-    fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
-    fakes.store(SECRET_PARAMETER, 1, &stored_secret());
-    let output = deploy(
+    fakes.store_as_deployed(stand_in.token());
+    let output = deploy_secret(&fakes, &stand_in, "WEATHER_API_KEY", &too_long).await;
+    assert_stopped_before_any_change(
         &fakes,
         &stand_in,
-        &["--secret", "WEATHER_API_KEY"],
-        &[("WEATHER_API_KEY", &too_long)],
-    )
-    .await;
-    let err = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("bot: with WEATHER_API_KEY, the secrets would take 5022 bytes of JSON, more than the 4096 a standard Parameter Store parameter holds"),
-        "{err}"
+        &output,
+        &[
+            "bot: with WEATHER_API_KEY, the secrets would take 5022 bytes of JSON, more than the 4096 a standard Parameter Store parameter holds",
+            "deploy: could not set WEATHER_API_KEY (see above); nothing was changed",
+        ],
+        &[&too_long],
     );
-    assert!(
-        err.contains("deploy: could not set WEATHER_API_KEY (see above); nothing was changed"),
-        "{err}"
-    );
-    let log = fakes.log();
-    assert!(
-        !log.contains("put-parameter") && !log.contains("sam "),
-        "{log}"
-    );
-    assert_no_secret_shown(&fakes, &output, &[&too_long]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1270,7 +1201,7 @@ async fn delete_removes_the_bots_secrets_too() {
         &json!({"WEATHER_API_KEY": api_key()}).to_string(),
     );
     let output = deploy(&fakes, &stand_in, &["--delete"], &[]).await;
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert_deployed(&fakes, &output);
     let log = fakes.log();
     let sam_delete = position(&log, "sam delete --stack-name telegram-bot");
     let deleted = position(
@@ -1281,98 +1212,42 @@ async fn delete_removes_the_bots_secrets_too() {
     assert_eq!(fakes.stored(BOT_SECRETS_PARAMETER), None);
     assert_eq!(fakes.stored(SECRET_PARAMETER), None);
     assert!(fakes.stored(TOKEN_PARAMETER).is_some(), "the token stays");
-    assert!(
-        String::from_utf8_lossy(&output.stdout)
-            .contains("==> deleting the bot's secrets /telegram-bot/bot-secrets"),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
+    assert_printed(
+        &output,
+        "==> deleting the bot's secrets /telegram-bot/bot-secrets",
     );
     // None stored (ParameterNotFound) is no warning.
     assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
 }
 
-/// A terminal's screen, as a pseudo-terminal shows it.
-#[derive(Clone, Default)]
-struct Screen(std::sync::Arc<std::sync::Mutex<String>>);
-
-impl Screen {
-    fn text(&self) -> String {
-        self.0.lock().unwrap().clone()
-    }
-
-    async fn wait_for(&self, what: &str) {
-        for _ in 0..3000 {
-            if self.text().contains(what) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!(
-            "{what:?} not shown within 60 s; the screen:\n{}",
-            self.text()
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_not_in_the_environment_is_typed_at_a_hidden_prompt() {
-    use portable_pty::{native_pty_system, CommandBuilder, PtySize};
-    use std::io::{Read, Write};
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let fakes = all_fakes();
-    fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
-    fakes.store(SECRET_PARAMETER, 1, &stored_secret());
+    fakes.store_as_deployed(stand_in.token());
     let key = api_key();
-    let pty = native_pty_system()
-        .openpty(PtySize {
-            rows: 40,
-            cols: 200,
-            pixel_width: 0,
-            pixel_height: 0,
-        })
-        .unwrap();
     let mut command = CommandBuilder::new("bash");
-    command.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/deploy"));
+    command.arg(deploy_script());
     command.args(["--secret", "WEATHER_API_KEY"]);
     command.env_clear();
-    for (name, value) in [
-        ("PATH", format!("{}:/usr/bin:/bin", fakes.dir.display())),
-        ("FAKE_LOG", fakes.log.display().to_string()),
-        ("FAKE_SSM", fakes.ssm.display().to_string()),
-        ("FAKE_URL", fakes.url.clone()),
-        ("BOT_BIN", env!("CARGO_BIN_EXE_bot").to_owned()),
-        ("TELEGRAM_API_BASE_URL", stand_in.base_url().to_string()),
-        ("DEPLOY_VERIFY_WAIT", "0".to_owned()),
-    ] {
+    for (name, value) in deploy_env(&fakes, &stand_in) {
         command.env(name, value);
     }
-    let mut child = pty.slave.spawn_command(command).unwrap();
-    drop(pty.slave);
-    let screen = Screen::default();
-    let mut reader = pty.master.try_clone_reader().unwrap();
-    let shown = screen.clone();
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buffer) {
-            if n == 0 {
-                break;
-            }
-            shown
-                .0
-                .lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buffer[..n]));
-        }
-    });
-    let mut keyboard = pty.master.take_writer().unwrap();
-    screen.wait_for("WEATHER_API_KEY (not shown): ").await;
+    let Terminal {
+        mut child,
+        screen,
+        mut keyboard,
+    } = Terminal::run(command, 200);
+    // Waiting blocks this thread: in place, so the stand-in's tasks go on.
+    let wait_for = |what| tokio::task::block_in_place(|| screen.wait_for(what, 60));
+    wait_for("WEATHER_API_KEY (not shown): ");
     assert_eq!(fakes.log(), "", "asked before anything runs");
     keyboard.write_all(format!("{key}\r").as_bytes()).unwrap();
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()
         .unwrap();
-    screen.wait_for("Deployed. Write to @").await;
+    wait_for("Deployed. Write to @");
     assert!(status.success(), "{status:?}\n{}", screen.text());
     assert!(!screen.text().contains(&key), "echoed: {}", screen.text());
     assert_eq!(

@@ -3,34 +3,11 @@
 //! messages, then pressing Ctrl-C, which the terminal turns into SIGINT for
 //! the whole foreground process group.
 
-use crate::helpers::{build_function, rust_only_path, workspace_root};
-use portable_pty::{native_pty_system, CommandBuilder, PtySize};
+use crate::helpers::{build_function, rust_only_path, workspace_root, Terminal};
+use portable_pty::CommandBuilder;
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::sync::{Arc, Mutex};
+use std::io::Write;
 use std::time::{Duration, Instant};
-
-/// What the terminal showed so far.
-#[derive(Clone, Default)]
-struct Screen(Arc<Mutex<String>>);
-
-impl Screen {
-    fn text(&self) -> String {
-        self.0.lock().unwrap().clone()
-    }
-
-    fn wait_for(&self, what: &str, seconds: u64) {
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        while !self.text().contains(what) {
-            assert!(
-                Instant::now() < deadline,
-                "{what:?} not shown within {seconds} s; the screen:\n{}",
-                self.text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
 
 /// The process ids below `root`, with their names, from /proc.
 fn descendants(root: u32) -> HashMap<u32, String> {
@@ -85,37 +62,15 @@ fn chatting_in_a_terminal_with_only_rust_then_ctrl_c_quits_at_once_leaving_nothi
     build_function();
     let path = rust_only_path();
 
-    let pty = native_pty_system()
-        .openpty(PtySize {
-            rows: 40,
-            cols: 120,
-            pixel_width: 0,
-            pixel_height: 0,
-        })
-        .unwrap();
     let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_bot"));
     command.args(["chat", "--name", "Ali"]);
     command.cwd(workspace_root());
     command.env("PATH", &path);
-    let mut child = pty.slave.spawn_command(command).unwrap();
-    drop(pty.slave);
-    let screen = Screen::default();
-    let mut reader = pty.master.try_clone_reader().unwrap();
-    let shown = screen.clone();
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buffer) {
-            if n == 0 {
-                break;
-            }
-            shown
-                .0
-                .lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buffer[..n]));
-        }
-    });
-    let mut keyboard = pty.master.take_writer().unwrap();
+    let Terminal {
+        mut child,
+        screen,
+        mut keyboard,
+    } = Terminal::run(command, 120);
 
     screen.wait_for("you> ", 120);
     keyboard.write_all(b"/start\r").unwrap();
