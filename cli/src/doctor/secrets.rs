@@ -1,0 +1,78 @@
+//! What the doctor needs to talk to the bot's services as the function
+//! does: the configuration (the token from the stack's parameter) and the
+//! webhook secret stored with the stack, for the authenticated probe.
+
+use telegram_lambda_bot::config::{Config, ConfigError, WebhookSecret};
+use telegram_lambda_bot::ssm::Ssm;
+
+use super::aws::{aws, AwsError};
+
+/// Why the webhook secret stored with the stack could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    // The cause is in the message, not a `source`, so it is shown once.
+    #[error("WebhookSecretParameter {name}: {error}")]
+    Read { name: String, error: AwsError },
+    #[error("WebhookSecretParameter {name} does not hold a webhook secret")]
+    Invalid {
+        name: String,
+        #[source]
+        source: ConfigError,
+    },
+}
+
+pub(super) async fn read_secret(
+    name: &str,
+    region: Option<&str>,
+) -> Result<WebhookSecret, SecretError> {
+    let value = aws(
+        "ssm get-parameter",
+        &[
+            "ssm",
+            "get-parameter",
+            "--name",
+            name,
+            "--with-decryption",
+            "--query",
+            "Parameter.Value",
+            "--output",
+            "text",
+        ],
+        region,
+    )
+    .await
+    .map_err(|error| SecretError::Read {
+        name: name.to_owned(),
+        error,
+    })?;
+    let value = String::from_utf8_lossy(&value);
+    WebhookSecret::parse(value.trim()).map_err(|source| SecretError::Invalid {
+        name: name.to_owned(),
+        source,
+    })
+}
+
+/// The configuration as the function reads it, the token from the stack's
+/// parameter unless TELEGRAM_BOT_TOKEN is set. The parameter's name is
+/// given through the lookup rather than by changing this process's
+/// environment, which other threads read.
+pub(super) async fn load_config(
+    token_parameter: Option<String>,
+    region: Option<String>,
+) -> Result<Config, ConfigError> {
+    Config::load_with(
+        move |name| match (name, &token_parameter) {
+            ("TELEGRAM_BOT_TOKEN_PARAMETER", Some(parameter)) => Some(parameter.clone()),
+            _ => std::env::var(name).ok(),
+        },
+        || async move {
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .http_client(telegram_lambda_bot::ssm::http_client());
+            if let Some(region) = region {
+                loader = loader.region(aws_config::Region::new(region));
+            }
+            Ssm::from_sdk_config(&loader.load().await)
+        },
+    )
+    .await
+}
