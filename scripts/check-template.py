@@ -5,6 +5,8 @@ cfn-lint lets a misspelt runtime or a wrong reference through; these are the
 properties this project's behaviour depends on.
 """
 
+import itertools
+import re
 import sys
 from pathlib import Path
 
@@ -193,7 +195,8 @@ check(conditions["NotifyAdminChat"]["And"][0] == {"Condition": "UseMonitoring"},
 check(conditions["HasAlarmTopic"] == {"Or": [{"Condition": "NotifyByEmail"}, {"Condition": "NotifyAdminChat"}]},
       "a topic when someone is to be told")
 monitoring_types = {"AWS::Scheduler::Schedule", "AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard",
-                    "AWS::SNS::Topic", "AWS::SNS::Subscription", "AWS::Lambda::EventInvokeConfig", "AWS::IAM::Role"}
+                    "AWS::SNS::Topic", "AWS::SNS::Subscription", "AWS::Lambda::EventInvokeConfig", "AWS::IAM::Role",
+                    "AWS::Lambda::Alias"}
 for name, resource in resources.items():
     if resource["Type"] in monitoring_types:
         check(resource.get("Condition") in ("UseMonitoring", "NotifyByEmail", "NotifyAdminChat", "HasAlarmTopic"),
@@ -215,14 +218,33 @@ check(glob["LoggingConfig"]["ApplicationLogLevel"] == {"If": ["UseMonitoring", "
 schedule = resources["HealthCheckSchedule"]["Properties"]
 check(schedule["ScheduleExpression"] == "rate(5 minutes)", "a health check every 5 minutes")
 check(schedule["Target"]["RetryPolicy"]["MaximumRetryAttempts"] == 0, "the schedule never retries a run")
-check(schedule["Target"]["Arn"] == {"GetAtt": "WebhookFunction.Arn"}, "the schedule runs the same function")
-check(resources["HealthCheckInvokeConfig"]["Properties"]["MaximumRetryAttempts"] == 0,
+# An invoke config covers every asynchronous invoke of the version or alias
+# it names, SNS's too: the schedule's no-retry config must name an alias of
+# the same function ($LATEST) that only the schedule invokes, so that the
+# alarms' messages, which invoke the function itself, keep Lambda's retries.
+alias = resources.get("HealthCheckAlias", {})
+alias_props = alias.get("Properties", {})
+check(alias.get("Type") == "AWS::Lambda::Alias" and alias_props.get("FunctionName") == {"Ref": "WebhookFunction"}
+      and alias_props.get("FunctionVersion") == "$LATEST",
+      "the schedule's alias: the same function, at $LATEST (no version to publish)")
+check(schedule["Target"]["Arn"] == {"Ref": "HealthCheckAlias"}, "the schedule runs the same function, through its alias")
+invoke_configs = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::Lambda::EventInvokeConfig"}
+check(list(invoke_configs) == ["HealthCheckInvokeConfig"], f"one invoke config, the schedule's, got {sorted(invoke_configs)}")
+for name, config in invoke_configs.items():
+    check(config.get("FunctionName") == {"Ref": "WebhookFunction"} and config.get("Qualifier") == alias_props.get("Name")
+          and "HealthCheckAlias" in [resources[name].get("DependsOn")],
+          f"{name} is the schedule's alias's alone, never $LATEST's (the alarms' messages would lose their retries)")
+check(invoke_configs.get("HealthCheckInvokeConfig", {}).get("MaximumRetryAttempts") == 0,
       "Lambda never retries a run either")
+check("EventInvokeConfig" not in props and "EventInvokeConfig" not in glob and "AutoPublishAlias" not in props,
+      "no invoke config on the function itself (SAM would put it on $LATEST or the published alias)")
+check(resources["AlarmChatSubscription"]["Properties"]["Endpoint"] == {"GetAtt": "WebhookFunction.Arn"},
+      "the alarms' topic invokes the function itself, with Lambda's default retries, not the schedule's alias")
 role_statements = [st for policy in resources["HealthCheckScheduleRole"]["Properties"]["Policies"]
                    for st in policy["PolicyDocument"]["Statement"]]
 check([(st["Action"], st["Resource"]) for st in role_statements]
-      == [("lambda:InvokeFunction", {"GetAtt": "WebhookFunction.Arn"})],
-      "the schedule's role may only invoke the function")
+      == [("lambda:InvokeFunction", {"Ref": "HealthCheckAlias"})],
+      "the schedule's role may only invoke the function, through the alias")
 alarms = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
 check(set(alarms) == {"ErrorsAlarm", "PendingUpdatesAlarm", "HealthCheckAlarm"}, f"three alarms, got {sorted(alarms)}")
 for name, alarm in alarms.items():
@@ -238,7 +260,225 @@ for name, alarm in alarms.items():
     for action in ("AlarmActions", "OKActions"):
         check(alarm[action] == {"If": ["HasAlarmTopic", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]},
               f"{name} notifies the topic when there is one")
-check(alarms["HealthCheckAlarm"]["TreatMissingData"] == "breaching", "a silent health check is an alarm")
+    check(alarm.get("TreatMissingData") != "breaching",
+          f"{name}: missing data breaching puts a new alarm in ALARM before its first data point, and pages")
+    check("InsufficientDataActions" not in alarm, f"{name}: waiting for data pages nobody")
+
+
+# The health-check alarm, played through the cases that matter by
+# CloudWatch's documented rules: metric math as "Metric math syntax and
+# functions" defines IF, FILL and comparisons (beside a real value a
+# missing one counts as 0), and alarm evaluation as "How alarm state is
+# evaluated when data is missing" does (3-of-3 of 5-minute periods read
+# over the last 5). Where the documents leave a case open (what FILL makes
+# of a metric without a single data point in range, whether REPEAT fills
+# before the first one), every reading must give the same answer.
+class Undetermined(Exception):
+    pass
+
+
+def metric_math(expression, series, fill_empty, repeat_leading):
+    """The series `expression` makes of `series` (id -> values or None)."""
+    tokens = re.findall(r">=|<=|==|!=|[<>(),]|[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|\S", expression)
+    at = [0]
+
+    def peek():
+        return tokens[at[0]] if at[0] < len(tokens) else None
+
+    def take(expected=None):
+        token = peek()
+        if token is None or (expected is not None and token != expected):
+            raise Undetermined(f"{expression}: expected {expected or 'more'} at {token!r}")
+        at[0] += 1
+        return token
+
+    def pairwise(a, b, op):
+        if not isinstance(a, list) and not isinstance(b, list):
+            return float(op(a, b))
+        if not isinstance(a, list) or not isinstance(b, list):
+            series_, scalar = (a, b) if isinstance(a, list) else (b, a)
+            return [None if v is None else float(op(v, scalar) if series_ is a else op(scalar, v)) for v in series_]
+        return [None if x is None and y is None else float(op(x or 0, y or 0)) for x, y in zip(a, b)]
+
+    def fill(values, by):
+        if all(v is None for v in values):
+            return [by] * len(values) if by != "REPEAT" and fill_empty else values
+        if by != "REPEAT":
+            return [by if v is None else v for v in values]
+        out, last = [], next(v for v in values if v is not None) if repeat_leading else None
+        for v in values:
+            last = v if v is not None else last
+            out.append(last)
+        return out
+
+    def if_(cond, then, otherwise):
+        # IF(TS, TS|S, TS|S), as documented point by point.
+        if not isinstance(cond, list):
+            raise Undetermined(f"{expression}: IF on a scalar")
+        def at_(value, i):
+            return value[i] if isinstance(value, list) else value
+
+        out = []
+        for i, c in enumerate(cond):
+            if c is None:
+                out.append(None)  # no condition point: dropped
+            elif c:
+                out.append(0.0 if at_(then, i) is None else at_(then, i))
+            else:
+                out.append(None if otherwise is None else at_(otherwise, i))
+        return out
+
+    def primary():
+        token = take()
+        if token == "(":
+            value = disjunction()
+            take(")")
+            return value
+        if re.fullmatch(r"\d+(?:\.\d+)?", token):
+            return float(token)
+        if token in ("IF", "FILL"):
+            take("(")
+            args = [disjunction() if peek() != "REPEAT" else take()]
+            while peek() == ",":
+                take(",")
+                args.append(disjunction() if peek() != "REPEAT" else take())
+            take(")")
+            if token == "FILL" and len(args) == 2:
+                return fill(*args)
+            if token == "IF" and len(args) in (2, 3):
+                return if_(args[0], args[1], args[2] if len(args) == 3 else None)
+            raise Undetermined(f"{expression}: {token} with {len(args)} arguments")
+        if token in series:
+            return series[token]
+        raise Undetermined(f"{expression}: {token!r} is not modelled here")
+
+    comparisons = {">=": lambda x, y: x >= y, "<=": lambda x, y: x <= y, ">": lambda x, y: x > y,
+                   "<": lambda x, y: x < y, "==": lambda x, y: x == y, "!=": lambda x, y: x != y}
+
+    def comparison():
+        left = primary()
+        if peek() in comparisons:
+            op = comparisons[take()]
+            return pairwise(left, primary(), op)
+        return left
+
+    def conjunction():
+        value = comparison()
+        while peek() in ("AND", "&&"):
+            take()
+            value = pairwise(value, comparison(), lambda x, y: bool(x) and bool(y))
+        return value
+
+    def disjunction():
+        value = conjunction()
+        while peek() in ("OR", "||"):
+            take()
+            value = pairwise(value, conjunction(), lambda x, y: bool(x) or bool(y))
+        return value
+
+    value = disjunction()
+    if peek() is not None:
+        raise Undetermined(f"{expression}: {peek()!r} left over")
+    return value
+
+
+def alarm_state(alarm, reports, state, fill_empty, repeat_leading):
+    """The state `alarm` goes to from `state` with `reports`, one per period
+    (oldest first): a dict of metric name -> value, or None for no report."""
+    series = {}
+    for query in alarm["Metrics"]:
+        if "MetricStat" in query:
+            metric = query["MetricStat"]["Metric"]["MetricName"]
+            series[query["Id"]] = [None if r is None else r.get(metric) for r in reports]
+    pending = [q for q in alarm["Metrics"] if "Expression" in q]
+    while pending:
+        ready = [q for q in pending if all(i in series or i not in {p["Id"] for p in pending}
+                                            for i in re.findall(r"[a-z][A-Za-z0-9_]*", q["Expression"]))]
+        if not ready:
+            raise Undetermined(f"{[q['Id'] for q in pending]} refer to one another")
+        for q in ready:
+            series[q["Id"]] = metric_math(q["Expression"], series, fill_empty, repeat_leading)
+            pending.remove(q)
+    returned = [q["Id"] for q in alarm["Metrics"] if q.get("ReturnData", True)]
+    if len(returned) != 1 or alarm["ComparisonOperator"] != "GreaterThanOrEqualToThreshold":
+        raise Undetermined("one returned series, compared with >=")
+    points = series[returned[0]]
+    n, m = alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]
+    real = [v for v in points if v is not None]
+    breaches = [v >= alarm["Threshold"] for v in real]
+    treat = alarm.get("TreatMissingData", "missing")
+    if len(real) >= n:
+        return "ALARM" if sum(breaches[-n:]) >= m else "OK"
+    if not real:
+        return {"missing": "INSUFFICIENT_DATA", "ignore": state, "breaching": "ALARM", "notBreaching": "OK"}[treat]
+    if treat in ("breaching", "notBreaching"):
+        return "ALARM" if sum(breaches) + (n - len(real)) * (treat == "breaching") >= m else "OK"
+    if not any(breaches):
+        return "OK"
+    raise Undetermined(f"{points} with missing data {treat}")
+
+
+healthy, check_failed, elsewhere = ({"HealthCheckFailed": 0, "WebhookUrlMatches": 1}, {"HealthCheckFailed": 1},
+                                    {"HealthCheckFailed": 0, "WebhookUrlMatches": 0})
+health_cases = [
+    # (what happened, the last 5 periods' reports, state before, states allowed after)
+    ("a new alarm, before the first check (a new stack, or monitoring switched on)",
+     [None] * 5, "INSUFFICIENT_DATA", {"INSUFFICIENT_DATA"}),
+    ("a new alarm, after the first check", [None] * 4 + [healthy], "INSUFFICIENT_DATA", {"OK"}),
+    ("a new alarm whose first three checks find another URL", [None] * 2 + [elsewhere] * 3, "INSUFFICIENT_DATA",
+     {"ALARM"}),
+    ("checks that report a healthy webhook", [healthy] * 5, "OK", {"OK"}),
+    ("a period without a report: the latest, or one late", [healthy] * 4 + [None], "OK", {"OK"}),
+    ("two failed checks", [healthy] * 3 + [check_failed] * 2, "OK", {"OK"}),
+    ("three failed checks in a row", [healthy] * 2 + [check_failed] * 3, "OK", {"ALARM"}),
+    ("three checks finding another URL", [healthy] * 2 + [elsewhere] * 3, "OK", {"ALARM"}),
+    ("checks that fell silent 15 minutes ago", [healthy] * 2 + [None] * 3, "OK", {"ALARM"}),
+    ("checks silent for longer than the range", [None] * 5, "ALARM", {"ALARM"}),
+    ("checks that report again after a silence", [None] * 4 + [healthy], "ALARM", {"OK"}),
+]
+health_alarm = alarms["HealthCheckAlarm"]
+check((health_alarm["EvaluationPeriods"], health_alarm["DatapointsToAlarm"]) == (3, 3)
+      and {q["MetricStat"]["Period"] for q in health_alarm["Metrics"] if "MetricStat" in q} == {300},
+      "health check: 3 periods of 5 minutes in a row (the cases below read 5 periods, as CloudWatch does for these)")
+for (what, reports, before, allowed), fill_empty, repeat_leading in itertools.product(
+        health_cases, (False, True), (False, True)):
+    try:
+        after = alarm_state(health_alarm, reports, before, fill_empty, repeat_leading)
+    except Undetermined as e:
+        after = f"undetermined ({e})"
+    check(after in allowed, f"HealthCheckAlarm, {what}: {after} from {before}, expected {' or '.join(sorted(allowed))}"
+          f" (FILL on a metric without data {'fills' if fill_empty else 'stays empty'}, REPEAT before the first"
+          f" value {'fills' if repeat_leading else 'does not'})")
+
+
+# The alarms' subscriptions drop a new alarm's first OK (INSUFFICIENT_DATA
+# to OK: not news) and pass every change to ALARM and every recovery.
+def sns_filter_passes(policy, message):
+    for key, condition in policy.items():
+        if key == "$or":
+            if not any(sns_filter_passes(p, message) for p in condition):
+                return False
+        elif not (isinstance(condition, list) and all(isinstance(c, str) for c in condition)):
+            raise Undetermined(f"filter {key}: {condition} is not modelled here")
+        elif message.get(key) not in condition:
+            return False
+    return True
+
+
+subscriptions = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::SNS::Subscription"}
+check(set(subscriptions) == {"AlarmEmailSubscription", "AlarmChatSubscription"},
+      f"two subscriptions to the alarms, got {sorted(subscriptions)}")
+for name, subscription in subscriptions.items():
+    check(subscription.get("FilterPolicyScope") == "MessageBody", f"{name} filters on the alarm's message")
+    for old, new in itertools.permutations(["OK", "ALARM", "INSUFFICIENT_DATA"], 2):
+        if new == "INSUFFICIENT_DATA":
+            continue  # no alarm has InsufficientDataActions (checked above)
+        wanted = not (old == "INSUFFICIENT_DATA" and new == "OK")
+        try:
+            passes = sns_filter_passes(subscription.get("FilterPolicy", {}), {"OldStateValue": old, "NewStateValue": new})
+        except Undetermined as e:
+            passes = str(e)
+        check(passes == wanted, f"{name}: {old} to {new} {'must' if wanted else 'must not'} be told, got {passes}")
 error_metrics = {q["MetricStat"]["Metric"]["MetricName"] for q in alarms["ErrorsAlarm"]["Metrics"] if "MetricStat" in q}
 check(error_metrics == {"Errors", "Updates", "RecordsSetAside"},
       f"the errors alarm counts failed runs, configuration failures and records set aside, got {sorted(error_metrics)}")

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod chat;
+mod credential_providers;
 mod deploy;
 mod doctor;
 mod helpers;
