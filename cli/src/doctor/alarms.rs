@@ -40,9 +40,10 @@ pub fn check_alarms(
         .filter(|name| state_of(name) == Some("INSUFFICIENT_DATA"))
         .count();
     if !firing.is_empty() && just_deployed {
-        // A new health-check alarm starts in ALARM until the first check
-        // reports, and one raised by the incident a deploy fixes takes up
-        // to 15 minutes to clear: neither is this deploy's failure.
+        // An alarm raised by the incident a deploy fixes takes up to 15
+        // minutes to clear: not this deploy's failure. (A new alarm waits
+        // in INSUFFICIENT_DATA for its first report; it never starts in
+        // ALARM.)
         let detail = format!(
             "{} in ALARM; right after a deploy that may be old news: check again in 15 minutes",
             firing.join(", ")
