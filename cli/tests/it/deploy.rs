@@ -1,6 +1,8 @@
-//! scripts/deploy with stand-ins for `aws`, `sam` and `cargo` on PATH and the
-//! Telegram stand-in as the Bot API: the order of calls, their arguments,
-//! and that the first failure stops it with a clear message.
+//! scripts/deploy with stand-ins for `aws`, `sam` and `cargo` on PATH, the
+//! real `bot` behind a wrapper that logs its calls, and the Telegram
+//! stand-in as the Bot API (--api-base-url): the order of calls, their
+//! arguments, what each tool's environment holds, and that the first
+//! failure stops it with a clear message.
 
 use crate::helpers::Terminal;
 use portable_pty::CommandBuilder;
@@ -9,33 +11,37 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
-use telegram_stand_in::{Options, StandIn};
+use telegram_stand_in::{Fault, Options, StandIn};
 use testkit::{stderr, stdout};
 
 /// A fake `aws` that keeps a Parameter Store in a directory ($FAKE_SSM: one
-/// file per parameter, "version value"), logs its arguments (and what a
-/// file:// value holds), and fails as the real CLI does: exit 254 and
-/// "An error occurred (Code) when calling the Operation operation: ...".
-/// FAKE_FAIL names a call to fail ("aws ssm get-parameter"), FAKE_FAIL_ON
-/// limits it to calls naming that text, FAKE_FAIL_CODE picks the error
-/// (AccessDeniedException by default). Each variable FAKE_SECRET_NAMES
-/// names that is in its environment is logged: a bot's secret passed on.
+/// file per parameter, "version value") and the stacks in another (stacks/,
+/// beside it: <name>.status and <name>.parameters, "Key=Value" lines), logs
+/// its arguments (and what a file:// value holds), and fails as the real
+/// CLI does: exit 254 and "An error occurred (Code) when calling the
+/// Operation operation: ...". FAKE_FAIL names a call to fail ("aws ssm
+/// get-parameter"), FAKE_FAIL_ON limits it to calls naming that text,
+/// FAKE_FAIL_CODE picks the error (AccessDeniedException by default). Each
+/// variable FAKE_SECRET_NAMES names that is in its environment is logged: a
+/// secret passed on (by the script, or by `bot doctor`, which runs `aws`).
 const FAKE_AWS: &str = r#"#!/usr/bin/env bash
 echo "aws $*" >> "$FAKE_LOG"
-for name in ${FAKE_SECRET_NAMES:-}; do [[ -z "${!name:-}" ]] || echo "  aws was given the bot's secret $name" >> "$FAKE_LOG"; done
+by=""; [[ -z "${FAKE_RUN_BY_BOT:-}" ]] || by=", run by bot,"
+for name in ${FAKE_SECRET_NAMES:-}; do [[ -z "${!name:-}" ]] || echo "  aws$by was given the secret $name" >> "$FAKE_LOG"; done
 for arg in "$@"; do
   if [[ "$arg" == file://* ]]; then echo "  value: $(cat "${arg#file://}")" >> "$FAKE_LOG"; fi
 done
-call="$1 $2"
+call="$1 $2" waiter="${3:-}"
 operation() { case "$call" in
   "ssm get-parameter") echo GetParameter ;; "ssm put-parameter") echo PutParameter ;;
   "ssm delete-parameter") echo DeleteParameter ;; "cloudwatch describe-alarms") echo DescribeAlarms ;;
-  "cloudformation describe-stacks") echo DescribeStacks ;; "dynamodb describe-table") echo DescribeTable ;;
+  "cloudformation describe-stacks"|"cloudformation wait") echo DescribeStacks ;;
+  "cloudformation delete-stack") echo DeleteStack ;; "dynamodb describe-table") echo DescribeTable ;;
   "dynamodb describe-time-to-live") echo DescribeTimeToLive ;; *) echo Unknown ;; esac; }
 fail() { echo "" >&2; echo "An error occurred ($1) when calling the $(operation) operation: $2" >&2; exit 254; }
 if [[ -n "${FAKE_FAIL:-}" && "aws $call" == "$FAKE_FAIL" && "$*" == *"${FAKE_FAIL_ON:-}"* ]]; then
   case "${FAKE_FAIL_CODE:-AccessDeniedException}" in
-    AccessDeniedException) fail AccessDeniedException "User: arn:aws:iam::123456789012:user/dev is not authorized to perform: ssm:$(operation) because no identity-based policy allows the ssm:$(operation) action" ;;
+    AccessDeniedException) fail AccessDeniedException "User: arn:aws:iam::123456789012:user/dev is not authorized to perform: $1:$(operation) because no identity-based policy allows the $1:$(operation) action" ;;
     ThrottlingException) fail ThrottlingException "Rate exceeded" ;;
     KMS) fail AccessDeniedException "The ciphertext refers to a customer master key that does not exist, does not exist in this region, or you are not allowed to access." ;;
     *) fail "$FAKE_FAIL_CODE" "injected" ;;
@@ -54,6 +60,7 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 file="$FAKE_SSM/${name//\//%}"
+stack="$FAKE_SSM/../stacks/$name"
 case "$call" in
   "ssm get-parameter")
     [[ -f "$file" ]] || fail ParameterNotFound ""
@@ -86,14 +93,25 @@ case "$call" in
     printf '['; sep=""
     for alarm in "${alarms[@]}"; do printf '%s["%s", "INSUFFICIENT_DATA"]' "$sep" "$alarm"; sep=", "; done
     echo ']' ;;
+  "cloudformation delete-stack")
+    # Accepted for any stack, as CloudFormation does; done at once.
+    rm -f "$stack.status" "$stack.parameters" ;;
+  "cloudformation wait")
+    [[ "$waiter" == stack-delete-complete && ! -f "$stack.status" ]] || { echo "unexpected: aws cloudformation wait $waiter" >&2; exit 2; } ;;
   "cloudformation describe-stacks")
-    overrides="$(cat "$FAKE_SSM/../overrides" 2>/dev/null || true)"
-    parameter() { tr ' ' '\n' <<< "$overrides" | sed -n "s|^$1=||p"; }
+    [[ -f "$stack.status" ]] || fail ValidationError "Stack with id $name does not exist"
+    parameter() { sed -n "s|^$1=||p" "$stack.parameters"; }
     table="${FAKE_TABLE:-telegram-bot-MemoryTable-1A2B3C}"
-    if [[ "$query" == *MemoryTableName* ]]; then echo "$table"
+    [[ "$(parameter Memory)" == Off ]] && table=""
+    # The text output of a list: its one value on a line, then a line
+    # for each inner list, its values tab-separated.
+    if [[ "$query" == "Stacks[0].[StackStatus,Parameters[].[ParameterKey,ParameterValue]]" ]]; then
+      cat "$stack.status"
+      while IFS= read -r line; do printf '%s\t%s\n' "${line%%=*}" "${line#*=}"; done < "$stack.parameters"
+    elif [[ "$query" == *MemoryTableName* ]]; then echo "${table:-None}"
     elif [[ "$query" == *WebhookUrl* ]]; then echo "$FAKE_URL"
+    elif [[ -n "$query" ]]; then echo "unexpected: aws $*" >&2; exit 2
     else
-      [[ "$(parameter Memory)" == Off ]] && table=""
       cat <<JSON
 {"Stacks": [{"StackName": "$name", "Outputs": [
   {"OutputKey": "WebhookUrl", "OutputValue": "$FAKE_URL"},
@@ -110,33 +128,88 @@ esac
 "#;
 
 /// A fake `sam`: logs its arguments and the deploy parameters it was given,
-/// and any secret in its environment (the bot's: as FAKE_SECRET_NAMES names).
+/// and any secret in its environment (as FAKE_SECRET_NAMES names). A deploy
+/// leaves the stack as CloudFormation does: a parameter not given keeps its
+/// value (sam's UsePreviousValue); a first deploy that fails (FAKE_FAIL
+/// "sam deploy") leaves it in ROLLBACK_COMPLETE, where every later deploy
+/// fails.
 const FAKE_SAM: &str = r#"#!/usr/bin/env bash
 echo "sam $*" >> "$FAKE_LOG"
-if [[ -n "${TELEGRAM_BOT_TOKEN:-}${TELEGRAM_WEBHOOK_SECRET:-}" ]]; then echo "  sam was given a secret" >> "$FAKE_LOG"; fi
-for name in ${FAKE_SECRET_NAMES:-}; do [[ -z "${!name:-}" ]] || echo "  sam was given the bot's secret $name" >> "$FAKE_LOG"; done
-if [[ -n "${FAKE_FAIL:-}" && "sam $1" == "$FAKE_FAIL" ]]; then echo "Error: Build Failed" >&2; exit 1; fi
-if [[ "$1" == deploy ]]; then
-  while [[ $# -gt 0 ]]; do
-    if [[ "$1" == --config-file ]]; then
-      grep parameter_overrides "$2" | sed 's/^/  /' >> "$FAKE_LOG"
-      grep parameter_overrides "$2" | sed 's/^parameter_overrides = //' | tr -d '\\"' > "$FAKE_SSM/../overrides"
+for name in ${FAKE_SECRET_NAMES:-}; do [[ -z "${!name:-}" ]] || echo "  sam was given the secret $name" >> "$FAKE_LOG"; done
+if [[ -n "${FAKE_FAIL:-}" && "sam $1" == "$FAKE_FAIL" && "$1" == build ]]; then echo "Error: Build Failed" >&2; exit 1; fi
+command="$1" config="" name=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --config-file) config="$2"; shift ;;
+    --stack-name) name="$2"; shift ;;
+  esac
+  shift
+done
+stack="$FAKE_SSM/../stacks/$name"
+status="$(cat "$stack.status" 2>/dev/null || true)"
+case "$command" in
+  build) ;;
+  deploy)
+    grep parameter_overrides "$config" | sed 's/^/  /' >> "$FAKE_LOG"
+    if [[ "$status" == ROLLBACK_COMPLETE ]]; then
+      echo "Error: Failed to create changeset for the stack: $name, An error occurred (ValidationError) when calling the CreateChangeSet operation: Stack:arn:aws:cloudformation:eu-west-1:123456789012:stack/$name/1a2b3c4d is in ROLLBACK_COMPLETE state and can not be updated." >&2
+      exit 1
     fi
-    shift
-  done
-fi
+    given="$(grep parameter_overrides "$config" | sed 's/^parameter_overrides = //' | tr -d '\\"' | tr ' ' '\n')"
+    merged="$given"
+    if [[ -f "$stack.parameters" ]]; then
+      while IFS= read -r line; do grep -q "^${line%%=*}=" <<< "$given" || merged+=$'\n'"$line"; done < "$stack.parameters"
+    fi
+    if [[ "${FAKE_FAIL:-}" == "sam deploy" ]]; then
+      if [[ -z "$status" ]]; then
+        echo "$merged" > "$stack.parameters"
+        echo ROLLBACK_COMPLETE > "$stack.status"
+        echo "Error: Failed to create/update the stack: $name, Waiter StackCreateComplete failed: Waiter encountered a terminal failure state: For expression \"Stacks[].StackStatus\" we matched expected path: \"ROLLBACK_COMPLETE\" at least once" >&2
+      else
+        echo UPDATE_ROLLBACK_COMPLETE > "$stack.status"
+        echo "Error: Failed to create/update the stack: $name, Waiter StackUpdateComplete failed: Waiter encountered a terminal failure state: For expression \"Stacks[].StackStatus\" we matched expected path: \"UPDATE_ROLLBACK_COMPLETE\" at least once" >&2
+      fi
+      exit 1
+    fi
+    echo "$merged" > "$stack.parameters"
+    if [[ -z "$status" ]]; then echo CREATE_COMPLETE; else echo UPDATE_COMPLETE; fi > "$stack.status" ;;
+  delete)
+    if [[ -z "$status" ]]; then echo "Error: The input stack $name does not exist on Cloudformation"; fi
+    rm -f "$stack.status" "$stack.parameters" ;;
+  *) echo "unexpected: sam $*" >&2; exit 2 ;;
+esac
 "#;
 
+/// A fake `cargo`: logs its arguments and any secret in its environment (a
+/// build script would have it). `cargo build` of the bot command line
+/// "builds" it in $CARGO_TARGET_DIR: the fake `bot`.
 const FAKE_CARGO: &str = r#"#!/usr/bin/env bash
-for name in ${FAKE_SECRET_NAMES:-}; do [[ -z "${!name:-}" ]] || echo "  cargo was given the bot's secret $name" >> "$FAKE_LOG"; done
+echo "cargo $*" >> "$FAKE_LOG"
+for name in ${FAKE_SECRET_NAMES:-}; do [[ -z "${!name:-}" ]] || echo "  cargo was given the secret $name" >> "$FAKE_LOG"; done
 if [[ "$1" == lambda ]]; then echo "cargo-lambda 1.9.2"; exit 0; fi
-echo "unexpected cargo $*" >&2; exit 1
+if [[ "$*" == "build --quiet --release -p bot-cli --bin bot" && -n "${CARGO_TARGET_DIR:-}" ]]; then
+  mkdir -p "$CARGO_TARGET_DIR/release" && ln -sf "$(dirname "$0")/bot" "$CARGO_TARGET_DIR/release/bot"
+  exit 0
+fi
+echo "error: unexpected cargo $*" >&2; exit 101
+"#;
+
+/// The real `bot`, behind a wrapper that logs each call to $FAKE_BOT_LOG,
+/// with each variable FAKE_LEFTOVER_NAMES names that is in its environment:
+/// a local run's setting that would steer it. What it runs knows it ran it.
+const FAKE_BOT: &str = r#"#!/usr/bin/env bash
+echo "bot $*" >> "$FAKE_BOT_LOG"
+for name in ${FAKE_LEFTOVER_NAMES:-}; do [[ -z "${!name+set}" ]] || echo "  bot was given $name" >> "$FAKE_BOT_LOG"; done
+FAKE_RUN_BY_BOT=1 exec "$FAKE_REAL_BOT" "$@"
 "#;
 
 struct Fakes {
     dir: PathBuf,
     log: PathBuf,
+    /// The calls to `bot`, apart: the other tools' log stays as it was.
+    bot_log: PathBuf,
     ssm: PathBuf,
+    stacks: PathBuf,
     /// The deployed function's endpoint, on loopback (the stack's
     /// WebhookUrl): it answers as the function does at its door.
     url: String,
@@ -209,10 +282,21 @@ fn fakes(tools: &[(&str, &str)]) -> Fakes {
     }
     let log = dir.join("calls.log");
     std::fs::write(&log, "").unwrap();
+    let bot_log = dir.join("bot-calls.log");
+    std::fs::write(&bot_log, "").unwrap();
     let ssm = dir.join("ssm");
     std::fs::create_dir_all(&ssm).unwrap();
+    let stacks = dir.join("stacks");
+    std::fs::create_dir_all(&stacks).unwrap();
     let url = serve_endpoint(ssm.clone());
-    Fakes { dir, log, ssm, url }
+    Fakes {
+        dir,
+        log,
+        bot_log,
+        ssm,
+        stacks,
+        url,
+    }
 }
 
 impl Fakes {
@@ -244,6 +328,43 @@ impl Fakes {
 
     fn clear_log(&self) {
         std::fs::write(&self.log, "").unwrap();
+        std::fs::write(&self.bot_log, "").unwrap();
+    }
+
+    fn bot_log(&self) -> String {
+        std::fs::read_to_string(&self.bot_log).unwrap()
+    }
+
+    /// A stack as a deploy before this one left it: its state and its
+    /// parameters (those left out have the template's default).
+    fn stack(&self, name: &str, status: &str, parameters: &[(&str, &str)]) {
+        let lines: Vec<String> = parameters
+            .iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
+        std::fs::write(
+            self.stacks.join(format!("{name}.parameters")),
+            lines.concat(),
+        )
+        .unwrap();
+        std::fs::write(
+            self.stacks.join(format!("{name}.status")),
+            format!("{status}\n"),
+        )
+        .unwrap();
+    }
+
+    /// A stack's state, if it exists.
+    fn stack_status(&self, name: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.stacks.join(format!("{name}.status"))).ok()?;
+        Some(text.trim_end().to_owned())
+    }
+
+    /// A stack's parameter, as its last deploy left it.
+    fn stack_parameter(&self, name: &str, key: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.stacks.join(format!("{name}.parameters"))).ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{key}=")).map(str::to_owned))
     }
 }
 
@@ -254,7 +375,12 @@ impl Drop for Fakes {
 }
 
 fn all_fakes() -> Fakes {
-    fakes(&[("aws", FAKE_AWS), ("sam", FAKE_SAM), ("cargo", FAKE_CARGO)])
+    fakes(&[
+        ("aws", FAKE_AWS),
+        ("sam", FAKE_SAM),
+        ("cargo", FAKE_CARGO),
+        ("bot", FAKE_BOT),
+    ])
 }
 
 fn deploy_script() -> PathBuf {
@@ -262,31 +388,54 @@ fn deploy_script() -> PathBuf {
 }
 
 /// The deploy's whole environment: the fakes, then only what bash itself
-/// needs. The pseudo-terminal test starts the script itself, with the same.
-fn deploy_env(fakes: &Fakes, stand_in: &StandIn) -> [(&'static str, String); 8] {
-    [
+/// needs. The pseudo-terminal tests start the script themselves, with the
+/// same.
+fn deploy_env(fakes: &Fakes) -> Vec<(&'static str, String)> {
+    vec![
         ("PATH", format!("{}:/usr/bin:/bin", fakes.dir.display())),
         ("FAKE_LOG", fakes.log.display().to_string()),
+        ("FAKE_BOT_LOG", fakes.bot_log.display().to_string()),
         ("FAKE_SSM", fakes.ssm.display().to_string()),
         ("FAKE_URL", fakes.url.clone()),
-        // The bot's secrets the tests set: a tool given one logs it.
+        // The secrets the tests give: a tool but `bot` given one logs it.
         (
             "FAKE_SECRET_NAMES",
-            "WEATHER_API_KEY MAPS_API_KEY".to_owned(),
+            "TELEGRAM_BOT_TOKEN TELEGRAM_WEBHOOK_SECRET WEATHER_API_KEY MAPS_API_KEY".to_owned(),
         ),
-        ("BOT_BIN", env!("CARGO_BIN_EXE_bot").to_owned()),
-        ("TELEGRAM_API_BASE_URL", stand_in.base_url()),
+        // A local run's settings: `bot` given one logs it.
+        (
+            "FAKE_LEFTOVER_NAMES",
+            "TELEGRAM_BOT_TOKEN_PARAMETER TELEGRAM_WEBHOOK_SECRET_PARAMETER TELEGRAM_BOT_USERNAME SSL_CERT_FILE"
+                .to_owned(),
+        ),
+        ("FAKE_REAL_BOT", env!("CARGO_BIN_EXE_bot").to_owned()),
+        ("BOT_BIN", fakes.dir.join("bot").display().to_string()),
         ("DEPLOY_VERIFY_WAIT", "0".to_owned()),
     ]
 }
 
+/// The option that makes the stand-in the Bot API of the deploy (and of
+/// the stack it deploys): every test but those of the option itself.
+fn stand_in_api(stand_in: &StandIn) -> [String; 2] {
+    ["--api-base-url".to_owned(), stand_in.base_url()]
+}
+
+/// scripts/deploy against the stand-in.
 async fn deploy(fakes: &Fakes, stand_in: &StandIn, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let api = stand_in_api(stand_in);
+    let mut with_api: Vec<&str> = api.iter().map(String::as_str).collect();
+    with_api.extend_from_slice(args);
+    run_deploy(fakes, &with_api, envs).await
+}
+
+/// scripts/deploy with only the arguments given.
+async fn run_deploy(fakes: &Fakes, args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut command = tokio::process::Command::new("bash");
     command
         .arg(deploy_script())
         .args(args)
         .env_clear()
-        .envs(deploy_env(fakes, stand_in))
+        .envs(deploy_env(fakes))
         .envs(envs.iter().copied())
         .kill_on_drop(true);
     tokio::time::timeout(Duration::from_secs(60), command.output())
@@ -311,17 +460,28 @@ fn commands(log: &str) -> Vec<&str> {
     log.lines().filter(|l| !l.starts_with(' ')).collect()
 }
 
-/// Asserts that neither the token nor the secret is on any command line or
-/// in anything the deploy printed.
+/// Whether the log shows a tool given a secret by the script. `bot doctor`
+/// hands its own environment, the token and the secret the script gave it,
+/// on to the `aws` it runs: that is bot's to change (cli/src/doctor/aws.rs),
+/// not the script's.
+fn given_a_secret_by_the_script(log: &str) -> bool {
+    log.lines()
+        .any(|l| l.contains(" was given the secret ") && !l.contains(", run by bot,"))
+}
+
+/// Asserts that neither the token nor the secret is on any command line, in
+/// the environment of a tool but `bot`, or in anything the deploy printed;
+/// and that `bot` was given none of a local run's settings.
 fn assert_no_secret_shown(fakes: &Fakes, output: &Output, secrets: &[&str]) {
     let log = fakes.log();
     assert!(
-        !log.contains("sam was given a secret"),
-        "sam's environment held the token or the secret: {log}"
+        !given_a_secret_by_the_script(&log),
+        "a tool's environment held a secret: {log}"
     );
+    let bot_log = fakes.bot_log();
     assert!(
-        !log.contains("was given the bot's secret"),
-        "a tool's environment held a bot's secret: {log}"
+        !bot_log.contains(" was given "),
+        "bot was given a local run's setting: {bot_log}"
     );
     let printed = format!(
         "{}{}",
@@ -329,7 +489,7 @@ fn assert_no_secret_shown(fakes: &Fakes, output: &Output, secrets: &[&str]) {
         stderr(output)
     );
     for secret in secrets {
-        for line in commands(&log) {
+        for line in commands(&log).into_iter().chain(commands(&bot_log)) {
             assert!(!line.contains(secret), "on a command line: {line}");
         }
         assert!(!printed.contains(secret), "printed: {printed}");
@@ -354,7 +514,7 @@ fn assert_stopped_before_any_change(
     }
     let log = fakes.log();
     assert!(
-        !log.contains("put-parameter") && !log.contains("sam "),
+        !log.contains("put-parameter") && !log.contains("sam ") && !log.contains("delete-stack"),
         "{says:?}: {log}"
     );
     assert!(stand_in.calls().is_empty(), "{says:?}: Telegram was called");
@@ -400,7 +560,22 @@ async fn a_first_deploy_stores_the_token_and_a_new_secret_then_deploys_and_check
     .await;
     assert_deployed(&fakes, &output);
     let log = fakes.log();
-    let lines: Vec<&str> = log.lines().collect();
+    // Without what `bot doctor` passes on (assert_no_secret_shown).
+    let all: Vec<&str> = log
+        .lines()
+        .filter(|l| !l.contains(", run by bot,"))
+        .collect();
+    assert_eq!(all[0], "cargo lambda --version");
+    // The stack first: none yet, so the defaults.
+    assert_eq!(
+        all[1],
+        "aws cloudformation describe-stacks --stack-name telegram-bot --query Stacks[0].[StackStatus,Parameters[].[ParameterKey,ParameterValue]] --output text --region eu-west-1"
+    );
+    assert_printed(
+        &output,
+        "==> the stack telegram-bot\nnone yet: a new stack\n",
+    );
+    let lines = &all[2..];
     // Read all three; build; only then store, right before the deploy.
     assert_eq!(
         lines[0],
@@ -436,9 +611,11 @@ async fn a_first_deploy_stores_the_token_and_a_new_secret_then_deploys_and_check
     assert!(lines[8].starts_with("sam deploy --config-file "), "{log}");
     assert!(lines[8].ends_with("--stack-name telegram-bot --capabilities CAPABILITY_IAM --resolve-s3 --no-confirm-changeset --no-fail-on-empty-changeset --region eu-west-1"), "{log}");
     // The stack gets the parameters' names and versions, never the secret.
+    // Every kept option is named, so none falls back to the template's
+    // default on a later deploy.
     assert_eq!(
         lines[9],
-        "  parameter_overrides = \"Architecture=\\\"arm64\\\" EndpointType=\\\"HttpApi\\\" BotTokenParameter=\\\"/telegram-bot/bot-token\\\" BotUsername=\\\"EchoLambdaBot\\\" ReservedConcurrency=\\\"0\\\" Memory=\\\"DynamoDB\\\" WebhookSecretParameter=\\\"/telegram-bot/webhook-secret\\\" BotTokenVersion=\\\"1\\\" WebhookSecretVersion=\\\"1\\\" BotSecretsParameter=\\\"\\\" BotSecretsVersion=\\\"0\\\"\""
+        format!("  parameter_overrides = \"Architecture=\\\"arm64\\\" ApiBaseUrl=\\\"{}\\\" Monitoring=\\\"Off\\\" AlarmEmail=\\\"\\\" AdminChatId=\\\"\\\" EndpointType=\\\"HttpApi\\\" BotTokenParameter=\\\"/telegram-bot/bot-token\\\" BotUsername=\\\"EchoLambdaBot\\\" ReservedConcurrency=\\\"0\\\" Memory=\\\"DynamoDB\\\" WebhookSecretParameter=\\\"/telegram-bot/webhook-secret\\\" BotTokenVersion=\\\"1\\\" WebhookSecretVersion=\\\"1\\\" BotSecretsParameter=\\\"\\\" BotSecretsVersion=\\\"0\\\"\"", stand_in.base_url())
     );
     assert!(
         lines[10].starts_with("aws cloudformation describe-stacks --stack-name telegram-bot"),
@@ -817,6 +994,7 @@ async fn delete_removes_the_webhook_then_the_stack() {
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let fakes = all_fakes();
     let token = stand_in.token().to_owned();
+    fakes.stack("telegram-bot", "UPDATE_COMPLETE", &[("Memory", "DynamoDB")]);
     let output = deploy(
         &fakes,
         &stand_in,
@@ -828,7 +1006,9 @@ async fn delete_removes_the_webhook_then_the_stack() {
     assert_eq!(stand_in.calls()[0].method, "deleteWebhook");
     assert_eq!(
         fakes.log(),
-        "aws ssm get-parameter --name /telegram-bot/bot-token --with-decryption --query Parameter.[Version,Value] --output text --region eu-west-1\n\
+        "cargo lambda --version\n\
+         aws cloudformation describe-stacks --stack-name telegram-bot --query Stacks[0].[StackStatus,Parameters[].[ParameterKey,ParameterValue]] --output text --region eu-west-1\n\
+         aws ssm get-parameter --name /telegram-bot/bot-token --with-decryption --query Parameter.[Version,Value] --output text --region eu-west-1\n\
          aws cloudformation describe-stacks --stack-name telegram-bot --query Stacks[0].Outputs[?OutputKey=='MemoryTableName'].OutputValue --output text --region eu-west-1\n\
          sam delete --stack-name telegram-bot --no-prompts --region eu-west-1\n\
          aws ssm delete-parameter --name /telegram-bot/webhook-secret --region eu-west-1\n\
@@ -838,6 +1018,32 @@ async fn delete_removes_the_webhook_then_the_stack() {
         &output,
         "The chats' data stays in the DynamoDB table telegram-bot-MemoryTable-1A2B3C",
     );
+    assert_eq!(fakes.stack_status("telegram-bot"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_finds_the_token_and_the_bot_api_the_stack_names() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let fakes = all_fakes();
+    fakes.store("/ops/bot-token", 2, stand_in.token());
+    fakes.stack(
+        "telegram-bot",
+        "UPDATE_COMPLETE",
+        &[
+            ("BotTokenParameter", "/ops/bot-token"),
+            ("ApiBaseUrl", &stand_in.base_url()),
+        ],
+    );
+    // Neither option given: both are the stack's.
+    let output = run_deploy(&fakes, &["--delete"], &[]).await;
+    assert_deployed(&fakes, &output);
+    assert_eq!(stand_in.calls()[0].method, "deleteWebhook");
+    assert_logged(&fakes, "aws ssm get-parameter --name /ops/bot-token ");
+    assert_printed(
+        &output,
+        &format!("==> the Bot API: {}\n", stand_in.base_url()),
+    );
+    assert_printed(&output, "The token stays in /ops/bot-token");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -903,7 +1109,7 @@ async fn a_new_token_is_checked_and_new_values_are_stored_only_after_the_build()
     assert!(!fakes.log().contains("put-parameter"), "{}", fakes.log());
     assert_eq!(fakes.stored(SECRET_PARAMETER), Some((1, stored_secret)));
     assert!(
-        !fakes.log().contains("sam was given a secret"),
+        !fakes.log().contains(" was given the secret "),
         "{}",
         fakes.log()
     );
@@ -914,6 +1120,7 @@ async fn delete_with_delete_data_also_removes_the_table() {
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let fakes = all_fakes();
     let token = stand_in.token().to_owned();
+    fakes.stack("telegram-bot", "UPDATE_COMPLETE", &[("Memory", "DynamoDB")]);
     let output = deploy(
         &fakes,
         &stand_in,
@@ -936,7 +1143,7 @@ async fn delete_with_delete_data_also_removes_the_table() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn monitoring_and_its_email_are_passed_only_when_given() {
+async fn monitoring_its_email_and_chat_are_kept_unless_given() {
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let fakes = all_fakes();
     fakes.store_as_deployed(stand_in.token());
@@ -950,8 +1157,28 @@ async fn monitoring_and_its_email_are_passed_only_when_given() {
     ];
     let output = deploy(&fakes, &stand_in, &args, &[]).await;
     assert_deployed(&fakes, &output);
-    assert_logged(&fakes, "WebhookSecretVersion=\\\"1\\\" Monitoring=\\\"On\\\" AlarmEmail=\\\"ops@example.com\\\" AdminChatId=\\\"5550001\\\" BotSecretsParameter=\\\"\\\" BotSecretsVersion=\\\"0\\\"\"");
+    let monitored = "Monitoring=\\\"On\\\" AlarmEmail=\\\"ops@example.com\\\" AdminChatId=\\\"5550001\\\" EndpointType=";
+    assert_logged(&fakes, monitored);
     assert_printed(&output, "note  alarms: 0 OK, 3 waiting for data");
+
+    // A plain redeploy keeps all three, and says so.
+    fakes.clear_log();
+    let output = deploy(&fakes, &stand_in, &[], &[]).await;
+    assert_deployed(&fakes, &output);
+    assert_logged(&fakes, monitored);
+    assert_printed(
+        &output,
+        "keeping Monitoring=On, AlarmEmail=ops@example.com, AdminChatId=5550001 from the stack\n",
+    );
+
+    // '' is a value: no address.
+    fakes.clear_log();
+    let output = deploy(&fakes, &stand_in, &["--alarm-email", ""], &[]).await;
+    assert_deployed(&fakes, &output);
+    assert_logged(
+        &fakes,
+        "Monitoring=\\\"On\\\" AlarmEmail=\\\"\\\" AdminChatId=\\\"5550001\\\"",
+    );
     for (args, error) in [
         (["--monitoring", "yes"], "--monitoring must be On or Off"),
         (
@@ -1220,24 +1447,31 @@ async fn delete_removes_the_bots_secrets_too() {
     assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
 }
 
+/// scripts/deploy against the stand-in, run in a terminal as a person runs
+/// it, with the environment `deploy` gives it.
+fn deploy_in_a_terminal(fakes: &Fakes, stand_in: &StandIn, args: &[&str]) -> Terminal {
+    let mut command = CommandBuilder::new("bash");
+    command.arg(deploy_script());
+    command.args(stand_in_api(stand_in));
+    command.args(args);
+    command.env_clear();
+    for (name, value) in deploy_env(fakes) {
+        command.env(name, value);
+    }
+    Terminal::run(command, 200)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_not_in_the_environment_is_typed_at_a_hidden_prompt() {
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let fakes = all_fakes();
     fakes.store_as_deployed(stand_in.token());
     let key = api_key();
-    let mut command = CommandBuilder::new("bash");
-    command.arg(deploy_script());
-    command.args(["--secret", "WEATHER_API_KEY"]);
-    command.env_clear();
-    for (name, value) in deploy_env(&fakes, &stand_in) {
-        command.env(name, value);
-    }
     let Terminal {
         mut child,
         screen,
         mut keyboard,
-    } = Terminal::run(command, 200);
+    } = deploy_in_a_terminal(&fakes, &stand_in, &["--secret", "WEATHER_API_KEY"]);
     // Waiting blocks this thread: in place, so the stand-in's tasks go on.
     let wait_for = |what| tokio::task::block_in_place(|| screen.wait_for(what, 60));
     wait_for("WEATHER_API_KEY (not shown): ");
@@ -1257,6 +1491,435 @@ async fn a_secret_not_in_the_environment_is_typed_at_a_hidden_prompt() {
     for line in commands(&fakes.log()) {
         assert!(!line.contains(&key), "on a command line: {line}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_token_not_in_the_environment_is_typed_at_a_hidden_prompt() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let fakes = all_fakes();
+    let token = stand_in.token().to_owned();
+    let Terminal {
+        mut child,
+        screen,
+        mut keyboard,
+    } = deploy_in_a_terminal(&fakes, &stand_in, &["--store-token"]);
+    let wait_for = |what| tokio::task::block_in_place(|| screen.wait_for(what, 60));
+    wait_for("Bot token from @BotFather (not shown): ");
+    assert_eq!(fakes.log(), "", "asked before anything runs");
+    keyboard.write_all(format!("{token}\r").as_bytes()).unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    wait_for("Deployed. Write to @");
+    assert!(status.success(), "{status:?}\n{}", screen.text());
+    assert!(!screen.text().contains(&token), "echoed: {}", screen.text());
+    assert_eq!(fakes.stored(TOKEN_PARAMETER), Some((1, token.clone())));
+    let log = fakes.log();
+    assert!(!given_a_secret_by_the_script(&log), "{log}");
+    for line in commands(&log) {
+        assert!(!line.contains(&token), "on a command line: {line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_tool_but_bot_is_given_the_token_or_the_webhook_secret() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let fakes = all_fakes();
+    let token = stand_in.token().to_owned();
+    let secret = stored_secret();
+    // No BOT_BIN: cargo builds `bot` (the fake cargo: into this target
+    // directory), and every dependency's build script would run.
+    let target = fakes.dir.join("target").display().to_string();
+    let output = deploy(
+        &fakes,
+        &stand_in,
+        &["--store-token"],
+        &[
+            ("TELEGRAM_BOT_TOKEN", &token),
+            ("TELEGRAM_WEBHOOK_SECRET", &secret),
+            ("BOT_BIN", ""),
+            ("CARGO_TARGET_DIR", &target),
+        ],
+    )
+    .await;
+    assert_deployed(&fakes, &output);
+    assert_logged(&fakes, "cargo lambda --version\n");
+    assert_logged(
+        &fakes,
+        "cargo build --quiet --release -p bot-cli --bin bot\n",
+    );
+    // `bot`, the one built, was given both.
+    assert_eq!(
+        stand_in.calls_to("setWebhook")[0]["secret_token"],
+        secret.as_str()
+    );
+    assert_eq!(fakes.stored(SECRET_PARAMETER), Some((1, secret.clone())));
+    // cargo, aws and sam: never either.
+    assert_no_secret_shown(&fakes, &output, &[&token, &secret]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_redeploy_keeps_every_option_the_stack_has() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let fakes = all_fakes();
+    fakes.store("/ops/bot-token", 1, stand_in.token());
+    fakes.store(SECRET_PARAMETER, 1, &stored_secret());
+    let options = [
+        "--endpoint",
+        "FunctionUrl",
+        "--architecture",
+        "x86_64",
+        "--reserved-concurrency",
+        "20",
+        "--memory",
+        "Off",
+        "--token-parameter",
+        "/ops/bot-token",
+    ];
+    let output = deploy(&fakes, &stand_in, &options, &[]).await;
+    assert_deployed(&fakes, &output);
+    let as_deployed = "EndpointType=\\\"FunctionUrl\\\" BotTokenParameter=\\\"/ops/bot-token\\\" BotUsername=\\\"EchoLambdaBot\\\" ReservedConcurrency=\\\"20\\\" Memory=\\\"Off\\\"";
+    assert_logged(&fakes, as_deployed);
+
+    // "Run scripts/deploy again": the stack read first, every option kept.
+    fakes.clear_log();
+    let output = deploy(&fakes, &stand_in, &[], &[]).await;
+    assert_deployed(&fakes, &output);
+    let log = fakes.log();
+    assert!(
+        position(&log, "aws cloudformation describe-stacks --stack-name telegram-bot --query Stacks[0].[StackStatus,Parameters[].[ParameterKey,ParameterValue]] --output text")
+            < position(&log, "aws ssm get-parameter --name /ops/bot-token "),
+        "{log}"
+    );
+    assert_printed(&output, "==> the stack telegram-bot\nfound (CREATE_COMPLETE)\nkeeping Architecture=x86_64, EndpointType=FunctionUrl, BotTokenParameter=/ops/bot-token, ReservedConcurrency=20, Memory=Off from the stack\n");
+    assert_logged(
+        &fakes,
+        "sam build --parameter-overrides Architecture=x86_64\n",
+    );
+    assert_logged(&fakes, as_deployed);
+    assert_eq!(
+        stand_in.calls_to("setWebhook")[1]["max_connections"],
+        20,
+        "not reset to 40"
+    );
+    let menu: Vec<String> = stand_in
+        .commands()
+        .iter()
+        .map(|c| c.command.clone())
+        .collect();
+    assert_eq!(menu, ["start", "help"], "still without memory");
+    assert_eq!(
+        fakes
+            .stack_parameter("telegram-bot", "EndpointType")
+            .as_deref(),
+        Some("FunctionUrl")
+    );
+
+    // One option given: that one changes, the others stay.
+    fakes.clear_log();
+    let output = deploy(&fakes, &stand_in, &["--memory", "DynamoDB"], &[]).await;
+    assert_deployed(&fakes, &output);
+    assert_printed(&output, "keeping Architecture=x86_64, EndpointType=FunctionUrl, BotTokenParameter=/ops/bot-token, ReservedConcurrency=20 from the stack\n");
+    assert_logged(&fakes, "EndpointType=\\\"FunctionUrl\\\" BotTokenParameter=\\\"/ops/bot-token\\\" BotUsername=\\\"EchoLambdaBot\\\" ReservedConcurrency=\\\"20\\\" Memory=\\\"DynamoDB\\\"");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_that_cannot_be_read_stops_the_deploy_before_any_change() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let token = stand_in.token().to_owned();
+    for (code, shown) in [
+        (
+            "AccessDeniedException",
+            "is not authorized to perform: cloudformation:DescribeStacks",
+        ),
+        (
+            "ThrottlingException",
+            "(ThrottlingException) when calling the DescribeStacks operation: Rate exceeded",
+        ),
+    ] {
+        let fakes = all_fakes();
+        let secret = fakes.store_as_deployed(&token);
+        fakes.stack(
+            "telegram-bot",
+            "UPDATE_COMPLETE",
+            &[("EndpointType", "FunctionUrl")],
+        );
+        let output = deploy(
+            &fakes,
+            &stand_in,
+            &[],
+            &[
+                ("FAKE_FAIL", "aws cloudformation describe-stacks"),
+                ("FAKE_FAIL_CODE", code),
+            ],
+        )
+        .await;
+        assert_stopped_before_any_change(
+            &fakes,
+            &stand_in,
+            &output,
+            &[
+                "deploy: could not read the stack telegram-bot, so nothing was changed: ",
+                shown,
+            ],
+            &[&secret, &token],
+        );
+    }
+
+    // A value that cannot be kept: it would break samconfig.toml's quoting.
+    let fakes = all_fakes();
+    let secret = fakes.store_as_deployed(&token);
+    fakes.stack(
+        "telegram-bot",
+        "UPDATE_COMPLETE",
+        &[("ApiBaseUrl", "https://api.telegram.org\"x")],
+    );
+    let output = run_deploy(&fakes, &[], &[]).await;
+    assert_stopped_before_any_change(
+        &fakes,
+        &stand_in,
+        &output,
+        &["deploy: the stack's ApiBaseUrl (https://api.telegram.org\"x) must be an http:// or https:// URL (A-Z a-z 0-9 and . _ ~ : / @ % + - [ ]): give --api-base-url to replace it"],
+        &[&secret, &token],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_deploy_that_failed_is_deleted_then_deployed_again() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let fakes = all_fakes();
+    let token = stand_in.token().to_owned();
+    let output = deploy(
+        &fakes,
+        &stand_in,
+        &["--store-token", "--endpoint", "FunctionUrl"],
+        &[("TELEGRAM_BOT_TOKEN", &token), ("FAKE_FAIL", "sam deploy")],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("deploy: sam deploy failed"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        fakes.stack_status("telegram-bot").as_deref(),
+        Some("ROLLBACK_COMPLETE")
+    );
+
+    // A deletion that fails stops the deploy, saying why.
+    fakes.clear_log();
+    let output = deploy(
+        &fakes,
+        &stand_in,
+        &[],
+        &[("FAKE_FAIL", "aws cloudformation delete-stack")],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("deploy: aws cloudformation delete-stack failed for telegram-bot: ")
+            && err.contains("cloudformation:DeleteStack"),
+        "{err}"
+    );
+    assert!(!fakes.log().contains("sam deploy"), "{}", fakes.log());
+
+    // The next deploy deletes the stack that never deployed, then deploys.
+    fakes.clear_log();
+    let output = deploy(&fakes, &stand_in, &[], &[]).await;
+    assert_deployed(&fakes, &output);
+    assert_printed(
+        &output,
+        "found (ROLLBACK_COMPLETE)\nkeeping EndpointType=FunctionUrl from the stack\n",
+    );
+    assert_printed(&output, "==> deleting the stack telegram-bot, which never deployed (ROLLBACK_COMPLETE: its first deploy failed)\n");
+    let log = fakes.log();
+    let build = position(&log, "sam build");
+    let delete = position(
+        &log,
+        "aws cloudformation delete-stack --stack-name telegram-bot",
+    );
+    let wait = position(
+        &log,
+        "aws cloudformation wait stack-delete-complete --stack-name telegram-bot",
+    );
+    let sam_deploy = position(&log, "sam deploy");
+    assert!(
+        build < delete && delete < wait && wait < sam_deploy,
+        "{log}"
+    );
+    assert_eq!(
+        fakes.stack_status("telegram-bot").as_deref(),
+        Some("CREATE_COMPLETE")
+    );
+    assert_eq!(
+        fakes
+            .stack_parameter("telegram-bot", "EndpointType")
+            .as_deref(),
+        Some("FunctionUrl")
+    );
+    assert_eq!(stand_in.calls_to("setWebhook").len(), 1);
+    assert_no_secret_shown(&fakes, &output, &[&token]);
+}
+
+/// Telegram refusing the next setWebhook.
+fn refuse_set_webhook(stand_in: &StandIn) {
+    stand_in.inject(
+        "setWebhook",
+        Fault::Error {
+            status: 400,
+            description:
+                "Bad Request: bad webhook: Failed to resolve host: Name or service not known"
+                    .to_owned(),
+            retry_after: None,
+            migrate_to_chat_id: None,
+        },
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_set_webhook_after_a_rotation_says_the_webhook_has_the_old_secret() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let fakes = all_fakes();
+    let token = stand_in.token().to_owned();
+    let old = fakes.store_as_deployed(&token);
+    refuse_set_webhook(&stand_in);
+    let output = deploy(
+        &fakes,
+        &stand_in,
+        &["--new-secret", "--region", "eu-west-1"],
+        &[],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    let (version, new) = fakes.stored(SECRET_PARAMETER).unwrap();
+    assert_eq!(version, 2);
+    assert_logged(&fakes, "WebhookSecretVersion=\\\"2\\\"");
+    let err = stderr(&output);
+    for said in [
+        "deploy: setWebhook failed (see above): the webhook still has the old secret while the function has the new one (version 2 of /telegram-bot/webhook-secret), so the function refuses every delivery (401)",
+        "\n  scripts/deploy --stack-name telegram-bot --region eu-west-1\n",
+        "\nor only the webhook:\n  TELEGRAM_BOT_TOKEN_PARAMETER=/telegram-bot/bot-token TELEGRAM_WEBHOOK_SECRET=\"$(aws ssm get-parameter --name /telegram-bot/webhook-secret --with-decryption --query Parameter.Value --output text --region eu-west-1)\" AWS_REGION=eu-west-1 TELEGRAM_API_BASE_URL=",
+        &format!(" cargo bot webhook set --url {}\n", fakes.url),
+    ] {
+        assert!(err.contains(said), "{said:?} not said: {err}");
+    }
+    assert_no_secret_shown(&fakes, &output, &[&old, &new, &token]);
+
+    // The command it names: the deploy again sets the new secret.
+    let output = deploy(&fakes, &stand_in, &["--region", "eu-west-1"], &[]).await;
+    assert_deployed(&fakes, &output);
+    let sets = stand_in.calls_to("setWebhook");
+    assert_eq!(sets.last().unwrap()["secret_token"], new.as_str());
+
+    // Without a new secret, no such claim: only how to set the webhook.
+    refuse_set_webhook(&stand_in);
+    let output = deploy(&fakes, &stand_in, &["--region", "eu-west-1"], &[]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("deploy: setWebhook failed (see above); the stack is deployed: set the webhook by running the deploy again: scripts/deploy --stack-name telegram-bot --region eu-west-1\n"),
+        "{err}"
+    );
+    assert!(!err.contains("old secret"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_api_url_left_in_the_shell_does_not_redirect_the_deploy() {
+    // The shell still names a local run's stand-in. The deploy calls the
+    // stack's API (here Telegram's), which no test may reach: so it stops,
+    // before `bot` runs, rather than follow the shell or leave the person
+    // believing it did.
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let local = stand_in.base_url();
+    let token = stand_in.token().to_owned();
+    for (stack, source) in [(true, "the stack's ApiBaseUrl"), (false, "the default")] {
+        let fakes = all_fakes();
+        let secret = fakes.store_as_deployed(&token);
+        if stack {
+            fakes.stack(
+                "telegram-bot",
+                "UPDATE_COMPLETE",
+                &[("ApiBaseUrl", "https://api.telegram.org")],
+            );
+        }
+        let output = run_deploy(&fakes, &[], &[("TELEGRAM_API_BASE_URL", &local)]).await;
+        let refused = format!("deploy: TELEGRAM_API_BASE_URL in this shell is {local}, but this deploy uses https://api.telegram.org ({source}): unset TELEGRAM_API_BASE_URL, or give --api-base-url {local} to deploy the bot against that API; nothing was changed");
+        assert_stopped_before_any_change(
+            &fakes,
+            &stand_in,
+            &output,
+            &[&refused],
+            &[&secret, &token],
+        );
+        assert_eq!(fakes.bot_log(), "", "bot never ran");
+    }
+
+    // --api-base-url says which API is meant: the shell's is not used.
+    let decoy = StandIn::start(Options::default()).await.unwrap();
+    let fakes = all_fakes();
+    fakes.store_as_deployed(&token);
+    let output = deploy(
+        &fakes,
+        &stand_in,
+        &[],
+        &[("TELEGRAM_API_BASE_URL", &decoy.base_url())],
+    )
+    .await;
+    assert_deployed(&fakes, &output);
+    assert!(decoy.calls().is_empty(), "the shell's API was called");
+    assert_eq!(stand_in.calls_to("setWebhook").len(), 1);
+    assert!(
+        stderr(&output).contains(&format!(
+            "deploy: note: TELEGRAM_API_BASE_URL in this shell ({}) is not used: --api-base-url is\n",
+            decoy.base_url()
+        )),
+        "{}",
+        stderr(&output)
+    );
+    assert_printed(&output, &format!("==> the Bot API: {local}\n"));
+    assert_logged(&fakes, &format!("ApiBaseUrl=\\\"{local}\\\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_runs_settings_never_reach_bot() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let fakes = all_fakes();
+    let secret = fakes.store_as_deployed(stand_in.token());
+    let output = deploy(
+        &fakes,
+        &stand_in,
+        &[],
+        &[
+            // A certificate `bot` would fail to read, parameters of another
+            // bot, another bot's name.
+            ("SSL_CERT_FILE", "/nonexistent/stand-in.pem"),
+            ("TELEGRAM_BOT_TOKEN_PARAMETER", "/other-bot/bot-token"),
+            (
+                "TELEGRAM_WEBHOOK_SECRET_PARAMETER",
+                "/other-bot/webhook-secret",
+            ),
+            ("TELEGRAM_BOT_USERNAME", "OtherBot"),
+        ],
+    )
+    .await;
+    assert_deployed(&fakes, &output);
+    assert!(
+        stderr(&output).contains("deploy: note: not used by the deploy (left by a local run?): TELEGRAM_BOT_TOKEN_PARAMETER, TELEGRAM_WEBHOOK_SECRET_PARAMETER, TELEGRAM_BOT_USERNAME, SSL_CERT_FILE\n"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        fakes.bot_log().contains("bot webhook set"),
+        "{}",
+        fakes.bot_log()
+    );
+    // The name getMe gives, not the shell's.
+    assert_logged(&fakes, "BotUsername=\\\"EchoLambdaBot\\\"");
+    assert!(!fakes.log().contains("other-bot"), "{}", fakes.log());
+    assert_no_secret_shown(&fakes, &output, &[&secret, stand_in.token()]);
 }
 
 /// Every `"${name[@]}"` in the bash scripts, unless written in the guarded
