@@ -37,6 +37,9 @@ pub(super) async fn aws(
     let mut command = tokio::process::Command::new("aws");
     command
         .args(args)
+        // The aws CLI needs neither secret; a plugin of it must not see them.
+        .env_remove("TELEGRAM_BOT_TOKEN")
+        .env_remove("TELEGRAM_WEBHOOK_SECRET")
         .env("AWS_PAGER", "")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
