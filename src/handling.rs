@@ -187,18 +187,26 @@ impl<H: Handler> Responder<'_, H> {
         query: &CallbackQuery,
         policy: &RetryPolicy,
         stop: &mut Stop,
-    ) {
+    ) -> Result<(), ApiError> {
         let answer = Action::AnswerCallback(self.bot.answer_press(query));
         let answered = retry(policy, stop, answer.method(), || {
             perform(self.api, &answer, policy.deadline)
         })
         .await;
-        if let Err(GaveUp::Failed(error) | GaveUp::Stopped(error)) = answered {
-            tracing::warn!(
-                update_id = update.id.0,
-                error = %Chain(&error),
-                "could not answer the button press; carrying it out anyway"
-            );
+        match answered {
+            Ok(()) => Ok(()),
+            // A refused token or a base URL that is not the Bot API: the
+            // rest would fail the same way, and acknowledging the press
+            // would hide it.
+            Err(GaveUp::Failed(error)) if error.failure() == Failure::Configuration => Err(error),
+            Err(GaveUp::Failed(error) | GaveUp::Stopped(error)) => {
+                tracing::warn!(
+                    update_id = update.id.0,
+                    error = %Chain(&error),
+                    "could not answer the button press; carrying it out anyway"
+                );
+                Ok(())
+            }
         }
     }
 
@@ -209,22 +217,24 @@ impl<H: Handler> Responder<'_, H> {
     /// needs anyway. A store that does not answer within
     /// [`PRESS_READ_BUDGET`] does not keep the button spinning: the press is
     /// answered, and at worst answered twice (Telegram refuses the second,
-    /// which counts as done). Returns the record when it was read.
+    /// which counts as done). Returns the record when it was read; an
+    /// answer refused for the configuration's sake (the token, the base
+    /// URL) fails the update.
     async fn answer_press_once(
         &self,
         update: &Update,
         query: &CallbackQuery,
         policy: &RetryPolicy,
         stop: &mut Stop,
-    ) -> Option<Read> {
+    ) -> Result<Option<Read>, ApiError> {
         let read = tokio::time::timeout(PRESS_READ_BUDGET, self.memory.read(update))
             .await
             .ok()
             .and_then(Result::ok);
         if !read.as_ref().is_some_and(|r| r.seen_before(now_millis())) {
-            self.answer_press(update, query, policy, stop).await;
+            self.answer_press(update, query, policy, stop).await?;
         }
-        read
+        Ok(read)
     }
 
     /// Carries out what is left of an update whose outbox a run that died
@@ -270,7 +280,16 @@ impl<H: Handler> Responder<'_, H> {
         let now = now_millis();
         let lease_until = lease_until(deadline, now);
         let read = match press {
-            Some(query) => self.answer_press_once(update, query, policy, stop).await,
+            Some(query) => match self.answer_press_once(update, query, policy, stop).await {
+                Ok(read) => read,
+                Err(error) => {
+                    return Handled {
+                        outcome: Outcome::ConfigurationFailure,
+                        error: Some(HandlingError::Api(error)),
+                        done: 0,
+                    }
+                }
+            },
             None => None,
         };
         let mut read = match read {

@@ -350,3 +350,25 @@ async fn a_failed_answer_still_carries_the_press_out_and_asks_for_no_redelivery(
     assert_eq!(t.shown(), "Count: 1");
     assert!(t.logs.text().contains("could not answer the button press"));
 }
+
+#[tokio::test]
+async fn a_press_whose_answer_is_refused_for_the_token_is_not_acknowledged() {
+    let t = Counter::start().await;
+    t.stand_in.inject(
+        "answerCallbackQuery",
+        telegram_stand_in::Fault::Error {
+            status: 401,
+            description: "Unauthorized".to_owned(),
+            retry_after: None,
+            migrate_to_chat_id: None,
+        },
+    );
+    let press = t.press("+1");
+    // The edit would fail the same way: Telegram keeps the press, and the
+    // errors alarm sees it, rather than a press acknowledged and lost.
+    assert_eq!(
+        t.deliver(press).await,
+        (500, "configuration_failure".to_owned())
+    );
+    assert_eq!(t.shown(), "", "nothing edited");
+}

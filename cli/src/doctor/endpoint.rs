@@ -14,10 +14,31 @@ use super::{Finding, Mark, Report, Target};
 /// The endpoint's whole answer, cold start included.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The authenticated probe's body: JSON without `update_id`, which the
-/// function acknowledges without sending anything, and which names its
-/// sender for whoever reads the function's log.
-const PROBE_BODY: &str = r#"{"bot_doctor":"a health check, not an update"}"#;
+/// The probe: a button press outside any chat, with a query id Telegram
+/// knows no query by ("0"). The function takes it the whole way an update
+/// goes: it reads its table for the press, answers it through the Bot API
+/// with its own token (Telegram refuses the id, which counts as done), and
+/// its bot finds nothing to do. Nothing is shown to anyone, nothing is
+/// written. A refused token, a base URL that is not the Bot API or a table
+/// it may not read make it answer 500.
+fn probe_body() -> String {
+    // Far above Telegram's ids, and new each run: never taken for a
+    // repeat of a real update, or of an earlier probe.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()))
+        .unwrap_or(0);
+    serde_json::json!({
+        "update_id": (1_u64 << 40) + nanos,
+        "callback_query": {
+            "id": "0",
+            "chat_instance": "bot-doctor",
+            "from": {"id": 1, "is_bot": false, "first_name": "bot doctor"},
+            "data": "bot-doctor:probe"
+        }
+    })
+    .to_string()
+}
 
 /// Why a probe got no HTTP answer. Shows no URL, header or body.
 #[derive(Debug, thiserror::Error)]
@@ -115,23 +136,35 @@ pub fn check_refusal(answer: &Result<u16, ProbeError>) -> Finding {
     }
 }
 
-/// The function takes the secret Telegram sends, and answers in time.
+/// The function takes the secret Telegram sends, and its own token, Bot
+/// API and table work: the probe press goes the whole way (see
+/// [`probe_body`]).
 pub fn check_acceptance(answer: &Result<u16, ProbeError>) -> Finding {
     match answer {
         Ok(200) => Finding::new(
             Mark::Ok,
             "endpoint",
-            "accepts an authenticated request that is not an update (200)",
+            "answers a probe press with its own token, Bot API and table (200; nothing shown to anyone)",
         ),
         Ok(401) => Finding::new(
             Mark::Fail,
             "endpoint",
             "refused the webhook secret (401): the function has another one",
         ),
+        Ok(500) => Finding::new(
+            Mark::Fail,
+            "endpoint",
+            "failed a probe press (500): the function's token, Bot API URL or table does not work; its log line says which",
+        ),
+        Ok(status @ (502 | 503)) => Finding::new(
+            Mark::Fail,
+            "endpoint",
+            format!("answered {status} to a probe press: the function could not reach the Bot API or its table in time"),
+        ),
         Ok(status) => Finding::new(
             Mark::Fail,
             "endpoint",
-            format!("answered {status} to an authenticated request, expected 200"),
+            format!("answered {status} to a probe press, expected 200"),
         ),
         Err(error) => probe_failed(error),
     }
@@ -164,7 +197,7 @@ impl Probe {
             .http
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(PROBE_BODY);
+            .body(probe_body());
         if let Some(secret) = secret {
             request = request.header(SECRET_HEADER, secret.expose());
         }
@@ -237,10 +270,12 @@ mod tests {
         assert_eq!(wrong_secret.mark, Mark::Fail);
         assert!(wrong_secret.detail.contains("another one"));
         let broken = check_acceptance(&Ok(500));
-        assert_eq!(
-            broken.detail,
-            "answered 500 to an authenticated request, expected 200"
+        assert!(
+            broken.detail.contains("token, Bot API URL or table"),
+            "{}",
+            broken.detail
         );
+        assert_eq!(check_acceptance(&Ok(502)).mark, Mark::Fail);
     }
 
     #[test]

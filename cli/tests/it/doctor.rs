@@ -199,7 +199,7 @@ async fn a_healthy_bot_passes_every_check_and_the_probe_sends_nothing() {
             format!("ok    webhook: {url} (updates callback_query, message)"),
             "ok    delivery: 0 pending, no delivery error".to_owned(),
             "ok    endpoint: refuses a request without the secret (401)".to_owned(),
-            "ok    endpoint: accepts an authenticated request that is not an update (200)"
+            "ok    endpoint: answers a probe press with its own token, Bot API and table (200; nothing shown to anyone)"
                 .to_owned(),
             "ok    menu: /start /help /count /counter (as in the code)".to_owned(),
         ]
@@ -207,8 +207,51 @@ async fn a_healthy_bot_passes_every_check_and_the_probe_sends_nothing() {
     assert_eq!(stderr(&output), "");
     assert!(stand_in.sent_messages().is_empty());
     let methods: Vec<String> = stand_in.calls().iter().map(|c| c.method.clone()).collect();
-    assert_eq!(methods, ["getMe", "getWebhookInfo", "getMyCommands"]);
+    assert_eq!(
+        methods,
+        [
+            "getMe",
+            "getWebhookInfo",
+            "answerCallbackQuery",
+            "getMyCommands"
+        ],
+        "the function answered the probe press itself"
+    );
+    let answer = &stand_in.calls()[2];
+    assert_eq!(
+        (answer.params["callback_query_id"].as_str(), answer.status),
+        (Some("0"), 400),
+        "a query id Telegram refuses: nobody sees an answer"
+    );
     assert_no_secret(&stand_in, &output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_whose_own_token_is_refused_fails_the_probe() {
+    // The function deployed with a token Telegram no longer takes (revoked
+    // in @BotFather), while the shell's token works.
+    let revoked = |stand_in: &StandIn| {
+        let base_url = stand_in.base_url();
+        let config = Config::from_lookup(|name| match name {
+            "TELEGRAM_BOT_TOKEN" => {
+                Some("123456789:AAHrevokedTokenOfThisBot_0000000000".to_owned())
+            }
+            "TELEGRAM_API_BASE_URL" => Some(base_url.clone()),
+            "TELEGRAM_WEBHOOK_SECRET" => Some(SECRET.to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        Endpoint::Function(Arc::new(Webhook::new(&config).unwrap()))
+    };
+    let (stand_in, url, api) = deployed(revoked).await;
+    let output = doctor(&stand_in, &api, &url).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(
+        lines(&output).contains(&"FAIL  endpoint: failed a probe press (500): the function's token, Bot API URL or table does not work; its log line says which".to_owned()),
+        "{}",
+        stdout(&output)
+    );
+    assert!(stand_in.sent_messages().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,7 +340,7 @@ async fn an_endpoint_that_answers_500_fails() {
         endpoint,
         [
             "FAIL  endpoint: answered 500 to a request without the secret, expected 401",
-            "FAIL  endpoint: answered 500 to an authenticated request, expected 200",
+            "FAIL  endpoint: failed a probe press (500): the function's token, Bot API URL or table does not work; its log line says which",
         ]
     );
 }
