@@ -131,6 +131,14 @@ impl BotApi {
             .await
     }
 
+    /// The command menu of a scope that applies to whole kinds of chat
+    /// (`all_private_chats`, `all_group_chats`, `all_chat_administrators`),
+    /// in no particular language.
+    pub async fn get_my_commands_in(&self, scope: &str) -> Result<Vec<BotCommand>, ApiError> {
+        let params = serde_json::json!({"scope": {"type": scope}});
+        self.call("getMyCommands", &params, self.timeout).await
+    }
+
     pub async fn set_my_commands(&self, commands: &[BotCommand]) -> Result<bool, ApiError> {
         let request = SetMyCommands {
             commands: commands.to_vec(),

@@ -25,7 +25,10 @@ use endpoint::probe_endpoint;
 use secrets::load_config;
 use stack::{read_stack, stack_finding};
 use table::{check_table, read_table};
-use telegram::{check_delivery, check_menu, check_token, check_webhook};
+use telegram::{
+    check_delivery, check_menu, check_outranking_menus, check_token, check_webhook,
+    OUTRANKING_SCOPES,
+};
 
 /// Exit status when the only problem is that the endpoint was not reached.
 pub const EXIT_UNREACHABLE: u8 = 3;
@@ -253,6 +256,13 @@ async fn check(args: &DoctorArgs, report: &mut Report) {
     let wanted = crate::code_menu(target.memory);
     let shown = api.get_my_commands().await;
     report.add(check_menu(&shown, &wanted, target.memory));
+    let mut outranking = Vec::new();
+    for scope in OUTRANKING_SCOPES {
+        outranking.push((scope, api.get_my_commands_in(scope).await));
+    }
+    if let Some(finding) = check_outranking_menus(&outranking) {
+        report.add(finding);
+    }
 
     if args.url.is_none() {
         report.add(match &target.alarms {

@@ -146,6 +146,47 @@ pub fn check_menu(
     )
 }
 
+/// The scopes that outrank the default menu for whole kinds of chat, most
+/// used first: a menu set in one of them (by another tool, or by hand) is
+/// what those users see instead of the code's. Scopes of single chats and
+/// language-specific menus cannot be listed through the Bot API.
+pub const OUTRANKING_SCOPES: [&str; 3] = [
+    "all_private_chats",
+    "all_group_chats",
+    "all_chat_administrators",
+];
+
+/// The menus of [`OUTRANKING_SCOPES`], as read: each must be empty, or the
+/// default menu the code sets is not the one shown there.
+pub fn check_outranking_menus(
+    shown: &[(&str, Result<Vec<BotCommand>, ApiError>)],
+) -> Option<Finding> {
+    let mut hiding = Vec::new();
+    for (scope, menu) in shown {
+        match menu {
+            Err(error) => {
+                return Some(Finding::new(
+                    Mark::Fail,
+                    "menu",
+                    format!("{scope}: {}", Chain(error)),
+                ))
+            }
+            Ok(menu) if !menu.is_empty() => hiding.push(format!("{scope} has {}", menu_line(menu))),
+            Ok(_) => {}
+        }
+    }
+    (!hiding.is_empty()).then(|| {
+        Finding::new(
+            Mark::Fail,
+            "menu",
+            format!(
+                "a menu set for a whole kind of chat hides the code's there: {} (remove it with deleteMyCommands and that scope)",
+                hiding.join("; ")
+            ),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -648,9 +648,13 @@ async fn a_first_deploy_stores_the_token_and_a_new_secret_then_deploys_and_check
             "setWebhook",
             "getMyCommands",
             "setMyCommands",
-            // The doctor's checks.
+            // The doctor's checks: the menu of the default scope, then of
+            // the three that outrank it for whole kinds of chat.
             "getMe",
             "getWebhookInfo",
+            "getMyCommands",
+            "getMyCommands",
+            "getMyCommands",
             "getMyCommands"
         ]
     );

@@ -213,9 +213,12 @@ async fn a_healthy_bot_passes_every_check_and_the_probe_sends_nothing() {
             "getMe",
             "getWebhookInfo",
             "answerCallbackQuery",
+            "getMyCommands",
+            "getMyCommands",
+            "getMyCommands",
             "getMyCommands"
         ],
-        "the function answered the probe press itself"
+        "the function answered the probe press itself; the menus of the scopes that outrank the default were read"
     );
     let answer = &stand_in.calls()[2];
     assert_eq!(
@@ -224,6 +227,29 @@ async fn a_healthy_bot_passes_every_check_and_the_probe_sends_nothing() {
         "a query id Telegram refuses: nobody sees an answer"
     );
     assert_no_secret(&stand_in, &output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_menu_for_all_private_chats_hides_the_codes_and_fails() {
+    let (stand_in, url, api) = healthy().await;
+    // Set by another tool: what private chats show instead of the default.
+    let set = reqwest::Client::new()
+        .post(format!("{api}/bot{}/setMyCommands", stand_in.token()))
+        .json(&json!({
+            "commands": [{"command": "old", "description": "from another tool"}],
+            "scope": {"type": "all_private_chats"}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let output = doctor(&stand_in, &api, &url).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(
+        lines(&output).contains(&"FAIL  menu: a menu set for a whole kind of chat hides the code's there: all_private_chats has /old (remove it with deleteMyCommands and that scope)".to_owned()),
+        "{}",
+        stdout(&output)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
