@@ -146,6 +146,8 @@ struct Target {
     bot_username: Option<String>,
     token_parameter: Option<String>,
     secret_parameter: Option<String>,
+    /// When the stack was last deployed (Unix seconds).
+    deployed_at: Option<i64>,
 }
 
 pub async fn run(args: DoctorArgs) -> ExitCode {
@@ -194,6 +196,7 @@ async fn check(args: &DoctorArgs, report: &mut Report) {
             bot_username: None,
             token_parameter: None,
             secret_parameter: None,
+            deployed_at: None,
         },
         None => match read_stack(&args.stack_name, region).await {
             Ok(stack) => {
@@ -210,6 +213,7 @@ async fn check(args: &DoctorArgs, report: &mut Report) {
                     bot_username: stack.bot_username,
                     token_parameter: stack.token_parameter,
                     secret_parameter: stack.secret_parameter,
+                    deployed_at: stack.deployed_at,
                 }
             }
             Err(error) => {
@@ -266,10 +270,12 @@ async fn check(args: &DoctorArgs, report: &mut Report) {
 
     if args.url.is_none() {
         report.add(match &target.alarms {
+            // Right after a deploy (--errors-since), an alarm that went off
+            // before it is old news the deploy may fix; one after it is not.
             Some(names) => check_alarms(
                 &read_alarms(names, region).await,
                 names,
-                args.errors_since.is_some(),
+                target.deployed_at.filter(|_| args.errors_since.is_some()),
             ),
             None => Finding::new(
                 Mark::Note,
@@ -278,6 +284,44 @@ async fn check(args: &DoctorArgs, report: &mut Report) {
             ),
         });
     }
+}
+
+/// The Unix seconds of an AWS CLI timestamp (`2026-12-07T04:39:51.123000+00:00`,
+/// or with `Z`): the date and time, less the offset.
+pub fn unix_seconds(iso: &str) -> Option<i64> {
+    let number = |range: std::ops::Range<usize>| iso.get(range)?.parse::<i64>().ok();
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    if iso.get(4..5)? != "-" || iso.get(10..11)? != "T" || !(1..=12).contains(&month) {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let rest = iso
+        .get(19..)?
+        .trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+    let offset = match rest {
+        "" | "Z" => 0,
+        _ => {
+            let sign = match rest.get(0..1)? {
+                "+" => 1,
+                "-" => -1,
+                _ => return None,
+            };
+            let (h, m) = (
+                rest.get(1..3)?.parse::<i64>().ok()?,
+                rest.get(4..6)?.parse::<i64>().ok()?,
+            );
+            sign * (h * 3600 + m * 60)
+        }
+    };
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
 }
 
 fn unix_now() -> i64 {

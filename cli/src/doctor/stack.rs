@@ -20,6 +20,9 @@ pub struct Stack {
     pub secret_parameter: Option<String>,
     /// Deployed with `Monitoring=On`: it has alarms.
     pub monitoring: bool,
+    /// When the stack was last deployed (Unix seconds, CloudFormation's
+    /// clock, which CloudWatch's alarms share).
+    pub deployed_at: Option<i64>,
 }
 
 /// Why the stack's description is not usable.
@@ -64,6 +67,10 @@ pub fn parse_stack(json: &[u8]) -> Result<Stack, StackError> {
         token_parameter: output("BotTokenParameter"),
         secret_parameter: output("WebhookSecretParameter"),
         monitoring: output("DashboardUrl").is_some(),
+        deployed_at: ["LastUpdatedTime", "CreationTime"]
+            .iter()
+            .find_map(|key| stack.get(*key).and_then(Value::as_str))
+            .and_then(super::unix_seconds),
     })
 }
 
@@ -112,7 +119,9 @@ mod tests {
 
     #[test]
     fn the_stack_outputs_are_read_and_empty_ones_are_absent() {
-        let json = br#"{"Stacks":[{"StackName":"telegram-bot","Outputs":[
+        let json = br#"{"Stacks":[{"StackName":"telegram-bot",
+            "CreationTime":"2026-12-01T10:00:00.000000+00:00",
+            "LastUpdatedTime":"2026-12-07T04:39:51.123000+00:00","Outputs":[
             {"OutputKey":"WebhookUrl","OutputValue":"https://abc.example/webhook"},
             {"OutputKey":"FunctionName","OutputValue":"telegram-bot-Webhook-1"},
             {"OutputKey":"BotUsername","OutputValue":""},
@@ -130,6 +139,7 @@ mod tests {
                 token_parameter: Some("/telegram-bot/bot-token".to_owned()),
                 secret_parameter: Some("/telegram-bot/webhook-secret".to_owned()),
                 monitoring: false,
+                deployed_at: Some(1_796_618_391),
             }
         );
         let with_memory = br#"{"Stacks":[{"Outputs":[

@@ -446,7 +446,13 @@ impl FakeAws {
             .iter()
             .map(|(k, v)| json!({"OutputKey": k, "OutputValue": v}))
             .collect();
-        let stack = json!({"Stacks": [{"StackName": "telegram-bot", "Outputs": outputs}]});
+        // Last deployed at 2026-12-07T04:39:51Z, as CloudFormation says it.
+        let stack = json!({"Stacks": [{
+            "StackName": "telegram-bot",
+            "CreationTime": "2026-12-01T10:00:00.000000+00:00",
+            "LastUpdatedTime": "2026-12-07T04:39:51.123000+00:00",
+            "Outputs": outputs
+        }]});
         std::fs::write(dir.join("stack.json"), stack.to_string()).unwrap();
         std::fs::write(dir.join("calls.log"), "").unwrap();
         FakeAws { dir }
@@ -593,13 +599,13 @@ async fn with_monitoring_the_alarms_states_are_shown_and_one_firing_fails() {
     ));
     let outputs: Vec<(&str, &str)> = outputs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let fake = FakeAws::new(&outputs);
-    let doctor = |alarms: &'static str| {
+    let doctor = |alarms: &'static str, args: &'static [&'static str]| {
         let (token, api) = (stand_in.token().to_owned(), api.clone());
         let fake = &fake;
         async move {
             doctor_with_stack(
                 fake,
-                &[],
+                args,
                 &[
                     ("TELEGRAM_BOT_TOKEN", &token),
                     ("TELEGRAM_API_BASE_URL", &api),
@@ -609,17 +615,38 @@ async fn with_monitoring_the_alarms_states_are_shown_and_one_firing_fails() {
             .await
         }
     };
-    let quiet = doctor(r#"[["telegram-bot-errors","OK"],["telegram-bot-pending-updates","OK"],["telegram-bot-health-check","OK"]]"#).await;
+    let quiet = doctor(r#"[["telegram-bot-errors","OK","2026-12-07T04:00:00.000000+00:00"],["telegram-bot-pending-updates","OK","2026-12-07T04:00:00.000000+00:00"],["telegram-bot-health-check","OK","2026-12-07T04:00:00.000000+00:00"]]"#, &[]).await;
     assert_eq!(quiet.status.code(), Some(0), "{}", stdout(&quiet));
     assert_eq!(line(&quiet, "alarms"), "ok    alarms: 3 OK");
     assert!(fake.log().contains(
-        "aws cloudwatch describe-alarms --alarm-names telegram-bot-errors telegram-bot-pending-updates telegram-bot-health-check --query MetricAlarms[].[AlarmName,StateValue] --output json\n"
+        "aws cloudwatch describe-alarms --alarm-names telegram-bot-errors telegram-bot-pending-updates telegram-bot-health-check --query MetricAlarms[].[AlarmName,StateValue,StateUpdatedTimestamp] --output json\n"
     ), "{}", fake.log());
-    let firing = doctor(r#"[["telegram-bot-errors","OK"],["telegram-bot-pending-updates","ALARM"],["telegram-bot-health-check","OK"]]"#).await;
+    const BEFORE: &str = r#"[["telegram-bot-errors","OK","2026-12-07T04:00:00Z"],["telegram-bot-pending-updates","ALARM","2026-12-07T04:10:00Z"],["telegram-bot-health-check","OK","2026-12-07T04:00:00Z"]]"#;
+    let firing = doctor(BEFORE, &[]).await;
     assert_eq!(firing.status.code(), Some(1));
     assert_eq!(
         line(&firing, "alarms"),
         "FAIL  alarms: telegram-bot-pending-updates in ALARM (README, Operate, says what each means)"
+    );
+    // Right after a deploy (it passes --errors-since): firing since before
+    // the stack's update is old news the deploy may fix...
+    let after_deploy = doctor(BEFORE, &["--errors-since", "1"]).await;
+    assert_eq!(
+        after_deploy.status.code(),
+        Some(0),
+        "{}",
+        stdout(&after_deploy)
+    );
+    assert_eq!(
+        line(&after_deploy, "alarms"),
+        "note  alarms: telegram-bot-pending-updates in ALARM since before this deploy, which may fix it: check again in 15 minutes"
+    );
+    // ...and one that went off after it is the deploy's failure.
+    let since_deploy = doctor(r#"[["telegram-bot-errors","ALARM","2026-12-07T04:41:00Z"],["telegram-bot-pending-updates","OK","2026-12-07T04:00:00Z"],["telegram-bot-health-check","OK","2026-12-07T04:00:00Z"]]"#, &["--errors-since", "1"]).await;
+    assert_eq!(since_deploy.status.code(), Some(1));
+    assert_eq!(
+        line(&since_deploy, "alarms"),
+        "FAIL  alarms: telegram-bot-errors in ALARM (README, Operate, says what each means)"
     );
 }
 
