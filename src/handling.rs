@@ -104,12 +104,15 @@ fn gather_deadline(deadline: Option<Instant>) -> Instant {
 }
 
 /// Whether a retry-later failure may still ask for the update again:
-/// within [`RETRY_LATER_LIMIT`] of its message's date (`now` in Unix ms).
-/// An update without a date is bounded by its own short lifetime.
+/// within [`RETRY_LATER_LIMIT`] of its date (`now` in Unix ms). An update
+/// without one (a press, an inline query) is asked for again while its own
+/// lifetime at Telegram is that short; any other is given up.
 fn within_retry_limit(update: &Update, now: i64) -> bool {
     match update.date() {
         Some(date) => now / 1000 < date.saturating_add(millis(RETRY_LATER_LIMIT) / 1000),
-        None => true,
+        None => update
+            .lifetime_from_receipt()
+            .is_some_and(|lifetime| lifetime <= RETRY_LATER_LIMIT),
     }
 }
 
@@ -412,7 +415,13 @@ impl<H: Handler> Responder<'_, H> {
     ) -> Handled {
         let retry = matches!(failed, Failed::RetryLater(_)) && within_retry_limit(update, now);
         if retry {
-            if let Err(error) = before(policy.deadline, self.memory.release(read.ticket())).await {
+            // Only a look-up that waited claimed the update; releasing
+            // nothing would still cost a write.
+            let released = match read.holds_lease() {
+                true => before(policy.deadline, self.memory.release(read.ticket())).await,
+                false => Ok(()),
+            };
+            if let Err(error) = released {
                 tracing::warn!(update_id = update.id.0, error = %Chain(&error), "could not let the update's claim go; the next delivery waits for its lease");
             }
             return Handled {
@@ -847,6 +856,44 @@ mod tests {
     fn line_json(outcome: Outcome, error: Option<String>, spent: &Spent) -> Value {
         let line = update_line(&text_update(), outcome, 31, error, spent);
         assert_valid_emf(&line.to_json(&target(), 1_700_000_000_000))
+    }
+
+    #[test]
+    fn retry_later_is_bounded_by_the_date_or_a_short_lifetime() {
+        let now = 1_700_000_000_000;
+        let secs = now / 1000;
+        let at = |kind: &str, payload: Value| {
+            Update::from_value(json!({"update_id": 1, kind: payload})).unwrap()
+        };
+        let message = |date: i64| {
+            at(
+                "message",
+                json!({"message_id": 1, "date": date, "chat": {"id": 1, "type": "private"}}),
+            )
+        };
+        assert!(within_retry_limit(&message(secs - 60), now));
+        assert!(!within_retry_limit(&message(secs - 11 * 60), now));
+        // A member change lives a day at Telegram: its own date bounds it.
+        let member = |date: i64| {
+            at(
+                "chat_member",
+                json!({"date": date, "chat": {"id": -5, "type": "group"}}),
+            )
+        };
+        assert!(within_retry_limit(&member(secs - 60), now));
+        assert!(!within_retry_limit(&member(secs - 11 * 60), now));
+        // Without a date: a press (150 s) may be asked for again, a kind
+        // that lives a day may not.
+        let press = at(
+            "callback_query",
+            json!({"id": "q", "chat_instance": "c",
+            "from": {"id": 1, "is_bot": false, "first_name": "A"}}),
+        );
+        assert!(within_retry_limit(&press, now));
+        assert!(!within_retry_limit(
+            &at("purchased_paid_media", json!({})),
+            now
+        ));
     }
 
     #[test]

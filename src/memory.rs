@@ -190,6 +190,15 @@ impl Read {
         &self.ticket
     }
 
+    /// Whether this run holds a claim or an outbox of the update in the
+    /// record as it knows it: only then is there a lease to let go.
+    pub fn holds_lease(&self) -> bool {
+        self.record
+            .pending
+            .get(&self.ticket.update)
+            .is_some_and(|p| p.owner == self.ticket.owner)
+    }
+
     /// Whether a delivery of this update got as far as the store before:
     /// it is done, or its outbox is still there. A button press that did
     /// was answered then (it is answered before the bot runs).
@@ -633,10 +642,12 @@ impl Memory {
         now: i64,
     ) -> Result<Option<(Vec<Action>, usize)>, StoreError> {
         let record = self.load(&ticket.key).await?;
+        // A claim has nothing to send: its update was never confirmed to
+        // Telegram (only a stored outbox confirms it), so it comes again.
         let Some(pending) = record
             .pending
             .get(&ticket.update)
-            .filter(|p| p.expires > now)
+            .filter(|p| p.expires > now && !p.is_claim())
         else {
             return Ok(None);
         };
@@ -939,6 +950,36 @@ mod tests {
     }
 
     const NOW: i64 = 1_800_000_000_000;
+
+    #[tokio::test]
+    async fn a_claim_left_by_a_run_that_died_is_not_resumed_as_an_outbox() {
+        let s = setup(Leases::Exclusive);
+        let update = text(40, "/weather Oslo");
+        let mut read = s.memory.read(&update).await.unwrap();
+        assert_eq!(
+            s.memory.claim(&mut read, NOW + 10_000, NOW).await.unwrap(),
+            None
+        );
+        // The poller restarts: a claim confirmed nothing to Telegram, so
+        // it is not listed, and taking it up finds nothing to send.
+        assert_eq!(s.store.inner.unfinished().await.unwrap(), Some(Vec::new()));
+        let ticket = Ticket::new(key_of(&update), 40);
+        assert_eq!(
+            s.memory.resume(&ticket, NOW + 10_000, NOW).await.unwrap(),
+            None
+        );
+        // The record was not set aside: the update is decided as new.
+        let bot = Bot::default();
+        let (decision, _) = s
+            .memory
+            .decide(&bot, &(), &update, NOW + 10_000, NOW)
+            .await
+            .unwrap();
+        assert!(
+            matches!(decision, Decision::Send { from: 0, .. }),
+            "{decision:?}"
+        );
+    }
 
     #[tokio::test]
     async fn a_one_reply_update_costs_three_round_trips_and_a_repeat_one() {

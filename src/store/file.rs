@@ -207,7 +207,8 @@ impl Store for FileStore {
                         );
                         continue;
                     };
-                    for id in record.pending.keys() {
+                    // A claim is no outbox: nothing of it was confirmed.
+                    for (id, _) in record.pending.iter().filter(|(_, p)| !p.is_claim()) {
                         unfinished.push((key.value().to_owned(), *id));
                     }
                 }

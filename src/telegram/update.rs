@@ -54,7 +54,10 @@ impl Update {
             UpdateKind::EditedMessage(m) | UpdateKind::EditedChannelPost(m) => {
                 Some(m.edit_date.unwrap_or(m.date))
             }
-            _ => None,
+            // Member changes, join requests, reactions, business messages:
+            // their payload's own date.
+            UpdateKind::Other { raw, .. } => raw.get("date").and_then(Value::as_i64),
+            UpdateKind::CallbackQuery(_) => None,
         }
         .filter(|date| *date > 0)
     }
