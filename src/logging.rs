@@ -37,7 +37,6 @@ const CAPPED: &[&str] = &[
     "aws_smithy_runtime",
     "aws_smithy_runtime_api",
     "aws_smithy_http_client",
-    "aws_sdk_ssm",
     "aws_sdk_sts",
     "aws_sdk_dynamodb",
     "aws_runtime",

@@ -238,17 +238,31 @@ impl Moto {
         sdk_config(&self.endpoint)
     }
 
-    #[cfg(feature = "aws")]
-    /// Stores a SecureString parameter, as `aws ssm put-parameter` does.
+    /// Stores a SecureString parameter, as `aws ssm put-parameter
+    /// --overwrite` does: a new one, or the next version of one. moto reads
+    /// the request unsigned; the bot's own client is what gets tested.
     pub async fn put_secure_string(&self, name: &str, value: &str) {
-        aws_sdk_ssm::Client::new(&self.sdk_config())
-            .put_parameter()
-            .name(name)
-            .value(value)
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        let answer = reqwest::Client::new()
+            .post(format!("{}/", self.endpoint))
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", "AmazonSSM.PutParameter")
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=0",
+            )
+            .body(
+                serde_json::json!({
+                    "Name": name,
+                    "Value": value,
+                    "Type": "SecureString",
+                    "Overwrite": true,
+                })
+                .to_string(),
+            )
             .send()
             .await
             .unwrap();
+        assert!(answer.status().is_success(), "PutParameter: {answer:?}");
     }
 
     #[cfg(feature = "aws")]
@@ -321,7 +335,7 @@ impl Moto {
 #[cfg(feature = "aws")]
 pub fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     use aws_config::{BehaviorVersion, Region};
-    use aws_sdk_ssm::config::{Credentials, SharedCredentialsProvider};
+    use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
     use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
     let http_client = aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))

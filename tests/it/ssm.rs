@@ -118,28 +118,72 @@ async fn a_missing_parameter_stops_the_function_at_init_naming_it() {
     );
 }
 
-/// One HTTP answer, whatever the request: SSM as it answers a role that may
-/// not read the parameter.
-async fn access_denied_endpoint() -> String {
+/// One HTTP answer, whatever the request, `status` with the awsJson error
+/// `kind`; returns the endpoint and the count of requests it took.
+async fn refusing_endpoint(
+    status: &'static str,
+    kind: &'static str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = taken.clone();
     tokio::spawn(async move {
-        // Bounded: the SDK retries a few times at most.
+        // Bounded: the client tries a few times at most.
         for _ in 0..10 {
             let Ok((mut stream, _)) = listener.accept().await else {
                 return;
             };
             let mut buffer = vec![0u8; 64 * 1024];
             let _ = stream.read(&mut buffer).await;
-            let body = r#"{"__type":"AccessDeniedException","message":"User: arn:aws:sts::123456789012:assumed-role/bot/fn is not authorized to perform: ssm:GetParameter on resource: arn:aws:ssm:us-east-1:123456789012:parameter/echo-bot/token"}"#;
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let body = format!(
+                r#"{{"__type":"{kind}","message":"User: arn:aws:sts::123456789012:assumed-role/bot/fn is not authorized to perform: ssm:GetParameters on resource: arn:aws:ssm:us-east-1:123456789012:parameter/echo-bot/token"}}"#
+            );
             let response = format!(
-                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.1\r\nx-amzn-requestid: 1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\ncontent-type: application/x-amz-json-1.1\r\nx-amzn-requestid: 1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = stream.write_all(response.as_bytes()).await;
         }
     });
-    format!("http://{addr}")
+    (format!("http://{addr}"), taken)
+}
+
+/// SSM as it answers a role that may not read the parameter.
+async fn access_denied_endpoint() -> String {
+    refusing_endpoint("400 Bad Request", "AccessDeniedException")
+        .await
+        .0
+}
+
+#[tokio::test]
+async fn a_throttled_read_is_tried_three_times_then_reported() {
+    let (endpoint, taken) =
+        refusing_endpoint("400 Bad Request", "com.amazonaws.ssm#ThrottlingException").await;
+    let error = Ssm::from_sdk_config(&sdk_config(&endpoint))
+        .get_secure_strings(&["/echo-bot/token"])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ParameterError::Other(why) if why.starts_with("400 ThrottlingException")),
+        "{error:?}"
+    );
+    assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_refused_read_is_not_tried_again() {
+    let (endpoint, taken) = refusing_endpoint("400 Bad Request", "ValidationException").await;
+    let error = Ssm::from_sdk_config(&sdk_config(&endpoint))
+        .get_secure_strings(&["/echo-bot/token"])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ParameterError::Other(why) if why.starts_with("400 ValidationException")),
+        "{error:?}"
+    );
+    assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
@@ -178,15 +222,8 @@ async fn a_parameter_is_read_at_the_version_named() {
     moto.put_secure_string("/echo-bot/webhook-secret", "the_first_secret")
         .await;
     // A rotation in progress: version 2 stored, the stack still names 1.
-    aws_sdk_ssm::Client::new(&moto.sdk_config())
-        .put_parameter()
-        .name("/echo-bot/webhook-secret")
-        .value("the_second_secret")
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap();
+    moto.put_secure_string("/echo-bot/webhook-secret", "the_second_secret")
+        .await;
     let values = Ssm::from_sdk_config(&moto.sdk_config())
         .get_secure_strings(&["/echo-bot/webhook-secret:1", "/echo-bot/webhook-secret"])
         .await
