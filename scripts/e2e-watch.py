@@ -103,7 +103,10 @@ def stop(process):
 def main():
     # Logs live outside the source tree: watch rebuilds on any change in it.
     work = Path(tempfile.mkdtemp(prefix="e2e-watch-"))
-    subprocess.run(["cargo", "build", "--locked", "--workspace", "--bins"], cwd=ROOT, check=True)
+    # What this script runs itself: the stand-in and the tool. Watch builds
+    # the function.
+    subprocess.run(["cargo", "build", "--locked", "-p", "telegram-stand-in", "--bin",
+                    "telegram-stand-in", "-p", "bot-cli", "--bin", "bot"], cwd=ROOT, check=True)
     stand_in_port, watch_port = free_port(), free_port()
     stand_in_url = f"http://127.0.0.1:{stand_in_port}"
     processes = []
@@ -138,11 +141,15 @@ def main():
                 http(f"{stand_in_url}/_stand-in/observe", update)
             before = len(http(f"{stand_in_url}/_stand-in/sent"))
             # The first invocation waits for the debug build.
-            result = subprocess.run(
-                ["cargo", "lambda", "invoke", "webhook", "--invoke-address", "127.0.0.1",
-                 "--invoke-port", str(watch_port), "--data-file", str(path),
-                 "--output-format", "json"],
-                cwd=ROOT, capture_output=True, text=True, timeout=600)
+            try:
+                result = subprocess.run(
+                    ["cargo", "lambda", "invoke", "webhook", "--invoke-address", "127.0.0.1",
+                     "--invoke-port", str(watch_port), "--data-file", str(path),
+                     "--output-format", "json"],
+                    cwd=ROOT, capture_output=True, text=True, timeout=600)
+            except subprocess.TimeoutExpired:
+                sys.exit(f"{name}: no answer within 600 s; watch log:\n"
+                         f"{watch_log.read_text()[-6000:]}")
             if result.returncode != 0:
                 failures.append(f"{name}: invoke failed: {result.stderr.strip()}")
                 continue

@@ -47,19 +47,11 @@ pub enum FunctionError {
     Spawn(#[source] std::io::Error),
 }
 
-/// Where the function is built: a target directory of its own. Its
-/// dependencies (tokio, hyper) have fewer features than this tool's, and
-/// two feature sets in one target directory make cargo rebuild part of the
-/// tree each time it switches between them.
-pub fn target_dir(project: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| project.join("target"), PathBuf::from)
-        .join("function")
-}
-
 /// Builds the function with cargo, in its own package as `sam build` does
-/// (no features of this tool's dependencies unified into it), and returns
-/// the executable's path.
+/// (none of this tool's AWS credential providers in it), and returns the
+/// executable's path. It shares the tool's target directory and, by the
+/// workspace's feature alignment (Cargo.toml), nearly all of its build: a
+/// first time compiles aws-config, the library and the executable again.
 pub async fn build(project: &Path) -> Result<PathBuf, FunctionError> {
     let output = Command::new("cargo")
         .args([
@@ -71,8 +63,6 @@ pub async fn build(project: &Path) -> Result<PathBuf, FunctionError> {
             "--bin",
             "webhook",
         ])
-        .arg("--target-dir")
-        .arg(target_dir(project))
         .current_dir(project)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -26,13 +26,9 @@ pub fn rust_only_path() -> PathBuf {
     dir
 }
 
-/// Builds the function as `bot chat` does (in `target/function`), with the
-/// full PATH (it may need a linker), so that the chat's own `cargo build`
-/// finds it fresh.
+/// Builds the function as `bot chat` does, with the full PATH (it may need
+/// a linker), so that the chat's own `cargo build` finds it fresh.
 pub fn build_function() {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
-        .join("function");
     let built = std::process::Command::new(cargo())
         .args([
             "build",
@@ -42,8 +38,6 @@ pub fn build_function() {
             "--bin",
             "webhook",
         ])
-        .arg("--target-dir")
-        .arg(target)
         .current_dir(workspace_root())
         .status()
         .unwrap();
