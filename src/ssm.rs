@@ -169,7 +169,17 @@ impl Ssm {
             )))?
             .provide_credentials()
             .await
-            .map_err(|e| Attempt::Final(ParameterError::Other(crate::error::chain(&e))))?;
+            .map_err(|e| {
+                use aws_credential_types::provider::error::CredentialsError;
+                let why = match e {
+                    // Its cause lists each provider of the chain, a line each.
+                    CredentialsError::CredentialsNotLoaded(_) => {
+                        "no AWS credentials found (environment, profile, web identity, container or instance role)".to_owned()
+                    }
+                    other => crate::error::chain(&other).replace('\n', " "),
+                };
+                Attempt::Final(ParameterError::Other(why))
+            })?;
         let identity = credentials.into();
         let params = aws_sigv4::sign::v4::SigningParams::builder()
             .identity(&identity)

@@ -223,7 +223,8 @@ async fn check(args: &DoctorArgs, report: &mut Report) {
             }
         },
     };
-    let ready = match load_config(target.token_parameter.clone(), args.region.clone()).await {
+    let (loaded, note) = load_config(target.token_parameter.clone(), args.region.clone()).await;
+    let ready = match loaded {
         Ok(config) => BotApi::new(&config).map(|api| (config, api)),
         Err(error) => Err(InitError::from(error)),
     };
@@ -237,6 +238,9 @@ async fn check(args: &DoctorArgs, report: &mut Report) {
 
     let me = api.get_me().await;
     report.add(check_token(&me, target.bot_username.as_deref()));
+    if let Some(note) = note {
+        report.add(Finding::new(Mark::Note, "token", note));
+    }
 
     match api.get_webhook_info().await {
         Ok(info) => {

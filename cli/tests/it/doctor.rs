@@ -467,6 +467,11 @@ impl FakeAws {
                 self.dir.join("stack.json").display().to_string(),
             ),
             ("FAKE_SECRET", SECRET.to_owned()),
+            // The SDK reads the stack's token parameter: never from the
+            // instance metadata endpoint or this machine's profiles.
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+            ("AWS_CONFIG_FILE", "/nonexistent".to_owned()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".to_owned()),
         ]
     }
 
@@ -536,7 +541,13 @@ async fn the_stack_gives_the_url_the_bot_and_the_stored_secret() {
         stdout(&output),
         stderr(&output)
     );
-    let lines = lines(&output);
+    let mut lines = lines(&output);
+    // No AWS credentials here: the shell's token stands in for the stack's.
+    assert!(
+        lines[2].starts_with("note  token: the stack's token could not be read (TELEGRAM_BOT_TOKEN_PARAMETER /telegram-bot/bot-token: could not read it: no AWS credentials found"),
+        "{lines:#?}"
+    );
+    lines.remove(2);
     assert_eq!(
         lines[0],
         "ok    stack: telegram-bot, function telegram-bot-WebhookFunction-1A2B, memory on"
@@ -742,6 +753,60 @@ async fn the_token_is_read_from_the_stacks_parameter_as_the_function_reads_it() 
     assert_eq!(
         line(&output, "token"),
         "ok    token: @EchoLambdaBot (id 123456789)"
+    );
+    assert_no_secret(&stand_in, &output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stacks_token_is_checked_even_with_another_bots_token_in_the_shell() {
+    let moto = Moto::start().await;
+    let (stand_in, url, api) = healthy().await;
+    moto.put_secure_string("/telegram-bot/bot-token", stand_in.token())
+        .await;
+    let fake = fake_for(&url, USERNAME);
+    let moto_env = moto.env();
+    let mut envs: Vec<(&str, &str)> = moto_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // A developer's test bot, which the stand-in does not know.
+    envs.push((
+        "TELEGRAM_BOT_TOKEN",
+        "987654321:AAAnother-bot-s-token_0123456789abc",
+    ));
+    envs.push(("TELEGRAM_API_BASE_URL", &api));
+    let output = doctor_with_stack(&fake, &[], &envs).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert_eq!(
+        lines(&output)
+            .iter()
+            .filter(|l| l.contains(" token: "))
+            .collect::<Vec<_>>(),
+        ["ok    token: @EchoLambdaBot (id 123456789)"]
+    );
+    assert_no_secret(&stand_in, &output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_token_that_cannot_be_read_falls_back_to_the_shells_saying_so() {
+    let (stand_in, url, api) = healthy().await;
+    let fake = fake_for(&url, USERNAME);
+    // No credentials at all: the parameter cannot be read.
+    let output = doctor_with_stack(
+        &fake,
+        &["--region", "eu-west-1"],
+        &[
+            ("TELEGRAM_BOT_TOKEN", stand_in.token()),
+            ("TELEGRAM_API_BASE_URL", &api),
+        ],
+    )
+    .await;
+    let lines = lines(&output);
+    let token: Vec<_> = lines.iter().filter(|l| l.contains(" token: ")).collect();
+    assert_eq!(token.len(), 2, "{lines:?}");
+    assert_eq!(token[0], "ok    token: @EchoLambdaBot (id 123456789)");
+    assert!(
+        token[1].starts_with("note  token: the stack's token could not be read (TELEGRAM_BOT_TOKEN_PARAMETER /telegram-bot/bot-token: ")
+            && token[1].ends_with("checked with TELEGRAM_BOT_TOKEN from this shell instead, which may be another bot's"),
+        "{}",
+        token[1]
     );
     assert_no_secret(&stand_in, &output);
 }
