@@ -6,7 +6,8 @@
 //! - [`handler`]: what a bot is (a look-up and an answer), the context its
 //!   outside calls get, and how they fail;
 //! - [`action`]: what it can do in answer (send, edit, answer a button);
-//! - [`telegram`]: the Bot API types.
+//! - [`telegram`]: the Bot API types;
+//! - [`assistant`]: answers from a language model, streamed.
 //!
 //! Around it:
 //! - [`handling`]: the one way an update is answered, shared by both shells;
@@ -25,6 +26,7 @@
 
 pub mod action;
 pub mod alerts;
+pub mod assistant;
 pub mod bot;
 pub mod client;
 pub mod config;

@@ -10,8 +10,8 @@ use crate::keyboards::{self, Which};
 use crate::kinds;
 use crate::shared::Shared;
 use crate::state::{
-    self, Activity, BotCommand, Call, CallbackAnswer, CommandScope, DeliveryError, Fault, QueueKey,
-    Queued,
+    self, Activity, BotCommand, Call, CallbackAnswer, CommandScope, DeliveryError, Draft, Fault,
+    QueueKey, Queued,
 };
 use serde_json::Value;
 use std::sync::Arc;
@@ -246,6 +246,11 @@ impl Handle {
     /// order, taken or refused.
     pub fn callback_answers(&self) -> Vec<CallbackAnswer> {
         self.0.state().answers.clone()
+    }
+
+    /// The drafts the bot streamed (sendMessageDraft), in order.
+    pub fn drafts(&self) -> Vec<Draft> {
+        self.0.state().drafts.clone()
     }
 
     /// How many answerCallbackQuery calls named the query

@@ -15,7 +15,8 @@
 //! `params` and keyboards with `keyboards`); `answers` shapes what goes
 //! back; `kinds` holds what Telegram decides per update kind; `webhook`
 //! delivers queued updates. All of them share `shared` and `state`;
-//! [`Handle`] is what tests and controls use.
+//! [`Handle`] is what tests and controls use. Beside it, `model` serves a
+//! fake language model ([`FakeModel`]) for the assistant.
 //! This file only declares and re-exports: no module imports from it.
 
 mod answers;
@@ -27,6 +28,7 @@ mod handle;
 mod keyboards;
 mod kinds;
 mod messages;
+mod model;
 mod options;
 mod params;
 mod routes;
@@ -39,6 +41,7 @@ mod webhook;
 
 pub use callbacks::PressError;
 pub use handle::Handle;
+pub use model::{FakeModel, ModelFault, ModelOptions, FAKE_MODEL_KEY};
 pub use options::{Options, DEFAULT_BOT_USERNAME, DEFAULT_TOKEN};
 pub use server::StandIn;
-pub use state::{BotCommand, Call, CallbackAnswer, CommandScope, Fault};
+pub use state::{BotCommand, Call, CallbackAnswer, CommandScope, Draft, Fault};

@@ -1,5 +1,5 @@
 //! The Bot API methods about the bot and its messages: getMe, sendMessage,
-//! sendChatAction, editMessageText and editMessageReplyMarkup, with their
+//! sendChatAction, sendMessageDraft, editMessageText and editMessageReplyMarkup, with their
 //! checks in the order Telegram makes them.
 
 use crate::answers::{MethodResult, Refusal};
@@ -186,6 +186,61 @@ pub(crate) fn send_chat_action(shared: &Shared, params: &Map<String, Value>) -> 
         // USER_IS_BLOCKED, as Client::fail_query_with_error words it.
         return Err(Refusal::new(403, "Forbidden: bot was blocked by the user"));
     }
+    Ok(Value::Bool(true))
+}
+
+/// sendMessageDraft, as Client::process_send_message_draft_query: the text
+/// first (Client::get_formatted_text: a parse mode Telegram knows; an empty
+/// text is allowed, and shows a placeholder), then the chat
+/// (Client::check_chat), then what the draft itself may be. TDLib sends a
+/// draft as a chat action (DialogActionManager::send_dialog_action, which
+/// refuses nothing more of a private chat); the checks of the Bot API's
+/// documentation (private chats only, a non-zero `draft_id`, at most 4096
+/// characters) are made by Telegram's servers, whose source and wording are
+/// not public: these error texts are the stand-in's own, and a bot should
+/// treat every refusal of a draft alike.
+pub(crate) fn send_message_draft(shared: &Shared, params: &Map<String, Value>) -> MethodResult {
+    let text = match params.get("text") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    if let Some(mode) = params.get("parse_mode").and_then(Value::as_str) {
+        if !mode.is_empty() && !["HTML", "Markdown", "MarkdownV2"].contains(&mode) {
+            return Err(Refusal::bad_request(&format!(
+                "unsupported parse_mode \"{mode}\""
+            )));
+        }
+    }
+    let chat_param = arg_text(params, "chat_id");
+    if chat_param.is_empty() {
+        return Err(Refusal::bad_request("chat_id is empty"));
+    }
+    let chat_id = chat_param.parse::<i64>().unwrap_or(0);
+    let mut state = shared.state();
+    let Some(chat) = state.chats.get(&chat_id) else {
+        return Err(Refusal::bad_request("chat not found"));
+    };
+    if chat.blocked {
+        return Err(Refusal::new(403, "Forbidden: bot was blocked by the user"));
+    }
+    if chat.raw["type"] != "private" {
+        return Err(Refusal::bad_request(
+            "message drafts can be sent only to private chats",
+        ));
+    }
+    let draft_id = integer(params.get("draft_id")).unwrap_or(0);
+    if draft_id == 0 {
+        return Err(Refusal::bad_request("draft_id must be non-zero"));
+    }
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(Refusal::bad_request("message is too long"));
+    }
+    state.drafts.push(crate::state::Draft {
+        chat_id,
+        draft_id,
+        text,
+    });
     Ok(Value::Bool(true))
 }
 

@@ -12,6 +12,7 @@ use crate::commands::{delete_my_commands, get_my_commands, set_my_commands};
 use crate::control::control;
 use crate::messages::{
     edit_message_reply_markup, edit_message_text, get_me, send_chat_action, send_message,
+    send_message_draft,
 };
 use crate::params::parse_params;
 use crate::shared::Shared;
@@ -29,6 +30,7 @@ const KNOWN_METHODS: &[&str] = &[
     "getme",
     "sendmessage",
     "sendchataction",
+    "sendmessagedraft",
     "setwebhook",
     "deletewebhook",
     "getwebhookinfo",
@@ -166,6 +168,7 @@ async fn call_method(
         "getme" => Ok(get_me(shared)),
         "sendmessage" => send_message(shared, params),
         "sendchataction" => send_chat_action(shared, params),
+        "sendmessagedraft" => send_message_draft(shared, params),
         "setwebhook" => set_webhook(shared, params),
         "deletewebhook" => delete_webhook(shared, params),
         "getwebhookinfo" => Ok(get_webhook_info(shared)),

@@ -181,6 +181,14 @@ pub(crate) struct ChatInfo {
     pub(crate) topics: HashSet<i64>,
 }
 
+/// A draft the bot streamed to a private chat (sendMessageDraft).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draft {
+    pub chat_id: i64,
+    pub draft_id: i64,
+    pub text: String,
+}
+
 /// A callback query Telegram created, waiting for its answer.
 #[derive(Debug, Clone)]
 pub(crate) struct Query {
@@ -338,6 +346,8 @@ pub(crate) struct State {
     pub(crate) queries: HashMap<String, Query>,
     pub(crate) next_query_id: i64,
     pub(crate) answers: Vec<CallbackAnswer>,
+    /// Drafts shown, in order.
+    pub(crate) drafts: Vec<Draft>,
     /// The bot's command lists by scope and language code ("" for all
     /// languages); an empty list is not kept.
     pub(crate) commands: HashMap<(CommandScope, String), Vec<BotCommand>>,
@@ -368,6 +378,7 @@ impl State {
             // Callback query ids are 64-bit integers written as strings.
             next_query_id: 4_000_000_000_000_000_000,
             answers: Vec::new(),
+            drafts: Vec::new(),
             commands: HashMap::new(),
         }
     }

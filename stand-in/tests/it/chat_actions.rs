@@ -159,3 +159,78 @@ async fn injected_faults_apply_to_send_chat_action() {
         [(500, false), (200, true), (429, false), (200, true)]
     );
 }
+
+/// sendMessageDraft (Bot API 9.5): a partial answer shown in a private chat
+/// while it is written. Client::process_send_message_draft_query reads
+/// `chat_id`, `draft_id`, `text` and `parse_mode`, and TDLib sends the
+/// draft as a chat action: private chats only, a non-zero id, a text within
+/// a message's limit.
+#[tokio::test]
+async fn a_draft_is_shown_in_a_private_chat_and_refused_elsewhere() {
+    let stand_in = stand_in_with_private_chat().await;
+    stand_in.observe_update(&json!({"update_id": 2, "message": {
+        "message_id": 11, "date": 1, "text": "x",
+        "chat": {"id": -100, "type": "group", "title": "G"}
+    }}));
+    let api = Api::new(&stand_in);
+    for text in ["The answer", "The answer so far", ""] {
+        let params = json!({"chat_id": 42, "draft_id": 7, "text": text});
+        assert_eq!(api.ok("sendMessageDraft", params).await, json!(true));
+    }
+    let drafts = stand_in.drafts();
+    assert_eq!(drafts.len(), 3);
+    assert_eq!((drafts[1].chat_id, drafts[1].draft_id), (42, 7));
+    assert_eq!(drafts[1].text, "The answer so far");
+    for (params, status, description) in [
+        (
+            json!({"chat_id": -100, "draft_id": 7, "text": "a"}),
+            400,
+            "Bad Request: message drafts can be sent only to private chats",
+        ),
+        (
+            json!({"chat_id": 42, "draft_id": 0, "text": "a"}),
+            400,
+            "Bad Request: draft_id must be non-zero",
+        ),
+        (
+            json!({"chat_id": 42, "text": "a"}),
+            400,
+            "Bad Request: draft_id must be non-zero",
+        ),
+        (
+            json!({"chat_id": 42, "draft_id": 7, "text": "x".repeat(4097)}),
+            400,
+            "Bad Request: message is too long",
+        ),
+        (
+            json!({"chat_id": 9, "draft_id": 7, "text": "a"}),
+            400,
+            "Bad Request: chat not found",
+        ),
+    ] {
+        let reply = api.call("sendMessageDraft", params.clone()).await;
+        assert_eq!(reply.status, status, "{params}");
+        assert_eq!(reply.description(), description, "{params}");
+    }
+    // A draft at the limit is taken; drafts are not messages.
+    let full = json!({"chat_id": 42, "draft_id": 7, "text": "é".repeat(4096)});
+    assert_eq!(api.ok("sendMessageDraft", full).await, json!(true));
+    assert_eq!(stand_in.drafts().len(), 4);
+    assert!(stand_in.sent_messages().is_empty());
+}
+
+#[tokio::test]
+async fn a_draft_can_be_refused_with_flood_control() {
+    let stand_in = stand_in_with_private_chat().await;
+    stand_in.inject("sendMessageDraft", Fault::too_many_requests(3));
+    let api = Api::new(&stand_in);
+    let reply = api
+        .call(
+            "sendMessageDraft",
+            json!({"chat_id": 42, "draft_id": 1, "text": "a"}),
+        )
+        .await;
+    assert_eq!(reply.status, 429);
+    assert_eq!(reply.body["parameters"]["retry_after"], 3);
+    assert!(stand_in.drafts().is_empty());
+}

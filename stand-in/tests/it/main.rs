@@ -10,6 +10,7 @@ mod controls;
 mod delivery;
 mod helpers;
 mod methods;
+mod model;
 mod tls;
 mod updates;
 mod webhooks;
