@@ -48,6 +48,12 @@ check(glob["Runtime"] == "provided.al2023", "runtime must be provided.al2023")
 check(glob["Handler"] == "bootstrap", "handler must be bootstrap")
 check(glob["MemorySize"] == 128, "memory must be 128 MB")
 check(glob["Timeout"] < 30, "timeout must stay under API Gateway's 30 s")
+# The webhook's own timeout: under the gateway's 30 s behind an HTTP API,
+# under Telegram's 60 s wait behind a Function URL (Telegram delivers again
+# after 60 s: WebhookActor::create_connection's idle timeout).
+timeout = props["Timeout"]["If"]
+check(timeout[0] == "UseFunctionUrl" and timeout[1] < 60 and timeout[2] < 30,
+      "the webhook's timeout must end before Telegram's 60 s (Function URL) or the gateway's 30 s")
 check(glob["Architectures"] == [{"Ref": "Architecture"}], "architecture must come from the parameter")
 check(params["Architecture"]["Default"] == "arm64", "arm64 must be the default")
 check(set(params["Architecture"]["AllowedValues"]) == {"arm64", "x86_64"}, "arm64 and x86_64 allowed")
@@ -57,6 +63,12 @@ check(function["Metadata"]["BuildMethod"] == "rust-cargolambda", "build with rus
 check(function["Metadata"]["BuildProperties"]["Binary"] == "webhook", "build the webhook binary")
 
 env = props["Environment"]["Variables"]
+# The assistant: off unless a model is named; its key is among the bot's
+# secrets, never in the environment.
+check(params["AssistantModel"]["Default"] == "", "the assistant is off by default")
+check(env["ASSISTANT_MODEL"] == {"If": ["UseAssistant", {"Ref": "AssistantModel"}, {"Ref": "AWS::NoValue"}]},
+      "ASSISTANT_MODEL only when a model is named")
+check("ASSISTANT_API_KEY" not in env, "no assistant key in the function's environment")
 check("TELEGRAM_BOT_TOKEN" not in env, "no token in the function's environment")
 check(env.get("TELEGRAM_BOT_TOKEN_PARAMETER") == {"If": ["HasTokenVersion", {"Sub": "${BotTokenParameter}:${BotTokenVersion}"},
                                                         {"Ref": "BotTokenParameter"}]},
@@ -166,7 +178,7 @@ api = resources["WebhookApi"]
 check(api["Condition"] == "UseHttpApi" and api["Properties"]["RouteKey"] == "POST /webhook", "route POST /webhook")
 overrides = resources["WebhookApiOverrides"]["Properties"]["Integration"]
 check(overrides["PayloadFormatVersion"] == "2.0", "payload format 2.0")
-check(overrides["TimeoutInMillis"] > glob["Timeout"] * 1000, "the gateway must wait longer than the function")
+check(overrides["TimeoutInMillis"] > timeout[2] * 1000, "the gateway must wait longer than the function")
 url = resources["WebhookFunctionUrl"]
 check(url["Condition"] == "UseFunctionUrl" and url["Properties"]["AuthType"] == "NONE", "a public Function URL")
 url_actions = sorted(r["Properties"]["Action"] for r in resources.values()

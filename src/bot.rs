@@ -11,6 +11,7 @@
 //! loop run it unchanged.
 
 use crate::action::Action;
+use crate::assistant::{Answer, Assistant};
 use crate::config::Config;
 use crate::handler::{Context, Failed, Handler};
 use crate::telegram::{
@@ -26,6 +27,9 @@ pub const MEMORY_COMMANDS: &[(&str, &str)] = &[
     ("count", "how many messages this chat sent since /start"),
     ("counter", "a count you change with buttons"),
 ];
+
+/// The command that asks the assistant, listed only when it is on.
+pub const ASSISTANT_COMMANDS: &[(&str, &str)] = &[("ask", "ask the assistant a question")];
 
 /// The update kinds this bot answers. setWebhook and getUpdates ask Telegram
 /// for these only: fewer deliveries, fewer invocations, lower cost. Add a
@@ -59,21 +63,44 @@ pub struct Bot {
     /// Whether a store keeps [`State`] between updates (and instances);
     /// without one `/count` and `/counter` are not offered.
     state_kept: bool,
+    /// The language model `/ask` (and plain text in private chats) goes to,
+    /// when `ASSISTANT_MODEL` is set (README, "An AI assistant").
+    assistant: Option<Assistant>,
 }
 
 impl Handler for Bot {
     type State = State;
-    /// The echo bot looks nothing up.
-    type Gathered = ();
+    /// The assistant's answer, when the update asked it something; the
+    /// echo looks nothing up.
+    type Gathered = Option<Answer>;
 
-    async fn gather(&self, _: &Update, _: &State, _: &Context<'_>) -> Result<(), Failed> {
-        Ok(())
+    async fn gather(
+        &self,
+        update: &Update,
+        _: &State,
+        cx: &Context<'_>,
+    ) -> Result<Option<Answer>, Failed> {
+        match (&self.assistant, self.question(update)) {
+            (Some(assistant), Some((message, question))) => {
+                assistant.answer(cx, message, question).await.map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
-    fn handle(&self, update: &Update, _: &(), mut state: State) -> (Vec<Action>, State) {
-        let actions = match &update.kind {
-            UpdateKind::Message(message) => self.on_message(message, &mut state),
-            UpdateKind::CallbackQuery(query) => self.on_press(query, &mut state),
+    fn handle(
+        &self,
+        update: &Update,
+        answer: &Option<Answer>,
+        mut state: State,
+    ) -> (Vec<Action>, State) {
+        let actions = match (&update.kind, answer) {
+            (UpdateKind::Message(message), Some(answer)) => {
+                state.messages = state.messages.saturating_add(1);
+                answer.replies(message)
+            }
+            (UpdateKind::Message(message), None) => self.on_message(message, &mut state),
+            (UpdateKind::CallbackQuery(query), _) => self.on_press(query, &mut state),
             // Edits, channel posts and every other kind are accepted and
             // left unanswered.
             _ => Vec::new(),
@@ -117,6 +144,8 @@ impl Bot {
                 greeting(message)
             }
             Some(command) if command.is("help") => self.help(),
+            // `/ask` with a question went to the assistant; without one:
+            Some(command) if self.assistant.is_some() && command.is("ask") => ASK_HOW.to_owned(),
             Some(command) if self.state_kept && command.is("count") => count(state.messages),
             Some(command) if self.state_kept && command.is("counter") => {
                 let counter = SendMessage::reply_to(message, counter_text(state.counter))
@@ -145,14 +174,40 @@ impl Bot {
         vec![edit.into()]
     }
 
+    /// What `update` asks the assistant, when it is on: the words after
+    /// `/ask`, or, in a private chat, any text that is not a command.
+    fn question<'u>(&self, update: &'u Update) -> Option<(&'u Message, &'u str)> {
+        self.assistant.as_ref()?;
+        let UpdateKind::Message(message) = &update.kind else {
+            return None;
+        };
+        let text = message.text.as_deref()?;
+        let question = match Command::of(message) {
+            Some(command) if command.is("ask") && command.is_for(self.username.as_deref()) => {
+                command.args
+            }
+            Some(_) => return None,
+            None if message.chat.kind == ChatType::Private => text,
+            None => return None,
+        };
+        let question = question.trim();
+        (!question.is_empty()).then_some((message, question))
+    }
+
     fn help(&self) -> String {
-        let mut text = String::from("I repeat any text you send me.\n\nCommands:");
+        let intro = match self.assistant {
+            Some(_) => "I answer questions with a language model: send /ask and your question (in a private chat, just the question).",
+            None => "I repeat any text you send me.",
+        };
+        let mut text = format!("{intro}\n\nCommands:");
         for (name, description) in self.commands() {
             text.push_str(&format!("\n/{name} - {description}"));
         }
         text
     }
 }
+
+const ASK_HOW: &str = "Ask me something after the command, for example: /ask What is a webhook?";
 
 const COUNT_NOT_KEPT: &str = "This bot keeps no count now: its store is off.";
 
@@ -198,7 +253,15 @@ impl Bot {
     /// that declares `SECRETS` in its `Handler` reads them here:
     /// `config.secrets.get("NAME")`.
     pub fn from_config(config: &Config) -> Self {
-        Bot::new(config.bot_username.clone())
+        let mut bot = Bot::new(config.bot_username.clone());
+        bot.assistant = config.assistant.as_ref().map(Assistant::new);
+        bot
+    }
+
+    /// With `assistant` answering `/ask` (tests, `bot chat --assistant`).
+    pub fn with_assistant(mut self, assistant: Assistant) -> Self {
+        self.assistant = Some(assistant);
+        self
     }
 
     pub fn new(username: Option<String>) -> Self {
@@ -208,6 +271,7 @@ impl Bot {
         Bot {
             username,
             state_kept: false,
+            assistant: None,
         }
     }
 
@@ -220,6 +284,9 @@ impl Bot {
     /// The commands to list in `/help` and the command menu.
     pub fn commands(&self) -> Vec<(&'static str, &'static str)> {
         let mut commands = COMMANDS.to_vec();
+        if self.assistant.is_some() {
+            commands.extend_from_slice(ASSISTANT_COMMANDS);
+        }
         if self.state_kept {
             commands.extend_from_slice(MEMORY_COMMANDS);
         }

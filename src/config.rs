@@ -256,6 +256,84 @@ pub struct Config {
     /// Where alarms are told (`BOT_ADMIN_CHAT_ID`), when monitoring's
     /// topic invokes the function.
     pub admin_chat: Option<crate::telegram::ChatId>,
+    /// The language model `/ask` uses, when `ASSISTANT_MODEL` names one.
+    pub assistant: Option<AssistantConfig>,
+}
+
+/// The assistant's model: an OpenAI-compatible Chat Completions API.
+#[derive(Clone)]
+pub struct AssistantConfig {
+    /// `ASSISTANT_BASE_URL` without trailing slash (default OpenAI's).
+    pub base_url: String,
+    /// `ASSISTANT_MODEL`, for example `gpt-4o-mini`.
+    pub model: String,
+    /// `ASSISTANT_API_KEY`: a secret of the bot, read as the declared ones
+    /// are (the environment locally, the stack's secrets parameter on
+    /// Lambda).
+    pub api_key: SecretString,
+}
+
+impl fmt::Debug for AssistantConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AssistantConfig")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The model `/ask` uses; setting it turns the assistant on.
+pub const ASSISTANT_MODEL: &str = "ASSISTANT_MODEL";
+/// Where its API is: any OpenAI-compatible Chat Completions API.
+pub const ASSISTANT_BASE_URL: &str = "ASSISTANT_BASE_URL";
+/// The secret the assistant needs, declared for the bot when it is on.
+pub const ASSISTANT_API_KEY: &str = "ASSISTANT_API_KEY";
+const DEFAULT_ASSISTANT_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// The bot's declared secrets, and the assistant's key when it is on.
+fn declared_with_assistant<'a>(
+    declared: &[&'a str],
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Vec<&'a str> {
+    let mut names = declared.to_vec();
+    if get(ASSISTANT_MODEL).is_some() && !names.contains(&ASSISTANT_API_KEY) {
+        names.push(ASSISTANT_API_KEY);
+    }
+    names
+}
+
+/// The assistant's settings, once the secrets are read.
+fn assistant_config(
+    get: &dyn Fn(&str) -> Option<String>,
+    secrets: &Secrets,
+) -> Result<Option<AssistantConfig>, ConfigError> {
+    let Some(model) = get(ASSISTANT_MODEL) else {
+        return Ok(None);
+    };
+    let base_url = get(ASSISTANT_BASE_URL)
+        .unwrap_or_else(|| DEFAULT_ASSISTANT_BASE_URL.to_owned())
+        .trim()
+        .trim_end_matches('/')
+        .to_owned();
+    let url_ok = reqwest::Url::parse(&base_url)
+        .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.query().is_none());
+    if !url_ok {
+        return Err(ConfigError::Invalid {
+            var: ASSISTANT_BASE_URL,
+            reason: "expected an http:// or https:// URL such as https://api.openai.com/v1"
+                .to_owned(),
+        });
+    }
+    let api_key = secrets
+        .0
+        .get(ASSISTANT_API_KEY)
+        .cloned()
+        .ok_or_else(|| ConfigError::MissingSecret(ASSISTANT_API_KEY.to_owned()))?;
+    Ok(Some(AssistantConfig {
+        base_url,
+        model: model.trim().to_owned(),
+        api_key,
+    }))
 }
 
 impl Config {
@@ -313,6 +391,7 @@ impl Config {
                 wanted.push((SECRET_PARAMETER, name.trim().to_owned()));
             }
         }
+        let declared = declared_with_assistant(declared, &get);
         if declared.iter().any(|name| get(name).is_none()) {
             if let Some(name) = get(BOT_SECRETS_PARAMETER) {
                 wanted.push((BOT_SECRETS_PARAMETER, name.trim().to_owned()));
@@ -355,7 +434,12 @@ impl Config {
         if secret.is_some() {
             config.webhook_secret = secret;
         }
-        config.secrets = bot_secrets(declared, &get, from_store(BOT_SECRETS_PARAMETER).as_deref())?;
+        config.secrets = bot_secrets(
+            &declared,
+            &get,
+            from_store(BOT_SECRETS_PARAMETER).as_deref(),
+        )?;
+        config.assistant = assistant_config(&get, &config.secrets)?;
         Ok(config)
     }
 
@@ -367,7 +451,9 @@ impl Config {
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<(), ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        self.secrets = bot_secrets(declared, &get, None)?;
+        let declared = declared_with_assistant(declared, &get);
+        self.secrets = bot_secrets(&declared, &get, None)?;
+        self.assistant = assistant_config(&get, &self.secrets)?;
         Ok(())
     }
 
@@ -429,6 +515,7 @@ impl Config {
             )?)),
         };
         Ok(Config {
+            assistant: None,
             secrets: Secrets::default(),
             store,
             keep_chats,

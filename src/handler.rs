@@ -20,8 +20,11 @@
 //!   Retry-After, not a second run.
 
 use crate::action::Action;
+use crate::client::ApiError;
 use crate::client::BotApi;
-use crate::telegram::{CallbackQuery, SendChatAction, SendMessage, Update, UpdateKind};
+use crate::telegram::{
+    CallbackQuery, ChatType, SendChatAction, SendMessage, SendMessageDraft, Update, UpdateKind,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
@@ -129,6 +132,17 @@ pub enum Failed {
         source: BoxError,
         tell: Option<String>,
     },
+    /// The bot's own configuration is wrong (a service refused its key):
+    /// given up as [`Failed::GiveUp`] is, since no redelivery fixes it and a
+    /// 500 would hold the chat at Telegram for a day, but logged at ERROR
+    /// and counted as a configuration failure, which the errors alarm
+    /// reports.
+    #[error("an outside service refused the bot's configuration: {source}")]
+    Misconfigured {
+        #[source]
+        source: BoxError,
+        tell: Option<String>,
+    },
 }
 
 impl Failed {
@@ -143,14 +157,29 @@ impl Failed {
         }
     }
 
+    pub fn misconfigured(error: impl Into<BoxError>) -> Self {
+        Failed::Misconfigured {
+            source: error.into(),
+            tell: None,
+        }
+    }
+
     /// The same, telling the user `text` when the update is given up.
     pub fn telling(self, text: impl Into<String>) -> Self {
-        let source = match self {
-            Failed::RetryLater(source) | Failed::GiveUp { source, .. } => source,
-        };
-        Failed::GiveUp {
-            source,
-            tell: Some(text.into()),
+        let tell = Some(text.into());
+        match self {
+            Failed::Misconfigured { source, .. } => Failed::Misconfigured { source, tell },
+            Failed::RetryLater(source) | Failed::GiveUp { source, .. } => {
+                Failed::GiveUp { source, tell }
+            }
+        }
+    }
+
+    /// The words for the user, when the failure has its own.
+    pub fn words(&self) -> Option<&str> {
+        match self {
+            Failed::GiveUp { tell, .. } | Failed::Misconfigured { tell, .. } => tell.as_deref(),
+            Failed::RetryLater(_) => None,
         }
     }
 }
@@ -218,6 +247,11 @@ impl<'a> Context<'a> {
         self.deadline.saturating_duration_since(Instant::now())
     }
 
+    /// When the look-up's time ends ([`Context::time_left`] from now).
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
     /// `wanted`, or the time left when that is shorter: a per-call timeout
     /// that never outlasts the invocation.
     pub fn timeout(&self, wanted: Duration) -> Duration {
@@ -258,6 +292,31 @@ impl<'a> Context<'a> {
         {
             tracing::debug!(error = %crate::error::Chain(&error), "could not show typing");
         }
+    }
+}
+
+impl Context<'_> {
+    /// Shows `text` as a draft of the answer in the update's chat
+    /// (sendMessageDraft): a preview Telegram keeps for about 30 s, in
+    /// private chats only. Progress, not an answer: the answer itself is
+    /// an action. Drafts with the same non-zero `draft_id` replace each
+    /// other. An error says why it was not shown (a 429's
+    /// [`ApiError::retry_after`] says how long to wait); nothing is retried.
+    pub async fn draft(&self, draft_id: i64, text: &str) -> Result<(), ApiError> {
+        let message = match &self.update.kind {
+            UpdateKind::Message(message) if message.chat.kind == ChatType::Private => message,
+            _ => return Ok(()),
+        };
+        let draft = SendMessageDraft {
+            chat_id: message.chat.id,
+            draft_id,
+            text: crate::telegram::truncate_to_limit(text.to_owned()),
+            message_thread_id: message.topic(),
+        };
+        self.api
+            .send_message_draft(&draft, Some(self.deadline))
+            .await
+            .map(|_| ())
     }
 }
 

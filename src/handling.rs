@@ -39,8 +39,12 @@ pub enum Outcome {
     RetryableFailure {
         retry_after: Option<Duration>,
     },
-    /// The token or base URL is wrong; a later attempt after the fix can succeed.
-    ConfigurationFailure,
+    /// The token or base URL is wrong; a later attempt after the fix can
+    /// succeed. `told`: an outside service refused the bot's own settings
+    /// (an API key), the user was told so, and the update is done.
+    ConfigurationFailure {
+        told: bool,
+    },
 }
 
 impl Outcome {
@@ -52,7 +56,7 @@ impl Outcome {
             Outcome::Answered => "answered",
             Outcome::PermanentFailure => "permanent_failure",
             Outcome::RetryableFailure { .. } => "retryable_failure",
-            Outcome::ConfigurationFailure => "configuration_failure",
+            Outcome::ConfigurationFailure { .. } => "configuration_failure",
         }
     }
 
@@ -61,7 +65,7 @@ impl Outcome {
         !matches!(
             self,
             Outcome::RetryableFailure { .. }
-                | Outcome::ConfigurationFailure
+                | Outcome::ConfigurationFailure { told: false }
                 | Outcome::InProgress { .. }
         )
     }
@@ -287,7 +291,7 @@ impl<H: Handler> Responder<'_, H> {
                 Ok(read) => read,
                 Err(error) => {
                     return Handled {
-                        outcome: Outcome::ConfigurationFailure,
+                        outcome: Outcome::ConfigurationFailure { told: false },
                         error: Some(HandlingError::Api(error)),
                         done: 0,
                     }
@@ -430,11 +434,9 @@ impl<H: Handler> Responder<'_, H> {
                 done: 0,
             };
         }
-        let actions = match &failed {
-            Failed::GiveUp {
-                tell: Some(text), ..
-            } => crate::handler::telling(update, text),
-            _ => self.bot.gave_up(update),
+        let actions = match failed.words() {
+            Some(text) => crate::handler::telling(update, text),
+            None => self.bot.gave_up(update),
         };
         let tell = move |_: Option<&str>| Ok((actions.clone(), None));
         let decided = before(
@@ -446,7 +448,10 @@ impl<H: Handler> Responder<'_, H> {
             .carry_out(decided, lease_until, policy, stop, recorded)
             .await;
         if matches!(handled.outcome, Outcome::Answered | Outcome::Ignored) {
-            handled.outcome = Outcome::PermanentFailure;
+            handled.outcome = match failed {
+                Failed::Misconfigured { .. } => Outcome::ConfigurationFailure { told: true },
+                _ => Outcome::PermanentFailure,
+            };
             handled.error = Some(HandlingError::Bot(failed));
         }
         handled
@@ -586,7 +591,7 @@ fn store_failure(error: StoreError) -> Handled {
     // Never acknowledged: a record that cannot be used was set aside, and
     // the next delivery answers the update afresh.
     let outcome = match &error {
-        error if error.is_configuration() => Outcome::ConfigurationFailure,
+        error if error.is_configuration() => Outcome::ConfigurationFailure { told: false },
         _ => Outcome::RetryableFailure { retry_after: None },
     };
     Handled {
@@ -653,7 +658,7 @@ async fn send_all(
                 Failure::Retryable { retry_after } => {
                     (Outcome::RetryableFailure { retry_after }, error)
                 }
-                Failure::Configuration => (Outcome::ConfigurationFailure, error),
+                Failure::Configuration => (Outcome::ConfigurationFailure { told: false }, error),
             }),
         };
         if let Some((outcome, error)) = error {
@@ -760,7 +765,7 @@ pub fn log_update(
 /// needs the operator an error.
 fn level_of(outcome: Outcome) -> Level {
     match outcome {
-        Outcome::ConfigurationFailure => Level::ERROR,
+        Outcome::ConfigurationFailure { .. } => Level::ERROR,
         Outcome::PermanentFailure | Outcome::RetryableFailure { .. } => Level::WARN,
         _ => Level::INFO,
     }
@@ -942,7 +947,8 @@ mod tests {
             ),
             (Outcome::PermanentFailure, "WARN"),
             (Outcome::RetryableFailure { retry_after: None }, "WARN"),
-            (Outcome::ConfigurationFailure, "ERROR"),
+            (Outcome::ConfigurationFailure { told: false }, "ERROR"),
+            (Outcome::ConfigurationFailure { told: true }, "ERROR"),
         ];
         for (outcome, level) in cases {
             let line = line_json(outcome, None, &Spent::default());

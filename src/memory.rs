@@ -972,7 +972,7 @@ mod tests {
         let bot = Bot::default();
         let (decision, _) = s
             .memory
-            .decide(&bot, &(), &update, NOW + 10_000, NOW)
+            .decide(&bot, &None, &update, NOW + 10_000, NOW)
             .await
             .unwrap();
         assert!(
@@ -988,7 +988,7 @@ mod tests {
         let update = text(1, "hello");
         let (decision, ticket) = s
             .memory
-            .decide(&bot, &(), &update, NOW + 10_000, NOW)
+            .decide(&bot, &None, &update, NOW + 10_000, NOW)
             .await
             .unwrap();
         assert!(matches!(decision, Decision::Send { from: 0, ref actions } if actions.len() == 1));
@@ -996,7 +996,7 @@ mod tests {
         assert_eq!(s.store.take(), 3, "read, commit, finish");
         let (again, _) = s
             .memory
-            .decide(&bot, &(), &update, NOW + 10_000, NOW)
+            .decide(&bot, &None, &update, NOW + 10_000, NOW)
             .await
             .unwrap();
         assert_eq!(again, Decision::Duplicate);
@@ -1009,12 +1009,12 @@ mod tests {
         let bot = Bot::default();
         let update = text(2, "hello");
         s.memory
-            .decide(&bot, &(), &update, NOW + 10_000, NOW)
+            .decide(&bot, &None, &update, NOW + 10_000, NOW)
             .await
             .unwrap();
         let (busy, _) = s
             .memory
-            .decide(&bot, &(), &update, NOW + 20_000, NOW + 1_000)
+            .decide(&bot, &None, &update, NOW + 20_000, NOW + 1_000)
             .await
             .unwrap();
         assert_eq!(
@@ -1026,7 +1026,7 @@ mod tests {
         // After the lease: taken over, from where the dead run stopped.
         let (resumed, _) = s
             .memory
-            .decide(&bot, &(), &update, NOW + 30_000, NOW + 11_000)
+            .decide(&bot, &None, &update, NOW + 30_000, NOW + 11_000)
             .await
             .unwrap();
         assert!(matches!(resumed, Decision::Send { from: 0, .. }));
@@ -1035,7 +1035,7 @@ mod tests {
         let later = NOW + millis(OUTBOX_LIFETIME) + 1;
         let (fresh, _) = s
             .memory
-            .decide(&bot, &(), &update, later + 10_000, later)
+            .decide(&bot, &None, &update, later + 10_000, later)
             .await
             .unwrap();
         assert!(matches!(fresh, Decision::Send { from: 0, .. }));
@@ -1048,13 +1048,13 @@ mod tests {
         let update = text(3, "hello");
         let (_, ticket) = s
             .memory
-            .decide(&bot, &(), &update, NOW + 60_000, NOW)
+            .decide(&bot, &None, &update, NOW + 60_000, NOW)
             .await
             .unwrap();
         s.memory.progress(&ticket, 0, NOW + 60_000).await.unwrap();
         let (after_restart, _) = s
             .memory
-            .decide(&bot, &(), &update, NOW + 70_000, NOW + 1)
+            .decide(&bot, &None, &update, NOW + 70_000, NOW + 1)
             .await
             .unwrap();
         assert!(matches!(after_restart, Decision::Send { from: 0, .. }));
@@ -1067,7 +1067,7 @@ mod tests {
         for id in 1..=(KEEP_DONE as i64 + 10) {
             let (_, ticket) = s
                 .memory
-                .decide(&bot, &(), &text(id, "x"), NOW + 10_000, NOW)
+                .decide(&bot, &None, &text(id, "x"), NOW + 10_000, NOW)
                 .await
                 .unwrap();
             s.memory.finish(&ticket).await.unwrap();
@@ -1096,7 +1096,7 @@ mod tests {
         .unwrap();
         for update in [&message, &press] {
             s.memory
-                .decide(&bot, &(), update, now + 10_000, now)
+                .decide(&bot, &None, update, now + 10_000, now)
                 .await
                 .unwrap();
         }

@@ -443,10 +443,10 @@ async fn work<H: Handler>(worker: Worker<H>, job: Job, mut stop: Stop) -> Worked
         };
         let wait = match (handled.outcome, handled.error) {
             (outcome, _) if outcome.is_final() => return ending(Ending::Settled),
-            (Outcome::ConfigurationFailure, Some(HandlingError::Api(error))) => {
+            (Outcome::ConfigurationFailure { .. }, Some(HandlingError::Api(error))) => {
                 return ending(Ending::Fatal(PollError::Configuration(error)))
             }
-            (Outcome::ConfigurationFailure, Some(HandlingError::Store(error))) => {
+            (Outcome::ConfigurationFailure { .. }, Some(HandlingError::Store(error))) => {
                 return ending(Ending::Fatal(PollError::Store(error)))
             }
             (Outcome::InProgress { retry_after }, _) => retry_after,

@@ -131,7 +131,8 @@ impl Verdict {
                 Outcome::Duplicate
                 | Outcome::Ignored
                 | Outcome::Answered
-                | Outcome::PermanentFailure,
+                | Outcome::PermanentFailure
+                | Outcome::ConfigurationFailure { told: true },
             ) => 200,
             Verdict::Update(
                 Outcome::RetryableFailure {
@@ -140,7 +141,7 @@ impl Verdict {
                 | Outcome::InProgress { .. },
             ) => 503,
             Verdict::Update(Outcome::RetryableFailure { retry_after: None }) => 502,
-            Verdict::Update(Outcome::ConfigurationFailure) => 500,
+            Verdict::Update(Outcome::ConfigurationFailure { told: false }) => 500,
         }
     }
 
@@ -465,7 +466,15 @@ mod tests {
     fn statuses_tell_telegram_whether_to_retry() {
         assert_eq!(Verdict::Update(Outcome::PermanentFailure).status(), 200);
         assert_eq!(Verdict::NotAnUpdate.status(), 200);
-        assert_eq!(Verdict::Update(Outcome::ConfigurationFailure).status(), 500);
+        assert_eq!(
+            Verdict::Update(Outcome::ConfigurationFailure { told: false }).status(),
+            500
+        );
+        // The user was told: Telegram must not hold the chat for a day.
+        assert_eq!(
+            Verdict::Update(Outcome::ConfigurationFailure { told: true }).status(),
+            200
+        );
         let retry = Outcome::RetryableFailure { retry_after: None };
         assert_eq!(Verdict::Update(retry).status(), 502);
         let limited = Verdict::Update(Outcome::RetryableFailure {

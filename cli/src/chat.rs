@@ -22,13 +22,15 @@ use std::process::Stdio;
 use std::time::Duration;
 use telegram_lambda_bot::bot::{Bot, ALLOWED_UPDATES};
 use telegram_lambda_bot::client::{ApiError, BotApi};
-use telegram_lambda_bot::config::{Config, InitError};
+use telegram_lambda_bot::config::{
+    Config, InitError, ASSISTANT_API_KEY, ASSISTANT_BASE_URL, ASSISTANT_MODEL,
+};
 use telegram_lambda_bot::handler::Handler;
 use telegram_lambda_bot::memory::Memory;
 use telegram_lambda_bot::poll::{self, PollOptions};
 use telegram_lambda_bot::retry::Stop;
 use telegram_lambda_bot::telegram::SetWebhook;
-use telegram_stand_in::{Options, StandIn};
+use telegram_stand_in::{FakeModel, ModelOptions, Options, StandIn, FAKE_MODEL_KEY};
 use tokio::sync::{mpsc, watch};
 
 #[derive(Debug, clap::Args)]
@@ -46,6 +48,20 @@ pub struct ChatArgs {
     /// Seconds to wait for the bot's answer to each message.
     #[arg(long, default_value_t = 120)]
     wait: u64,
+    /// Turn the assistant on: `fake` answers from the stand-in's fake
+    /// model (no account anywhere); `env` uses ASSISTANT_MODEL,
+    /// ASSISTANT_BASE_URL and ASSISTANT_API_KEY from this shell.
+    #[arg(long, value_enum)]
+    assistant: Option<AssistantChoice>,
+}
+
+/// Where `bot chat`'s assistant answers from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AssistantChoice {
+    /// The stand-in's fake model, streaming a made-up answer.
+    Fake,
+    /// The model this shell's ASSISTANT_* variables name.
+    Env,
 }
 
 /// Why the chat could not start or had to stop.
@@ -53,6 +69,10 @@ pub struct ChatArgs {
 pub enum ChatError {
     #[error("could not start the Telegram stand-in")]
     StandIn(#[source] std::io::Error),
+    #[error("could not start the fake model")]
+    FakeModel(#[source] std::io::Error),
+    #[error("--assistant env needs ASSISTANT_MODEL (and ASSISTANT_API_KEY) in the environment")]
+    NoAssistantModel,
     #[error("could not set the bot up")]
     Setup(#[from] InitError),
     #[error("could not point the stand-in's webhook at the function")]
@@ -133,15 +153,45 @@ pub async fn run(args: ChatArgs) -> Result<(), ChatError> {
     if let Some(store) = &store {
         vars.push(("BOT_STORE_FILE", store.display().to_string()));
     }
-    let mut config = Config::from_lookup(|name| {
+    // Kept until the chat ends: it serves the assistant's answers.
+    let _model = match args.assistant {
+        None => None,
+        Some(AssistantChoice::Fake) => {
+            let model = FakeModel::start(ModelOptions {
+                piece_interval: Duration::from_millis(80),
+                ..ModelOptions::default()
+            })
+            .await
+            .map_err(ChatError::FakeModel)?;
+            vars.push((ASSISTANT_MODEL, "stand-in-fake".to_owned()));
+            vars.push((ASSISTANT_BASE_URL, model.base_url()));
+            vars.push((ASSISTANT_API_KEY, FAKE_MODEL_KEY.to_owned()));
+            Some(model)
+        }
+        Some(AssistantChoice::Env) => {
+            for name in [ASSISTANT_MODEL, ASSISTANT_BASE_URL, ASSISTANT_API_KEY] {
+                if let Some(value) = std::env::var(name).ok().filter(|v| !v.trim().is_empty()) {
+                    vars.push((name, value));
+                }
+            }
+            if !vars.iter().any(|(name, _)| *name == ASSISTANT_MODEL) {
+                return Err(ChatError::NoAssistantModel);
+            }
+            None
+        }
+    };
+    let from_vars = |name: &str| {
         vars.iter()
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.clone())
-    })
-    .map_err(InitError::from)?;
-    // The bot's own secrets, from this shell's environment.
+    };
+    let mut config = Config::from_lookup(from_vars).map_err(InitError::from)?;
+    // The bot's own secrets, from this shell's environment (the
+    // assistant's from the choice above).
     config
-        .read_secrets(Bot::SECRETS, |name| std::env::var(name).ok())
+        .read_secrets(Bot::SECRETS, |name| {
+            from_vars(name).or_else(|| std::env::var(name).ok())
+        })
         .map_err(InitError::from)?;
     let api = BotApi::new(&config)?;
     let (stop_polling, stop_rx) = watch::channel(false);
@@ -307,10 +357,20 @@ async fn converse(
             None => stand_in.enqueue_text_from(USER_ID, &args.name, text),
         };
         let wait = Duration::from_secs(args.wait);
-        let Some(settled) = interrupt
-            .or_quit(stand_in.wait_settled(update_id, wait))
-            .await
-        else {
+        let mut drafts = DraftView::new(interactive, stand_in.drafts().len());
+        let watching = async {
+            let settled = stand_in.wait_settled(update_id, wait);
+            tokio::pin!(settled);
+            loop {
+                tokio::select! {
+                    settled = &mut settled => return settled,
+                    _ = tokio::time::sleep(DRAFT_POLL) => drafts.show(&stand_in.drafts()),
+                }
+            }
+        };
+        let settled = interrupt.or_quit(watching).await;
+        drafts.clear();
+        let Some(settled) = settled else {
             eprintln!();
             return unanswered;
         };
@@ -349,6 +409,54 @@ async fn converse(
 }
 
 /// A message's buttons on one line, numbered, with how to press them.
+/// How often the chat looks for a new draft of an answer.
+const DRAFT_POLL: Duration = Duration::from_millis(100);
+
+/// Drafts of an answer being written (sendMessageDraft), as the user's app
+/// shows them: on a terminal one line rewritten in place, ending with the
+/// latest words; piped, each new draft as a line of its own.
+struct DraftView {
+    interactive: bool,
+    seen: usize,
+    on_screen: bool,
+}
+
+impl DraftView {
+    fn new(interactive: bool, seen: usize) -> Self {
+        DraftView {
+            interactive,
+            seen,
+            on_screen: false,
+        }
+    }
+
+    fn show(&mut self, drafts: &[telegram_stand_in::Draft]) {
+        let Some(latest) = drafts.get(self.seen..).and_then(<[_]>::last) else {
+            return;
+        };
+        self.seen = drafts.len();
+        let text = latest.text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !self.interactive {
+            println!("(draft) {text}");
+            return;
+        }
+        // The end of the text, within one line of a narrow terminal.
+        let chars: Vec<char> = text.chars().collect();
+        let tail: String = chars[chars.len().saturating_sub(70)..].iter().collect();
+        let lead = if chars.len() > 70 { "…" } else { "" };
+        eprint!("\r\x1b[2K(writing) {lead}{tail}");
+        self.on_screen = true;
+    }
+
+    /// Takes the draft off the screen: the answer replaces it.
+    fn clear(&mut self) {
+        if self.on_screen {
+            eprint!("\r\x1b[2K");
+            self.on_screen = false;
+        }
+    }
+}
+
 fn print_keyboard(message: &serde_json::Value, interactive: bool) {
     let Some(rows) = message["reply_markup"]["inline_keyboard"].as_array() else {
         return;

@@ -1,8 +1,338 @@
 //! An assistant that answers with a language model: an OpenAI-compatible
-//! Chat Completions API, its answer streamed as server-sent events.
+//! Chat Completions API, its answer streamed as server-sent events, shown
+//! while it is written and sent, whole, exactly once.
 //!
 //! - [`sse`]: server-sent events from bytes cut anywhere;
-//! - [`completion`]: the pieces of a streamed Chat Completions answer.
+//! - [`completion`]: the pieces of a streamed Chat Completions answer;
+//! - [`model`]: the request, and the stream read with a time limit;
+//! - [`split`]: a long answer as messages within Telegram's limit.
+//!
+//! The answer runs in the handler's look-up ([`crate::handler::Handler::gather`]):
+//! the update holds its lease meanwhile, so a redelivery gets 503 rather
+//! than a second answer, and the text becomes the outbox's messages in the
+//! pure step. Drafts and "typing" are progress, never retried.
 
 pub mod completion;
+pub mod model;
+pub mod split;
 pub mod sse;
+
+use crate::action::Action;
+use crate::config::AssistantConfig;
+use crate::handler::{Context, Failed};
+use crate::telegram::{ChatType, Message, SendMessage};
+use completion::{Finish, Piece};
+use model::{Model, ModelError, Next, Role, Turn};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What the user reads when the model could not answer at all.
+pub const UNAVAILABLE: &str =
+    "The assistant is unavailable right now. Please try again in a minute.";
+
+/// The instructions the model gets before the question.
+pub const SYSTEM_PROMPT: &str = "You are a helpful assistant in a Telegram chat. \
+Answer briefly and in plain text: Telegram shows your answer as it is, without Markdown.";
+
+/// The assistant's clock: how often it shows progress, how long it waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    /// At most one draft per this (Telegram's pace for a chat's messages).
+    pub draft_every: Duration,
+    /// A draft shows for about 30 s: sent again after this without news.
+    pub draft_refresh: Duration,
+    /// "typing" shows for 5 s: sent again after this, in groups.
+    pub typing_every: Duration,
+    /// A stream silent this long is taken as cut.
+    pub stall: Duration,
+    /// Kept back from the look-up's time besides the handler's own reserve
+    /// ([`crate::handler::ANSWER_RESERVE`]): sending several messages, a
+    /// 429's wait included, within Telegram's window.
+    pub send_reserve: Duration,
+    /// Tries of a model that is rate limited or failing before it has said
+    /// anything, while time allows.
+    pub tries: u32,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Pacing {
+            draft_every: Duration::from_secs(1),
+            draft_refresh: Duration::from_secs(20),
+            typing_every: Duration::from_millis(4500),
+            stall: Duration::from_secs(15),
+            send_reserve: Duration::from_secs(2),
+            tries: 3,
+        }
+    }
+}
+
+/// The assistant: a model and the pace it is shown at.
+#[derive(Debug, Clone)]
+pub struct Assistant {
+    model: Model,
+    pacing: Pacing,
+}
+
+/// How an answer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Complete,
+    /// The model reached its length limit.
+    Length,
+    /// The provider withheld the rest.
+    Filtered,
+    /// The stream broke off (an error mid-stream, a closed connection, a
+    /// stall).
+    Cut,
+    /// Telegram's window was closing: what there was is sent.
+    OutOfTime,
+}
+
+/// What the model said, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub text: String,
+    pub ending: Ending,
+}
+
+impl Answer {
+    /// The note after an answer that did not end as the model meant.
+    pub fn note(&self) -> Option<&'static str> {
+        match self.ending {
+            Ending::Complete => None,
+            Ending::Length => Some("(The answer stops here: it reached the model's length limit.)"),
+            Ending::Filtered => Some("(The rest was withheld by the model's content filter.)"),
+            Ending::Cut => Some("(The answer broke off here: the model stopped sending.)"),
+            Ending::OutOfTime => {
+                Some("(The answer stops here: it took longer than a bot may take to answer.)")
+            }
+        }
+    }
+
+    /// The whole text as the user reads it, note included.
+    pub fn full_text(&self) -> String {
+        let text = self.text.trim();
+        match (text.is_empty(), self.note()) {
+            (true, None) => "(The model gave an empty answer.)".to_owned(),
+            (true, Some(note)) => note.to_owned(),
+            (false, None) => text.to_owned(),
+            (false, Some(note)) => format!("{text}\n\n{note}"),
+        }
+    }
+
+    /// The replies to `question`: one message per part of the text within
+    /// Telegram's limit, in order. Plain text: no parse mode, so no
+    /// formatting can make Telegram refuse the answer.
+    pub fn replies(&self, question: &Message) -> Vec<Action> {
+        split::split(&self.full_text())
+            .into_iter()
+            .map(|part| SendMessage::reply_to(question, part).into())
+            .collect()
+    }
+}
+
+impl Assistant {
+    pub fn new(config: &AssistantConfig) -> Assistant {
+        Assistant {
+            model: Model::new(config),
+            pacing: Pacing::default(),
+        }
+    }
+
+    /// The same, on another clock (tests, `bot chat`).
+    pub fn with_pacing(mut self, pacing: Pacing) -> Assistant {
+        self.pacing = pacing;
+        self
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The conversation sent for `question`.
+    pub fn turns(&self, question: &str) -> Vec<Turn> {
+        vec![
+            Turn::new(Role::System, SYSTEM_PROMPT),
+            Turn::new(Role::User, question),
+        ]
+    }
+
+    /// Asks the model `question` (from `message`), showing the answer while
+    /// it is written: drafts in a private chat, "typing" elsewhere. Ends
+    /// before the look-up's time does, with what there is by then. A model
+    /// that says nothing at all is given up with [`UNAVAILABLE`], so that
+    /// the user hears back and Telegram does not redeliver.
+    pub async fn answer(
+        &self,
+        cx: &Context<'_>,
+        message: &Message,
+        question: &str,
+    ) -> Result<Answer, Failed> {
+        let until = cx
+            .deadline()
+            .checked_sub(self.pacing.send_reserve)
+            .unwrap_or_else(Instant::now);
+        cx.typing().await;
+        let turns = self.turns(question);
+        let mut stream = self.start(cx, &turns, until).await?;
+        let mut shown = Progress::new(&self.pacing, message);
+        let mut text = String::new();
+        let mut finish = None;
+        let mut heard = Instant::now();
+        let ending = loop {
+            let now = Instant::now();
+            if now >= until {
+                break Ending::OutOfTime;
+            }
+            if now.duration_since(heard) >= self.pacing.stall {
+                tracing::warn!(
+                    stalled_ms = self.pacing.stall.as_millis() as u64,
+                    "the model's stream went quiet; taken as cut"
+                );
+                break Ending::Cut;
+            }
+            let wake = until.min(heard + self.pacing.stall).min(shown.due());
+            match stream.next(wake).await {
+                Ok(Next::Pieces(pieces)) => {
+                    heard = Instant::now();
+                    for piece in pieces {
+                        match piece {
+                            Piece::Text(more) => text.push_str(&more),
+                            Piece::Finished(reason) => finish = Some(reason),
+                        }
+                    }
+                }
+                Ok(Next::Waiting) => {}
+                Ok(Next::End) => {
+                    break match finish {
+                        None | Some(Finish::Stop) | Some(Finish::Other(_)) => Ending::Complete,
+                        Some(Finish::Length) => Ending::Length,
+                        Some(Finish::ContentFilter) => Ending::Filtered,
+                    };
+                }
+                Err(error) if text.is_empty() => {
+                    return Err(Failed::give_up(error).telling(UNAVAILABLE));
+                }
+                Err(error) => {
+                    tracing::warn!(error = %crate::error::Chain(&error), "the model's answer broke off; sending what there is");
+                    break Ending::Cut;
+                }
+            }
+            shown.show(cx, &text, until).await;
+        };
+        if ending == Ending::OutOfTime && text.trim().is_empty() {
+            return Err(Failed::give_up(ModelError::Timeout).telling(UNAVAILABLE));
+        }
+        Ok(Answer { text, ending })
+    }
+
+    /// The model's answer begun, tried again while it is rate limited or
+    /// failing and time allows; a refused key is the operator's to fix.
+    async fn start(
+        &self,
+        cx: &Context<'_>,
+        turns: &[Turn],
+        until: Instant,
+    ) -> Result<model::AnswerStream, Failed> {
+        let mut tried = 0;
+        loop {
+            tried += 1;
+            let error = match self.model.start(cx.http(), turns, until).await {
+                Ok(stream) => return Ok(stream),
+                Err(error) => error,
+            };
+            if let ModelError::KeyRefused { status } = error {
+                tracing::error!(status, model = self.model.name(), "the model's service refused ASSISTANT_API_KEY: store a valid key (README, An AI assistant)");
+                return Err(Failed::misconfigured(error).telling(UNAVAILABLE));
+            }
+            let wait = error
+                .retry_after()
+                .unwrap_or(Duration::from_millis(500) * 2u32.pow(tried - 1));
+            // Time for the wait and for an answer after it.
+            let fits =
+                Instant::now() + wait + self.pacing.stall.min(Duration::from_secs(5)) < until;
+            if !error.is_retryable() || tried >= self.pacing.tries || !fits {
+                tracing::warn!(error = %crate::error::Chain(&error), tried, "the model did not answer");
+                return Err(Failed::give_up(error).telling(UNAVAILABLE));
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Progress shown while the answer is written: drafts of it in a private
+/// chat, at most one per [`Pacing::draft_every`] (longer after a 429),
+/// "typing" in other chats. Best effort: a failure only delays the next.
+struct Progress<'p> {
+    pacing: &'p Pacing,
+    private: bool,
+    /// Drafts of one answer share an id; the question's id is never zero.
+    draft_id: i64,
+    next: Instant,
+    drafted: usize,
+    drafted_at: Option<Instant>,
+}
+
+impl<'p> Progress<'p> {
+    fn new(pacing: &'p Pacing, message: &Message) -> Self {
+        let private = message.chat.kind == ChatType::Private;
+        let now = Instant::now();
+        Progress {
+            pacing,
+            private,
+            draft_id: message.message_id.0.max(1),
+            // "typing" went out just before the question.
+            next: if private {
+                now
+            } else {
+                now + pacing.typing_every
+            },
+            drafted: 0,
+            drafted_at: None,
+        }
+    }
+
+    /// When progress is next due.
+    fn due(&self) -> Instant {
+        self.next
+    }
+
+    async fn show(&mut self, cx: &Context<'_>, text: &str, until: Instant) {
+        let now = Instant::now();
+        if now < self.next {
+            return;
+        }
+        if !self.private {
+            let _ = tokio::time::timeout_at(until, cx.typing()).await;
+            self.next = Instant::now() + self.pacing.typing_every;
+            return;
+        }
+        let stale = self
+            .drafted_at
+            .is_none_or(|at| now.duration_since(at) >= self.pacing.draft_refresh);
+        if text.trim().is_empty() || (text.len() == self.drafted && !stale) {
+            return;
+        }
+        // The part that will be the last message: a draft never passes
+        // Telegram's limit, and shows the words being written.
+        let parts = split::split(text);
+        let tail = parts.last().map(String::as_str).unwrap_or_default();
+        let shown = tokio::time::timeout_at(until, cx.draft(self.draft_id, tail)).await;
+        let now = Instant::now();
+        self.next = now + self.pacing.draft_every;
+        match shown {
+            Ok(Ok(())) => {
+                self.drafted = text.len();
+                self.drafted_at = Some(now);
+            }
+            Ok(Err(error)) => {
+                if let Some(wait) = error.retry_after() {
+                    self.next = now + wait.max(self.pacing.draft_every);
+                }
+                tracing::debug!(error = %crate::error::Chain(&error), "a draft was not shown");
+            }
+            Err(_) => {}
+        }
+    }
+}

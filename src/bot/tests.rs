@@ -52,7 +52,7 @@ fn bot() -> Bot {
 
 /// The messages `bot` sends for `update`; the echo bot only sends.
 fn replies(bot: &Bot, update: &Update) -> Vec<SendMessage> {
-    let (actions, _state) = bot.handle(update, &(), State::default());
+    let (actions, _state) = bot.handle(update, &None, State::default());
     actions
         .into_iter()
         .map(|action| match action {
@@ -108,7 +108,7 @@ fn conversation(bot: &Bot, texts: &[&str]) -> Vec<String> {
     let mut state = State::default();
     let mut said = Vec::new();
     for text in texts {
-        let (actions, next) = bot.handle(&private_text(text), &(), state);
+        let (actions, next) = bot.handle(&private_text(text), &None, state);
         state = next;
         for action in actions {
             if let Action::Send(message) = action {
@@ -158,7 +158,7 @@ fn counter_shows_the_count_with_two_buttons() {
         counter: 7,
         ..State::default()
     };
-    let (actions, _) = bot.handle(&group_text("/counter"), &(), state);
+    let (actions, _) = bot.handle(&group_text("/counter"), &None, state);
     let [Action::Send(message)] = actions.as_slice() else {
         panic!("{actions:?}");
     };
@@ -174,15 +174,15 @@ fn counter_shows_the_count_with_two_buttons() {
 #[test]
 fn a_press_edits_the_count_and_keeps_the_buttons() {
     let bot = bot().keeping_state(true);
-    let (actions, state) = bot.handle(&press("counter:+1", 1), &(), State::default());
+    let (actions, state) = bot.handle(&press("counter:+1", 1), &None, State::default());
     assert_eq!(state.counter, 1);
     let [Action::Edit(edit)] = actions.as_slice() else {
         panic!("{actions:?}");
     };
     assert_eq!((edit.message_id.0, edit.text.as_str()), (50, "Count: 1"));
     assert!(edit.reply_markup.is_some());
-    let (_, state) = bot.handle(&press("counter:-1", 2), &(), state);
-    let (_, state) = bot.handle(&press("counter:-1", 2), &(), state);
+    let (_, state) = bot.handle(&press("counter:-1", 2), &None, state);
+    let (_, state) = bot.handle(&press("counter:-1", 2), &None, state);
     assert_eq!(state.counter, -1);
 }
 
@@ -195,11 +195,11 @@ fn a_press_is_answered_without_looking_at_the_state() {
     assert_eq!(bot.answer_press(query).callback_query_id, "q1");
     // Unknown data, or no memory: answered, nothing else.
     assert!(bot
-        .handle(&press("other", 1), &(), State::default())
+        .handle(&press("other", 1), &None, State::default())
         .0
         .is_empty());
     assert!(super::Bot::new(None)
-        .handle(&press("counter:+1", 1), &(), State::default())
+        .handle(&press("counter:+1", 1), &None, State::default())
         .0
         .is_empty());
     // Without a store the spinner stops with a word on why.
@@ -463,5 +463,75 @@ mod properties {
             let incoming = message(&format!("/{name}@{username}"), "group", None);
             prop_assert_eq!(replies(&bot(), &incoming).len(), 1);
         }
+    }
+}
+
+fn with_assistant() -> Bot {
+    let config = crate::config::AssistantConfig {
+        base_url: "http://127.0.0.1:9/v1".to_owned(),
+        model: "m".to_owned(),
+        api_key: "sk-unit".to_owned().into(),
+    };
+    bot().with_assistant(Assistant::new(&config))
+}
+
+#[test]
+fn ask_is_offered_only_with_an_assistant() {
+    for (bot, offered) in [(bot(), false), (with_assistant(), true)] {
+        let menu = bot.commands();
+        assert_eq!(menu.iter().any(|(c, _)| *c == "ask"), offered);
+        let help = texts(&replies(&bot, &private_text("/help"))).concat();
+        assert_eq!(help.contains("/ask"), offered, "{help}");
+    }
+    // Without one, /ask is text like any other.
+    let echoed = replies(&bot(), &private_text("/ask What is Rust?"));
+    assert_eq!(texts(&echoed), ["You said: /ask What is Rust?"]);
+}
+
+#[test]
+fn questions_are_ask_anywhere_and_plain_text_in_private_chats() {
+    let bot = with_assistant();
+    let asked = |update: &Update| bot.question(update).map(|(_, q)| q.to_owned());
+    assert_eq!(
+        asked(&private_text("What is Rust?")).as_deref(),
+        Some("What is Rust?")
+    );
+    assert_eq!(asked(&private_text("/ask  Why? ")).as_deref(), Some("Why?"));
+    assert_eq!(
+        asked(&group_text("/ask@EchoLambdaBot Why?")).as_deref(),
+        Some("Why?")
+    );
+    assert_eq!(asked(&group_text("/ask@OtherBot Why?")), None);
+    assert_eq!(asked(&group_text("Why?")), None, "groups ask with /ask");
+    assert_eq!(asked(&private_text("/help")), None);
+    assert_eq!(asked(&private_text("/ask")), None);
+    // /ask alone says how to ask.
+    let how = replies(&bot, &private_text("/ask"));
+    assert!(texts(&how)[0].starts_with("Ask me something"), "{how:?}");
+}
+
+#[test]
+fn an_answer_is_replies_to_the_question_with_its_note() {
+    use crate::assistant::Ending;
+    let bot = with_assistant();
+    let question = private_text("Why?");
+    for (ending, tail) in [
+        (Ending::Complete, "Because."),
+        (Ending::OutOfTime, "longer than a bot may take to answer.)"),
+    ] {
+        let answer = Answer {
+            text: "Because.".to_owned(),
+            ending,
+        };
+        let (actions, state) = bot.handle(&question, &Some(answer), State::default());
+        assert_eq!(state.messages, 1);
+        let [Action::Send(reply)] = actions.as_slice() else {
+            panic!("one reply: {actions:?}");
+        };
+        assert!(reply.text.ends_with(tail), "{}", reply.text);
+        assert_eq!(
+            reply.reply_parameters.as_ref().map(|r| r.message_id),
+            Some(MessageId(7))
+        );
     }
 }

@@ -112,6 +112,16 @@ impl ApiError {
         }
     }
 
+    /// How long Telegram (or a proxy in front of it) asked to wait.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Telegram { retry_after, .. } | ApiError::Http { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
+    }
+
     /// Where a group was upgraded to a supergroup, its new id.
     pub fn migrate_to_chat_id(&self) -> Option<ChatId> {
         match self {

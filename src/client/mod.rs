@@ -12,7 +12,7 @@ pub use answer::{ApiError, Failure, MAX_RETRY_AFTER};
 use crate::config::{BotToken, Config, InitError};
 use crate::telegram::{
     AnswerCallbackQuery, BotCommand, DeleteWebhook, EditMessageText, GetUpdates, Me, Message,
-    SendChatAction, SendMessage, SetMyCommands, SetWebhook, Update, WebhookInfo,
+    SendChatAction, SendMessage, SendMessageDraft, SetMyCommands, SetWebhook, Update, WebhookInfo,
 };
 use answer::{decode, retry_after_secs};
 use serde::de::DeserializeOwned;
@@ -108,6 +108,16 @@ impl BotApi {
         deadline: Option<Instant>,
     ) -> Result<bool, ApiError> {
         self.call_before("sendChatAction", request, deadline).await
+    }
+
+    /// Shows `request`'s draft, if there is time before `deadline`.
+    pub async fn send_message_draft(
+        &self,
+        request: &SendMessageDraft,
+        deadline: Option<Instant>,
+    ) -> Result<bool, ApiError> {
+        self.call_before("sendMessageDraft", request, deadline)
+            .await
     }
 
     /// The process's one HTTP client, for the bot's own outside calls.

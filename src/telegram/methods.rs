@@ -234,6 +234,19 @@ impl SendChatAction {
     }
 }
 
+/// A partial answer shown in a private chat while it is written
+/// (sendMessageDraft, Bot API 9.5). Telegram shows it for about 30 s; the
+/// answer itself must still be sent with sendMessage.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendMessageDraft {
+    pub chat_id: ChatId,
+    /// Non-zero; drafts with the same id replace each other.
+    pub draft_id: i64,
+    pub text: String,
+    pub message_thread_id: Option<ThreadId>,
+}
+
 /// The parameters of answerCallbackQuery: stops the button's spinner, with
 /// an optional notification or alert.
 #[skip_serializing_none]

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod alerts;
+mod assistant;
 mod buttons;
 mod client;
 mod delivery;

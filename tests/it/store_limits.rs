@@ -361,7 +361,7 @@ async fn answer_at(memory: &Memory, update: &Value, now: i64) -> Decision {
     let bot = Bot::default().keeping_state(true);
     let update = Update::from_value(update.clone()).unwrap();
     let (decision, ticket) = memory
-        .decide(&bot, &(), &update, now + 10_000, now)
+        .decide(&bot, &None, &update, now + 10_000, now)
         .await
         .unwrap();
     if matches!(decision, Decision::Send { .. }) {

@@ -128,3 +128,63 @@ async fn a_button_press_in_the_chat_edits_the_count_by_polling() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout(&output), COUNTER_SHOWN, "{}", stderr(&output));
 }
+
+/// The fake model's answer to `question` (stand-in/src/model.rs).
+fn fake_answer(question: &str) -> String {
+    format!(
+        "You asked: {question}\n\nThis answer comes from the stand-in's fake model, a few words \
+         at a time, as a real model streams one."
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_assistant_streams_drafts_then_answers_once_through_the_function() {
+    tokio::task::spawn_blocking(build_function).await.unwrap();
+    let output = chat(&["--assistant", "fake"], b"What is a webhook?\n/help\n").await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let said = stdout(&output);
+    let lines: Vec<&str> = said.lines().collect();
+    // Drafts first, growing, then the answer as one message.
+    let drafts: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("(draft) "))
+        .collect();
+    assert!(drafts.len() >= 2, "{said}");
+    let answer = fake_answer("What is a webhook?");
+    // A draft shows the answer so far, on one line.
+    let one_line = answer.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(drafts.iter().all(|d| one_line.starts_with(d)), "{said}");
+    assert_eq!(said.matches(answer.as_str()).count(), 1, "{said}");
+    assert!(
+        said.contains("/ask - ask the assistant a question"),
+        "{said}"
+    );
+    assert!(
+        said.contains("I answer questions with a language model"),
+        "{said}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_assistant_answers_by_polling_too() {
+    let output = chat(&["--polling", "--assistant", "fake"], b"/ask Why?\n").await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let said = stdout(&output);
+    assert!(said.contains("(draft) You asked: Why?"), "{said}");
+    assert_eq!(
+        said.matches(fake_answer("Why?").as_str()).count(),
+        1,
+        "{said}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assistant_env_without_a_model_says_what_it_needs() {
+    let output = chat(&["--polling", "--assistant", "env"], b"").await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("ASSISTANT_MODEL"),
+        "{}",
+        stderr(&output)
+    );
+}

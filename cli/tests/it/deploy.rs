@@ -615,7 +615,7 @@ async fn a_first_deploy_stores_the_token_and_a_new_secret_then_deploys_and_check
     // default on a later deploy.
     assert_eq!(
         lines[9],
-        format!("  parameter_overrides = \"Architecture=\\\"arm64\\\" ApiBaseUrl=\\\"{}\\\" Monitoring=\\\"Off\\\" AlarmEmail=\\\"\\\" AdminChatId=\\\"\\\" EndpointType=\\\"HttpApi\\\" BotTokenParameter=\\\"/telegram-bot/bot-token\\\" BotUsername=\\\"EchoLambdaBot\\\" ReservedConcurrency=\\\"0\\\" Memory=\\\"DynamoDB\\\" WebhookSecretParameter=\\\"/telegram-bot/webhook-secret\\\" BotTokenVersion=\\\"1\\\" WebhookSecretVersion=\\\"1\\\" BotSecretsParameter=\\\"\\\" BotSecretsVersion=\\\"0\\\"\"", stand_in.base_url())
+        format!("  parameter_overrides = \"Architecture=\\\"arm64\\\" ApiBaseUrl=\\\"{}\\\" Monitoring=\\\"Off\\\" AlarmEmail=\\\"\\\" AdminChatId=\\\"\\\" AssistantModel=\\\"\\\" AssistantBaseUrl=\\\"https://api.openai.com/v1\\\" EndpointType=\\\"HttpApi\\\" BotTokenParameter=\\\"/telegram-bot/bot-token\\\" BotUsername=\\\"EchoLambdaBot\\\" ReservedConcurrency=\\\"0\\\" Memory=\\\"DynamoDB\\\" WebhookSecretParameter=\\\"/telegram-bot/webhook-secret\\\" BotTokenVersion=\\\"1\\\" WebhookSecretVersion=\\\"1\\\" BotSecretsParameter=\\\"\\\" BotSecretsVersion=\\\"0\\\"\"", stand_in.base_url())
     );
     assert!(
         lines[10].starts_with("aws cloudformation describe-stacks --stack-name telegram-bot"),
@@ -1161,7 +1161,7 @@ async fn monitoring_its_email_and_chat_are_kept_unless_given() {
     ];
     let output = deploy(&fakes, &stand_in, &args, &[]).await;
     assert_deployed(&fakes, &output);
-    let monitored = "Monitoring=\\\"On\\\" AlarmEmail=\\\"ops@example.com\\\" AdminChatId=\\\"5550001\\\" EndpointType=";
+    let monitored = "Monitoring=\\\"On\\\" AlarmEmail=\\\"ops@example.com\\\" AdminChatId=\\\"5550001\\\" AssistantModel=";
     assert_logged(&fakes, monitored);
     assert_printed(&output, "note  alarms: 0 OK, 3 waiting for data");
 
@@ -1981,4 +1981,77 @@ fn the_scripts_expand_arrays_in_the_form_bash_3_2_accepts() {
         "write these as ${{a[@]+\"${{a[@]}}\"}}:\n{}",
         unguarded.join("\n")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_assistant_is_turned_on_with_its_key_and_kept_on_redeploy() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let fakes = all_fakes();
+    fakes.store_as_deployed(stand_in.token());
+    // Without its key the function could not start: nothing is changed.
+    let output = deploy(
+        &fakes,
+        &stand_in,
+        &["--assistant-model", "gpt-4o-mini"],
+        &[],
+    )
+    .await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("needs its API key: give --secret ASSISTANT_API_KEY"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!fakes.log().contains("sam deploy"), "{}", fakes.log());
+
+    let key = api_key();
+    let output = deploy(
+        &fakes,
+        &stand_in,
+        &[
+            "--assistant-model",
+            "gpt-4o-mini",
+            "--secret",
+            "ASSISTANT_API_KEY",
+        ],
+        &[("ASSISTANT_API_KEY", &key)],
+    )
+    .await;
+    assert_deployed(&fakes, &output);
+    let on =
+        "AssistantModel=\\\"gpt-4o-mini\\\" AssistantBaseUrl=\\\"https://api.openai.com/v1\\\"";
+    assert_logged(&fakes, on);
+    assert_eq!(
+        stored_bot_secrets(&fakes),
+        Some((1, json!({"ASSISTANT_API_KEY": key})))
+    );
+
+    // A plain redeploy keeps the model; another API's URL is taken as given.
+    fakes.clear_log();
+    let output = deploy(&fakes, &stand_in, &[], &[]).await;
+    assert_deployed(&fakes, &output);
+    assert_logged(&fakes, on);
+    assert_printed(&output, "AssistantModel=gpt-4o-mini");
+    fakes.clear_log();
+    let output = deploy(
+        &fakes,
+        &stand_in,
+        &["--assistant-base-url", "https://models.example.com/v1/"],
+        &[],
+    )
+    .await;
+    assert_deployed(&fakes, &output);
+    assert_logged(
+        &fakes,
+        "AssistantBaseUrl=\\\"https://models.example.com/v1\\\"",
+    );
+    // '' turns it off.
+    fakes.clear_log();
+    let output = deploy(&fakes, &stand_in, &["--assistant-model", ""], &[]).await;
+    assert_deployed(&fakes, &output);
+    assert_logged(&fakes, "AssistantModel=\\\"\\\"");
+    let output = deploy(&fakes, &stand_in, &["--assistant-model", "a\"b"], &[]).await;
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--assistant-model must be a model name"));
+    assert_no_secret_shown(&fakes, &output, &[&key]);
 }

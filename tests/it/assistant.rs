@@ -1,0 +1,354 @@
+//! The assistant through the real webhook handler, against the stand-in
+//! and its fake model: drafts while the answer is written, one final
+//! message, exactly once, within the time the function has; and every way
+//! the model can fail. The pacing is a tenth of the deployed one, so a
+//! 2 s answer here stands for a 20 s one.
+
+use crate::helpers::event_with;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use telegram_lambda_bot::assistant::{Assistant, Pacing, UNAVAILABLE};
+use telegram_lambda_bot::bot::Bot;
+use telegram_lambda_bot::config::Config;
+use telegram_lambda_bot::webhook::{handle_event, Verdict, Webhook};
+use telegram_stand_in::{
+    FakeModel, Fault, ModelFault, ModelOptions, Options, StandIn, FAKE_MODEL_KEY,
+};
+use testkit::Logs;
+use tokio::time::Instant;
+
+const CHAT: i64 = 5_550_001;
+const GROUP: i64 = -5_550_002;
+
+/// The deployed pacing, ten times faster.
+const PACING: Pacing = Pacing {
+    draft_every: Duration::from_millis(100),
+    draft_refresh: Duration::from_secs(2),
+    typing_every: Duration::from_millis(450),
+    stall: Duration::from_millis(1500),
+    send_reserve: Duration::from_millis(200),
+    tries: 3,
+};
+
+struct Bench {
+    stand_in: StandIn,
+    model: FakeModel,
+    webhook: Arc<Webhook>,
+}
+
+fn config(stand_in: &StandIn, model: &FakeModel, key: &str) -> Config {
+    let base_url = stand_in.base_url();
+    let model_url = model.base_url();
+    let vars = [
+        ("TELEGRAM_BOT_TOKEN", stand_in.token()),
+        ("TELEGRAM_API_BASE_URL", &base_url),
+        ("TELEGRAM_WEBHOOK_SECRET", crate::helpers::SECRET),
+        ("ASSISTANT_MODEL", "fake-1"),
+        ("ASSISTANT_BASE_URL", &model_url),
+        ("ASSISTANT_API_KEY", key),
+    ];
+    let lookup = |name: &str| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    };
+    // As local runs read it: the key is the assistant's declared secret.
+    let mut config = Config::from_lookup(lookup).unwrap();
+    config.read_secrets(&[], lookup).unwrap();
+    config
+}
+
+/// An answer of `words` words, one every `every`.
+async fn bench_with(words: usize, every: Duration, key: &str) -> Bench {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let answer = (1..=words)
+        .map(|n| format!("word{n}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let model = FakeModel::start(ModelOptions {
+        answer: Some(answer),
+        piece_interval: every,
+        ..ModelOptions::default()
+    })
+    .await
+    .unwrap();
+    let config = config(&stand_in, &model, key);
+    let assistant = config.assistant.as_ref().expect("the assistant is on");
+    let bot =
+        Bot::from_config(&config).with_assistant(Assistant::new(assistant).with_pacing(PACING));
+    let webhook = Arc::new(Webhook::for_bot(&config, bot).unwrap());
+    Bench {
+        stand_in,
+        model,
+        webhook,
+    }
+}
+
+async fn bench(words: usize, every: Duration) -> Bench {
+    bench_with(words, every, FAKE_MODEL_KEY).await
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn message_in(chat: Value, update_id: i64, text: &str) -> Value {
+    json!({"update_id": update_id, "message": {
+        "message_id": update_id, "date": unix_now(),
+        "from": {"id": CHAT, "is_bot": false, "first_name": "Ali"},
+        "chat": chat, "text": text
+    }})
+}
+
+fn private(update_id: i64, text: &str) -> Value {
+    message_in(
+        json!({"id": CHAT, "type": "private", "first_name": "Ali"}),
+        update_id,
+        text,
+    )
+}
+
+fn group(update_id: i64, text: &str) -> Value {
+    message_in(
+        json!({"id": GROUP, "type": "supergroup", "title": "G"}),
+        update_id,
+        text,
+    )
+}
+
+impl Bench {
+    async fn deliver(&self, update: &Value, time_left: Duration) -> Verdict {
+        self.stand_in.observe_update(update);
+        handle_event(
+            &self.webhook,
+            event_with(update),
+            Instant::now() + time_left,
+        )
+        .await
+    }
+
+    fn sent(&self) -> Vec<String> {
+        testkit::texts(&self.stand_in.sent_messages())
+    }
+}
+
+fn words(n: usize) -> String {
+    (1..=n)
+        .map(|n| format!("word{n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+const TIME: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_answer_shows_paced_drafts_and_is_sent_once() {
+    // 40 words, 50 ms apart: a 2 s answer (20 s at the deployed pace).
+    let b = bench(40, Duration::from_millis(50)).await;
+    let update = private(1, "What is a webhook?");
+    let verdict = b.deliver(&update, TIME).await;
+    assert_eq!((verdict.status(), verdict.as_str()), (200, "answered"));
+    assert_eq!(b.sent(), [words(40)]);
+    let drafts = b.stand_in.drafts();
+    // At most one per 100 ms over 2 s, and several of them.
+    assert!((5..=21).contains(&drafts.len()), "{} drafts", drafts.len());
+    for pair in drafts.windows(2) {
+        assert!(pair[1].text.starts_with(&pair[0].text), "drafts only grow");
+    }
+    assert!(drafts.iter().all(|d| d.chat_id == CHAT && d.draft_id == 1));
+    assert!(words(40).starts_with(&drafts[drafts.len() - 1].text));
+    // The model was asked once, with the question after the instructions.
+    let asked = b.model.requests();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0]["model"], "fake-1");
+    assert_eq!(asked[0]["stream"], true);
+    assert_eq!(asked[0]["messages"][1]["content"], "What is a webhook?");
+    // A redelivery is a duplicate: no second question, no second answer.
+    let again = b.deliver(&update, TIME).await;
+    assert_eq!(again.as_str(), "duplicate");
+    assert_eq!(b.model.requests().len(), 1);
+    assert_eq!(b.sent().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_group_ask_shows_typing_and_no_drafts() {
+    let b = bench(40, Duration::from_millis(50)).await;
+    let verdict = b.deliver(&group(2, "/ask What is a webhook?"), TIME).await;
+    assert_eq!(verdict.as_str(), "answered");
+    assert_eq!(b.sent(), [words(40)]);
+    assert!(b.stand_in.drafts().is_empty());
+    let typing = b.stand_in.calls_to("sendChatAction");
+    // At the start, then every 450 ms of a 2 s answer.
+    assert!((3..=6).contains(&typing.len()), "{} typing", typing.len());
+    assert!(typing.iter().all(|t| t["chat_id"] == GROUP));
+    // Plain text in a group is not a question.
+    let verdict = b.deliver(&group(3, "just chatting"), TIME).await;
+    assert_eq!(verdict.as_str(), "answered");
+    assert_eq!(b.model.requests().len(), 1);
+    assert_eq!(b.sent()[1], "You said: just chatting");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_past_the_budget_is_sent_as_far_as_it_got_once() {
+    // 100 words, 50 ms apart: 5 s, where the function has 4 s, of which
+    // the answer 4 - 3 (the handler's reserve) - 0.2 (sending) s.
+    let b = bench(100, Duration::from_millis(50)).await;
+    let update = private(4, "Tell me everything.");
+    let running = {
+        let webhook = b.webhook.clone();
+        let event = event_with(&update);
+        b.stand_in.observe_update(&update);
+        tokio::spawn(async move {
+            handle_event(&webhook, event, Instant::now() + Duration::from_secs(4)).await
+        })
+    };
+    // Telegram gives up on the connection and delivers again while the
+    // answer is being written: told to come back, not answered twice.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let meanwhile = b.deliver(&update, TIME).await;
+    assert_eq!(
+        (meanwhile.status(), meanwhile.as_str()),
+        (503, "in_progress")
+    );
+    let verdict = running.await.unwrap();
+    assert_eq!((verdict.status(), verdict.as_str()), (200, "answered"));
+    let sent = b.sent();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].starts_with("word1 word2"), "{}", sent[0]);
+    assert!(
+        sent[0].ends_with("(The answer stops here: it took longer than a bot may take to answer.)"),
+        "{}",
+        sent[0]
+    );
+    assert!(!sent[0].contains("word100"));
+    let later = b.deliver(&update, TIME).await;
+    assert_eq!(later.as_str(), "duplicate");
+    assert_eq!(b.model.requests().len(), 1);
+    assert_eq!(b.sent().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_answer_is_split_at_telegrams_limit() {
+    // 1,000 words of 5-8 characters: about 7,900 characters.
+    let b = bench(1000, Duration::ZERO).await;
+    let verdict = b.deliver(&private(5, "Write a lot."), TIME).await;
+    assert_eq!(verdict.as_str(), "answered");
+    let sent = b.sent();
+    assert_eq!(sent.len(), 2);
+    assert!(sent.iter().all(|t| t.encode_utf16().count() <= 4096));
+    assert_eq!(sent.join(" "), words(1000));
+    let drafts = b.stand_in.drafts();
+    assert!(drafts.iter().all(|d| d.text.encode_utf16().count() <= 4096));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_is_busy_is_tried_again_within_the_budget() {
+    let b = bench(5, Duration::ZERO).await;
+    b.model
+        .fail_next(ModelFault::TooManyRequests { retry_after: 1 });
+    let verdict = b.deliver(&private(6, "Hi?"), TIME).await;
+    assert_eq!(verdict.as_str(), "answered");
+    assert_eq!(b.sent(), [words(5)]);
+    assert_eq!(b.model.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_keeps_failing_gets_a_short_answer_and_a_200() {
+    let b = bench(5, Duration::ZERO).await;
+    for _ in 0..3 {
+        b.model.fail_next(ModelFault::ServerError);
+    }
+    let update = private(7, "Hi?");
+    let verdict = b.deliver(&update, TIME).await;
+    assert_eq!(
+        (verdict.status(), verdict.as_str()),
+        (200, "permanent_failure")
+    );
+    assert_eq!(b.sent(), [UNAVAILABLE]);
+    assert_eq!(b.model.requests().len(), 3);
+    assert_eq!(b.deliver(&update, TIME).await.as_str(), "duplicate");
+    assert_eq!(b.sent().len(), 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_refused_key_is_a_configuration_failure_told_once_and_never_logged() {
+    let (logs, _guard) = Logs::capture("debug");
+    let wrong = "sk-wrong-key-4f1d2c";
+    let b = bench_with(5, Duration::ZERO, wrong).await;
+    let update = private(8, "Hi?");
+    let verdict = b.deliver(&update, TIME).await;
+    assert_eq!(
+        (verdict.status(), verdict.as_str()),
+        (200, "configuration_failure")
+    );
+    assert_eq!(b.sent(), [UNAVAILABLE]);
+    assert_eq!(b.model.requests().len(), 0, "refused before it was read");
+    let lines = logs.lines();
+    assert!(lines.iter().any(|l| l["level"] == "ERROR"
+        && l["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ASSISTANT_API_KEY")));
+    let outcome = logs.outcome_lines();
+    assert_eq!(outcome[0]["outcome"], "configuration_failure");
+    assert_eq!(outcome[0]["level"], "ERROR");
+    assert!(!logs.text().contains(wrong), "the key is in a log line");
+    assert!(!format!("{:?}", b.webhook).contains(wrong));
+    assert!(!format!(
+        "{:?}",
+        Bot::from_config(&config(&b.stand_in, &b.model, wrong))
+    )
+    .contains(wrong));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_breaks_off_is_sent_with_a_note() {
+    let note = "(The answer broke off here: the model stopped sending.)";
+    for fault in [
+        ModelFault::CutAfter(3),
+        ModelFault::ErrorAfter(3),
+        ModelFault::StallAfter(3, Duration::from_secs(3)),
+    ] {
+        let b = bench(10, Duration::from_millis(10)).await;
+        b.model.fail_next(fault.clone());
+        let verdict = b.deliver(&private(9, "Hi?"), TIME).await;
+        assert_eq!(verdict.as_str(), "answered", "{fault:?}");
+        assert_eq!(b.sent(), [format!("{}\n\n{note}", words(3))], "{fault:?}");
+    }
+    let b = bench(10, Duration::from_millis(10)).await;
+    b.model.fail_next(ModelFault::FinishWith("length".into()));
+    b.deliver(&private(10, "Hi?"), TIME).await;
+    let sent = b.sent();
+    assert!(sent[0].ends_with("(The answer stops here: it reached the model's length limit.)"));
+    b.model
+        .fail_next(ModelFault::FinishWith("content_filter".into()));
+    b.deliver(&private(11, "Hi?"), TIME).await;
+    assert!(b.sent()[1].ends_with("(The rest was withheld by the model's content filter.)"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draft_refused_with_flood_control_waits_and_the_answer_is_kept() {
+    let b = bench(40, Duration::from_millis(50)).await;
+    b.stand_in
+        .inject("sendMessageDraft", Fault::too_many_requests(1));
+    let verdict = b.deliver(&private(12, "Hi?"), TIME).await;
+    assert_eq!(verdict.as_str(), "answered");
+    assert_eq!(b.sent(), [words(40)]);
+    // The first draft was refused; the next waited the second asked for,
+    // so a 2 s answer had room for at most 10 more at 100 ms.
+    let refused = b
+        .stand_in
+        .calls_to("sendMessageDraft")
+        .len()
+        .saturating_sub(b.stand_in.drafts().len());
+    assert_eq!(refused, 1);
+    assert!(
+        b.stand_in.drafts().len() <= 11,
+        "{}",
+        b.stand_in.drafts().len()
+    );
+}
