@@ -29,7 +29,10 @@ pub const MEMORY_COMMANDS: &[(&str, &str)] = &[
 ];
 
 /// The command that asks the assistant, listed only when it is on.
-pub const ASSISTANT_COMMANDS: &[(&str, &str)] = &[("ask", "ask the assistant a question")];
+pub const ASSISTANT_COMMANDS: &[(&str, &str)] = &[
+    ("ask", "ask the assistant a question"),
+    ("reset", "make the assistant forget this conversation"),
+];
 
 /// The update kinds this bot answers. setWebhook and getUpdates ask Telegram
 /// for these only: fewer deliveries, fewer invocations, lower cost. Add a
@@ -80,11 +83,16 @@ impl Handler for Bot {
         _: &State,
         cx: &Context<'_>,
     ) -> Result<Option<Answer>, Failed> {
-        match (&self.assistant, self.question(update)) {
-            (Some(assistant), Some((message, question))) => {
-                assistant.answer(cx, message, question).await.map(Some)
-            }
-            _ => Ok(None),
+        let Some(assistant) = &self.assistant else {
+            return Ok(None);
+        };
+        if self.is_reset(update) {
+            assistant.forget(cx).await?;
+            return Ok(None);
+        }
+        match self.question(update) {
+            Some((message, question)) => assistant.answer(cx, message, question).await.map(Some),
+            None => Ok(None),
         }
     }
 
@@ -146,6 +154,8 @@ impl Bot {
             Some(command) if command.is("help") => self.help(),
             // `/ask` with a question went to the assistant; without one:
             Some(command) if self.assistant.is_some() && command.is("ask") => ASK_HOW.to_owned(),
+            // The look-up forgot the conversation.
+            Some(command) if self.assistant.is_some() && command.is("reset") => FORGOT.to_owned(),
             Some(command) if self.state_kept && command.is("count") => count(state.messages),
             Some(command) if self.state_kept && command.is("counter") => {
                 let counter = SendMessage::reply_to(message, counter_text(state.counter))
@@ -172,6 +182,14 @@ impl Bot {
         let edit = EditMessageText::of(message, counter_text(state.counter))
             .with_keyboard(counter_keyboard());
         vec![edit.into()]
+    }
+
+    /// Whether `update` is `/reset` for this bot.
+    fn is_reset(&self, update: &Update) -> bool {
+        let UpdateKind::Message(message) = &update.kind else {
+            return false;
+        };
+        Command::of(message).is_some_and(|c| c.is("reset") && c.is_for(self.username.as_deref()))
     }
 
     /// What `update` asks the assistant, when it is on: the words after
@@ -206,6 +224,8 @@ impl Bot {
         text
     }
 }
+
+const FORGOT: &str = "I have forgotten our conversation: the next question starts afresh.";
 
 const ASK_HOW: &str = "Ask me something after the command, for example: /ask What is a webhook?";
 

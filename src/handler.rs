@@ -206,20 +206,75 @@ impl From<reqwest::Error> for Failed {
     }
 }
 
+/// A note that could not be read or written: a store that is throttled,
+/// slow or unreachable is retried later; one that refuses (permissions, a
+/// record it cannot read) gives up.
+impl From<crate::store::StoreError> for Failed {
+    fn from(error: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match error {
+            StoreError::Throttled(_)
+            | StoreError::Timeout
+            | StoreError::Unavailable(_)
+            | StoreError::Conflict(_) => Failed::retry_later(error),
+            _ => Failed::give_up(error),
+        }
+    }
+}
+
 /// What a handler's look-up gets: the process's HTTP client, the time it
 /// has, and a way to show progress.
 pub struct Context<'a> {
     api: &'a BotApi,
     update: &'a Update,
     deadline: Instant,
+    memory: &'a crate::memory::Memory,
 }
 
 impl<'a> Context<'a> {
-    pub(crate) fn new(api: &'a BotApi, update: &'a Update, deadline: Instant) -> Self {
+    pub(crate) fn new(
+        api: &'a BotApi,
+        update: &'a Update,
+        deadline: Instant,
+        memory: &'a crate::memory::Memory,
+    ) -> Self {
         Context {
             api,
             update,
             deadline,
+            memory,
+        }
+    }
+
+    /// The chat's note `name`: a document of the bot's own (the
+    /// assistant's conversation) kept in the bot's store apart from the
+    /// chat's state, so that its size weighs on no other update's writes.
+    /// Kept as long as the chat's record (`BOT_STATE_TTL_DAYS`); in the
+    /// process's memory without a store. Reading and writing it is the
+    /// handler's own I/O: at least once, last writer wins.
+    pub async fn note(&self, name: &str) -> Result<Option<String>, crate::store::StoreError> {
+        let note = self.memory.note(name, self.update);
+        match tokio::time::timeout_at(self.deadline, note).await {
+            Ok(note) => note,
+            Err(_) => Err(crate::store::StoreError::Timeout),
+        }
+    }
+
+    /// Keeps `note` as the chat's note `name`, replacing it whole.
+    pub async fn keep_note(&self, name: &str, note: &str) -> Result<(), crate::store::StoreError> {
+        let kept = self.memory.keep_note(name, self.update, note);
+        match tokio::time::timeout_at(self.deadline, kept).await {
+            Ok(kept) => kept,
+            Err(_) => Err(crate::store::StoreError::Timeout),
+        }
+    }
+
+    /// Forgets the chat's note `name`.
+    pub async fn forget_note(&self, name: &str) -> Result<(), crate::store::StoreError> {
+        let forgotten = self.memory.forget_note(name, self.update);
+        match tokio::time::timeout_at(self.deadline, forgotten).await {
+            Ok(forgotten) => forgotten,
+            Err(_) => Err(crate::store::StoreError::Timeout),
         }
     }
 

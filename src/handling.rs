@@ -363,7 +363,7 @@ impl<H: Handler> Responder<'_, H> {
     ) -> Gathered<H::Gathered> {
         let state: H::State = read.state();
         let until = gather_deadline(policy.deadline);
-        let cx = Context::new(self.api, update, until);
+        let cx = Context::new(self.api, update, until, self.memory);
         let look_up = tokio::time::timeout_at(until, self.bot.gather(update, &state, &cx));
         let mut look_up = std::pin::pin!(look_up);
         let first = std::future::poll_fn(|cx| Poll::Ready(look_up.as_mut().poll(cx))).await;

@@ -742,6 +742,31 @@ impl Memory {
         })
     }
 
+    /// The note `name` of `update`'s chat: a document of the bot's own
+    /// kept apart from the chat's record (so it weighs on no other write),
+    /// for as long as the record is.
+    pub async fn note(&self, name: &str, update: &Update) -> Result<Option<String>, StoreError> {
+        self.store.load_note(&note_key(name, update)).await
+    }
+
+    /// Keeps `note` as the note `name` of `update`'s chat, whole.
+    pub async fn keep_note(
+        &self,
+        name: &str,
+        update: &Update,
+        note: &str,
+    ) -> Result<(), StoreError> {
+        let expires_at = self.record_expires_at(now_millis());
+        self.store
+            .save_note(&note_key(name, update), note, expires_at)
+            .await
+    }
+
+    /// Forgets the note `name` of `update`'s chat.
+    pub async fn forget_note(&self, name: &str, update: &Update) -> Result<(), StoreError> {
+        self.store.delete_note(&note_key(name, update)).await
+    }
+
     /// When a chat's record written at `now` may be deleted, if ever.
     fn record_expires_at(&self, now: i64) -> Option<i64> {
         let now_secs = now / 1000;
@@ -810,6 +835,12 @@ fn read_state<S: serde::de::DeserializeOwned + Default>(stored: Option<&str>) ->
         );
         S::default()
     })
+}
+
+/// Where the note `name` of `update`'s chat is kept: `note#name#chat#id`,
+/// beside the chat's record and never taken for one.
+fn note_key(name: &str, update: &Update) -> String {
+    format!("note#{name}#{}", key_of(update))
 }
 
 /// The record an update belongs to: its chat's, or, for updates outside
@@ -909,6 +940,23 @@ mod tests {
         fn set_aside<'a>(&'a self, key: &'a str, at: i64) -> StoreFuture<'a, String> {
             self.count();
             self.inner.set_aside(key, at)
+        }
+        fn load_note<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>> {
+            self.count();
+            self.inner.load_note(key)
+        }
+        fn save_note<'a>(
+            &'a self,
+            key: &'a str,
+            note: &'a str,
+            expires_at: Option<i64>,
+        ) -> StoreFuture<'a, ()> {
+            self.count();
+            self.inner.save_note(key, note, expires_at)
+        }
+        fn delete_note<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
+            self.count();
+            self.inner.delete_note(key)
         }
     }
 

@@ -16,6 +16,7 @@
 //! This file is the command line; `run` sets the stage, `measure` drives
 //! the functions, `report` turns the timings into figures.
 
+mod assistant;
 mod error;
 mod event;
 mod measure;
@@ -82,6 +83,11 @@ struct Args {
     #[arg(long, value_name = "MS", default_value_t = 0,
           value_parser = RangedU64ValueParser::<u64>::new().range(0..=1000))]
     store_latency_ms: u64,
+    /// Measure `/ask` instead: the webhook answering from the stand-in's
+    /// fake model, a 2 s stream (time to the first draft, to the answer,
+    /// the billed duration; at most 30 warm questions)
+    #[arg(long)]
+    assistant: bool,
 }
 
 /// The repository's sample event, wherever the bench is run from.

@@ -22,6 +22,9 @@ const FUNCTION_NAME: &str = "telegram-bot-bench";
 const REGION: &str = "eu-west-1";
 
 pub async fn run(args: Args) -> Result<(), BenchError> {
+    if args.assistant {
+        return run_assistant(args).await;
+    }
     // Other work on the machine skews every figure; it is recorded with them.
     let load_at_start = std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -180,6 +183,53 @@ pub async fn run(args: Args) -> Result<(), BenchError> {
     if let Some(store) = store {
         store.stop().await;
     }
+    Ok(())
+}
+
+/// `--assistant`: the webhook and the fake model only.
+async fn run_assistant(args: Args) -> Result<(), BenchError> {
+    let template = EventTemplate::load(&args.event)?;
+    if !args.webhook.is_file() {
+        return Err(BenchError::Usage(format!(
+            "webhook: {} not found; build it with `cargo build --release` (scripts/bench does)",
+            args.webhook.display()
+        )));
+    }
+    let (stand_in, ca_pem) = StandIn::start_tls(Options::default())
+        .await
+        .map_err(|e| BenchError::io("starting the Telegram stand-in", e))?;
+    let scratch = Scratch::new()?;
+    let ca_file = scratch.path.join("stand-in-ca.pem");
+    std::fs::write(&ca_file, &ca_pem)
+        .map_err(|e| BenchError::io(format!("writing {}", ca_file.display()), e))?;
+    let (_model, model_env) = crate::assistant::start_model().await?;
+    let env: Vec<(String, String)> = lambda_env(&stand_in, &ca_file, args.rust_log.as_deref())
+        .into_iter()
+        .chain(model_env)
+        .collect();
+    let api = lambda_runtime_api::Options {
+        function_timeout: FUNCTION_TIMEOUT,
+        function_arn: format!("arn:aws:lambda:{REGION}:123456789012:function:{FUNCTION_NAME}"),
+    };
+    let warm = args.warm_invocations.min(crate::assistant::MAX_WARM);
+    eprintln!(
+        "lambda-bench: /ask, {} cold starts and {warm} warm questions, 2 s each",
+        args.cold_runs
+    );
+    let spawn = async || {
+        crate::process::Process::spawn("webhook+assistant", &args.webhook, &env, &api).await
+    };
+    let figures =
+        crate::assistant::measure(spawn, &stand_in, &template, args.cold_runs, warm).await?;
+    if let Some(parent) = args.json.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| BenchError::io(format!("creating {}", parent.display()), e))?;
+    }
+    let json = serde_json::to_string_pretty(&figures)
+        .map_err(|e| BenchError::Other(format!("encoding the results: {e}")))?;
+    std::fs::write(&args.json, json + "\n")
+        .map_err(|e| BenchError::io(format!("writing {}", args.json.display()), e))?;
+    println!("results written to {}", args.json.display());
     Ok(())
 }
 

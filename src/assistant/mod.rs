@@ -4,6 +4,7 @@
 //!
 //! - [`sse`]: server-sent events from bytes cut anywhere;
 //! - [`completion`]: the pieces of a streamed Chat Completions answer;
+//! - [`conversation`]: the chat's last exchanges, kept apart from its record;
 //! - [`model`]: the request, and the stream read with a time limit;
 //! - [`split`]: a long answer as messages within Telegram's limit.
 //!
@@ -13,6 +14,7 @@
 //! pure step. Drafts and "typing" are progress, never retried.
 
 pub mod completion;
+pub mod conversation;
 pub mod model;
 pub mod split;
 pub mod sse;
@@ -22,6 +24,7 @@ use crate::config::AssistantConfig;
 use crate::handler::{Context, Failed};
 use crate::telegram::{ChatType, Message, SendMessage};
 use completion::{Finish, Piece};
+use conversation::Conversation;
 use model::{Model, ModelError, Next, Role, Turn};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -150,12 +153,18 @@ impl Assistant {
         &self.model
     }
 
-    /// The conversation sent for `question`.
-    pub fn turns(&self, question: &str) -> Vec<Turn> {
-        vec![
-            Turn::new(Role::System, SYSTEM_PROMPT),
-            Turn::new(Role::User, question),
-        ]
+    /// What the model is sent for `question`: the instructions, the
+    /// chat's earlier exchanges, the question.
+    pub fn turns(&self, earlier: &Conversation, question: &str) -> Vec<Turn> {
+        std::iter::once(Turn::new(Role::System, SYSTEM_PROMPT))
+            .chain(earlier.turns())
+            .chain(std::iter::once(Turn::new(Role::User, question)))
+            .collect()
+    }
+
+    /// Forgets the chat's conversation (`/reset`).
+    pub async fn forget(&self, cx: &Context<'_>) -> Result<(), Failed> {
+        Ok(cx.forget_note(conversation::NOTE).await?)
     }
 
     /// Asks the model `question` (from `message`), showing the answer while
@@ -174,7 +183,16 @@ impl Assistant {
             .checked_sub(self.pacing.send_reserve)
             .unwrap_or_else(Instant::now);
         cx.typing().await;
-        let turns = self.turns(question);
+        // The conversation is the bot's own I/O: without it (a store that
+        // fails), the question is still answered, on its own.
+        let earlier = match cx.note(conversation::NOTE).await {
+            Ok(note) => Conversation::from_note(note.as_deref()),
+            Err(error) => {
+                tracing::warn!(error = %crate::error::Chain(&error), "could not read the conversation; answering without it");
+                Conversation::default()
+            }
+        };
+        let turns = self.turns(&earlier, question);
         let mut stream = self.start(cx, &turns, until).await?;
         let mut shown = Progress::new(&self.pacing, message);
         let mut text = String::new();
@@ -192,7 +210,7 @@ impl Assistant {
                 );
                 break Ending::Cut;
             }
-            let wake = until.min(heard + self.pacing.stall).min(shown.due());
+            let wake = until.min(heard + self.pacing.stall).min(shown.due(&text));
             match stream.next(wake).await {
                 Ok(Next::Pieces(pieces)) => {
                     heard = Instant::now();
@@ -223,6 +241,12 @@ impl Assistant {
         };
         if ending == Ending::OutOfTime && text.trim().is_empty() {
             return Err(Failed::give_up(ModelError::Timeout).telling(UNAVAILABLE));
+        }
+        // Kept before the answer is sent: a redelivery that asks again
+        // replaces this exchange rather than adding a second one.
+        let kept = earlier.with(message.message_id.0, question, text.trim());
+        if let Err(error) = cx.keep_note(conversation::NOTE, &kept.to_note()).await {
+            tracing::warn!(error = %crate::error::Chain(&error), "could not keep the conversation; the answer is sent all the same");
         }
         Ok(Answer { text, ending })
     }
@@ -293,9 +317,23 @@ impl<'p> Progress<'p> {
         }
     }
 
-    /// When progress is next due.
-    fn due(&self) -> Instant {
-        self.next
+    /// When progress is next due with `text` written so far: a draft once
+    /// there is news and the interval has passed, a refresh of the same
+    /// draft before it fades; never a time already past with nothing to
+    /// show, so that waiting for the model cannot turn into a busy loop.
+    fn due(&self, text: &str) -> Instant {
+        if !self.private {
+            return self.next;
+        }
+        if text.trim().is_empty() {
+            return Instant::now() + self.pacing.draft_refresh;
+        }
+        match self.drafted_at {
+            Some(at) if text.len() == self.drafted => {
+                (at + self.pacing.draft_refresh).max(self.next)
+            }
+            _ => self.next,
+        }
     }
 
     async fn show(&mut self, cx: &Context<'_>, text: &str, until: Instant) {
@@ -334,5 +372,55 @@ impl<'p> Progress<'p> {
             }
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(kind: &str) -> Message {
+        serde_json::from_value(serde_json::json!({
+            "message_id": 7, "date": 1, "text": "Why?",
+            "chat": {"id": 42, "type": kind}
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn progress_is_never_due_with_nothing_to_show() {
+        let pacing = Pacing::default();
+        let question = message("private");
+        let mut progress = Progress::new(&pacing, &question);
+        let now = Instant::now();
+        // Nothing written yet: the reader may wait for the model.
+        assert!(progress.due("") > now);
+        // News: a draft at once.
+        assert!(progress.due("Because") <= now);
+        // Drafted: the same text is due again only to refresh it.
+        progress.drafted = "Because".len();
+        progress.drafted_at = Some(now);
+        progress.next = now + pacing.draft_every;
+        assert_eq!(progress.due("Because"), now + pacing.draft_refresh);
+        assert_eq!(progress.due("Because it"), now + pacing.draft_every);
+        // In a group, "typing" on its own clock.
+        let group = message("group");
+        let progress = Progress::new(&pacing, &group);
+        assert!(progress.due("") >= now + pacing.typing_every);
+        assert_eq!(progress.draft_id, 7);
+    }
+
+    #[test]
+    fn an_empty_or_cut_answer_still_says_something() {
+        let empty = Answer {
+            text: " ".into(),
+            ending: Ending::Complete,
+        };
+        assert_eq!(empty.full_text(), "(The model gave an empty answer.)");
+        let cut = Answer {
+            text: String::new(),
+            ending: Ending::Cut,
+        };
+        assert_eq!(cut.full_text(), cut.note().unwrap());
     }
 }

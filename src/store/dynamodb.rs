@@ -78,6 +78,60 @@ impl Store for DynamoDbStore {
         "dynamodb"
     }
 
+    /// A note is an item of its own, `{pk, n, expires_at}`: its writes are
+    /// billed on its size alone, never on the chat record's.
+    fn load_note<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let Some(item) = self.item(key).await? else {
+                return Ok(None);
+            };
+            match item.get("n") {
+                Some(AttributeValue::S(note)) => Ok(Some(note.clone())),
+                _ => Err(StoreError::Unreadable(format!(
+                    "{key}: a note without its text"
+                ))),
+            }
+        })
+    }
+
+    fn save_note<'a>(
+        &'a self,
+        key: &'a str,
+        note: &'a str,
+        expires_at: Option<i64>,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut item = HashMap::from([
+                ("pk".to_owned(), AttributeValue::S(key.to_owned())),
+                ("n".to_owned(), AttributeValue::S(note.to_owned())),
+            ]);
+            if let Some(expires_at) = expires_at {
+                item.insert("expires_at".to_owned(), number(expires_at));
+            }
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .send()
+                .await
+                .map_err(classify)?;
+            Ok(())
+        })
+    }
+
+    fn delete_note<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(key.to_owned()))
+                .send()
+                .await
+                .map_err(classify)?;
+            Ok(())
+        })
+    }
+
     fn load<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<ChatRecord>> {
         Box::pin(async move { self.item(key).await?.as_ref().map(record_of).transpose() })
     }

@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const CHATS: TableDefinition<&str, &[u8]> = TableDefinition::new("chats");
+/// Notes apart from the records; expiry is left to whoever deletes the
+/// file (a local run's).
+const NOTES: TableDefinition<&str, &str> = TableDefinition::new("notes");
 
 /// Why the file could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +105,58 @@ impl FileStore {
 impl Store for FileStore {
     fn kind(&self) -> &'static str {
         "file"
+    }
+
+    fn load_note<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>> {
+        let db = Arc::clone(&self.db);
+        let key = key.to_owned();
+        Box::pin(async move {
+            blocking(move || {
+                let txn = db.begin_read().map_err(unavailable)?;
+                let table = match txn.open_table(NOTES) {
+                    Ok(table) => table,
+                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                    Err(error) => return Err(unavailable(error)),
+                };
+                let note = table.get(key.as_str()).map_err(unavailable)?;
+                Ok(note.map(|n| n.value().to_owned()))
+            })
+            .await
+        })
+    }
+
+    fn save_note<'a>(&'a self, key: &'a str, note: &'a str, _: Option<i64>) -> StoreFuture<'a, ()> {
+        let db = Arc::clone(&self.db);
+        let (key, note) = (key.to_owned(), note.to_owned());
+        Box::pin(async move {
+            blocking(move || {
+                let txn = db.begin_write().map_err(unavailable)?;
+                {
+                    let mut table = txn.open_table(NOTES).map_err(unavailable)?;
+                    table
+                        .insert(key.as_str(), note.as_str())
+                        .map_err(unavailable)?;
+                }
+                txn.commit().map_err(unavailable)
+            })
+            .await
+        })
+    }
+
+    fn delete_note<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
+        let db = Arc::clone(&self.db);
+        let key = key.to_owned();
+        Box::pin(async move {
+            blocking(move || {
+                let txn = db.begin_write().map_err(unavailable)?;
+                {
+                    let mut table = txn.open_table(NOTES).map_err(unavailable)?;
+                    table.remove(key.as_str()).map_err(unavailable)?;
+                }
+                txn.commit().map_err(unavailable)
+            })
+            .await
+        })
     }
 
     fn load<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<ChatRecord>> {

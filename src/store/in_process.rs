@@ -22,6 +22,8 @@ pub const MAX_CHATS: usize = 10_000;
 #[derive(Debug)]
 pub struct InProcessStore {
     chats: Mutex<Chats>,
+    /// Notes, under the same capacity; what they hold is not a record.
+    notes: Mutex<HashMap<String, String>>,
     capacity: usize,
 }
 
@@ -72,6 +74,7 @@ impl InProcessStore {
     pub fn with_capacity(capacity: usize) -> Self {
         InProcessStore {
             chats: Mutex::default(),
+            notes: Mutex::default(),
             capacity: capacity.max(1),
         }
     }
@@ -162,6 +165,30 @@ impl Store for InProcessStore {
     fn finish<'a>(&'a self, key: &'a str, update: i64, done: Done) -> StoreFuture<'a, ()> {
         let done = self.change(key, |record| Ok(rules::finish(record, update, done)));
         Box::pin(std::future::ready(done))
+    }
+
+    fn load_note<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>> {
+        let notes = self.notes.lock().unwrap_or_else(|p| p.into_inner());
+        Box::pin(std::future::ready(Ok(notes.get(key).cloned())))
+    }
+
+    /// Expiry is the process's end. Past the capacity, a note is dropped
+    /// for the new one: a note is what a bot can do without.
+    fn save_note<'a>(&'a self, key: &'a str, note: &'a str, _: Option<i64>) -> StoreFuture<'a, ()> {
+        let mut notes = self.notes.lock().unwrap_or_else(|p| p.into_inner());
+        if notes.len() >= self.capacity && !notes.contains_key(key) {
+            if let Some(other) = notes.keys().next().cloned() {
+                notes.remove(&other);
+            }
+        }
+        notes.insert(key.to_owned(), note.to_owned());
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn delete_note<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
+        let mut notes = self.notes.lock().unwrap_or_else(|p| p.into_inner());
+        notes.remove(key);
+        Box::pin(std::future::ready(Ok(())))
     }
 
     /// Drops the record: nothing reads a record set aside in a process.

@@ -213,6 +213,23 @@ pub trait Store: fmt::Debug + Send + Sync {
     /// starts afresh. Returns that key.
     fn set_aside<'a>(&'a self, key: &'a str, at: i64) -> StoreFuture<'a, String>;
 
+    /// The note under `key` (a bot's own document kept apart from the chat
+    /// records, such as the assistant's conversation), or `None`.
+    fn load_note<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>>;
+
+    /// Keeps `note` under `key`, replacing any, until `expires_at` (Unix
+    /// seconds) when given. Notes are written whole and last writer wins:
+    /// they are the handler's own I/O, at least once.
+    fn save_note<'a>(
+        &'a self,
+        key: &'a str,
+        note: &'a str,
+        expires_at: Option<i64>,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Forgets the note under `key`, if there is one.
+    fn delete_note<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()>;
+
     /// Opens what the first request would open (a connection and its TLS
     /// handshake), so that a cold start can do it beside other work.
     fn warm_up(&self) -> StoreFuture<'_, ()> {
@@ -375,6 +392,23 @@ impl Store for Timed {
 
     fn set_aside<'a>(&'a self, key: &'a str, at: i64) -> StoreFuture<'a, String> {
         Box::pin(timed(Call::Store, self.0.set_aside(key, at)))
+    }
+
+    fn load_note<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>> {
+        Box::pin(timed(Call::Store, self.0.load_note(key)))
+    }
+
+    fn save_note<'a>(
+        &'a self,
+        key: &'a str,
+        note: &'a str,
+        expires_at: Option<i64>,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(timed(Call::Store, self.0.save_note(key, note, expires_at)))
+    }
+
+    fn delete_note<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(timed(Call::Store, self.0.delete_note(key)))
     }
 
     fn warm_up(&self) -> StoreFuture<'_, ()> {

@@ -11,6 +11,8 @@ use std::time::{Duration, SystemTime};
 use telegram_lambda_bot::assistant::{Assistant, Pacing, UNAVAILABLE};
 use telegram_lambda_bot::bot::Bot;
 use telegram_lambda_bot::config::Config;
+use telegram_lambda_bot::memory::{Leases, Memory};
+use telegram_lambda_bot::store::dynamodb::{item_size, DynamoDbStore};
 use telegram_lambda_bot::webhook::{handle_event, Verdict, Webhook};
 use telegram_stand_in::{
     FakeModel, Fault, ModelFault, ModelOptions, Options, StandIn, FAKE_MODEL_KEY,
@@ -61,6 +63,10 @@ fn config(stand_in: &StandIn, model: &FakeModel, key: &str) -> Config {
 
 /// An answer of `words` words, one every `every`.
 async fn bench_with(words: usize, every: Duration, key: &str) -> Bench {
+    bench_kept(words, every, key, Memory::in_process()).await
+}
+
+async fn bench_kept(words: usize, every: Duration, key: &str, memory: Memory) -> Bench {
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let answer = (1..=words)
         .map(|n| format!("word{n}"))
@@ -77,7 +83,7 @@ async fn bench_with(words: usize, every: Duration, key: &str) -> Bench {
     let assistant = config.assistant.as_ref().expect("the assistant is on");
     let bot =
         Bot::from_config(&config).with_assistant(Assistant::new(assistant).with_pacing(PACING));
-    let webhook = Arc::new(Webhook::for_bot(&config, bot).unwrap());
+    let webhook = Arc::new(Webhook::for_bot(&config, bot).unwrap().with_memory(memory));
     Bench {
         stand_in,
         model,
@@ -351,4 +357,92 @@ async fn a_draft_refused_with_flood_control_waits_and_the_answer_is_kept() {
         "{}",
         b.stand_in.drafts().len()
     );
+}
+
+/// The user turns and the model's turns the model was sent for request
+/// `index`, after the instructions.
+fn sent_turns(model: &FakeModel, index: usize) -> Vec<(String, String)> {
+    let request = &model.requests()[index];
+    request["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap().to_owned(),
+                m["content"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conversation_is_remembered_apart_from_the_chat_and_reset_forgets_it() {
+    let moto = testkit::Moto::start().await;
+    moto.create_table("assistant").await;
+    let store = Arc::new(DynamoDbStore::new(&moto.sdk_config(), "assistant"));
+    let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config());
+    let item = |key: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .get_item()
+                .table_name("assistant")
+                .key(
+                    "pk",
+                    aws_sdk_dynamodb::types::AttributeValue::S(key.to_owned()),
+                )
+                .send()
+                .await
+                .unwrap()
+                .item
+        }
+    };
+    for memory in [
+        Memory::in_process(),
+        Memory::new(store.clone(), Leases::Shared),
+    ] {
+        let durable = memory.is_durable();
+        let b = bench_kept(3, Duration::ZERO, FAKE_MODEL_KEY, memory).await;
+        let user = |q: &str| ("user".to_owned(), q.to_owned());
+        let model = |a: &str| ("assistant".to_owned(), a.to_owned());
+        b.deliver(&private(20, "First?"), TIME).await;
+        b.deliver(&private(21, "Second?"), TIME).await;
+        assert_eq!(
+            sent_turns(&b.model, 1),
+            [user("First?"), model(&words(3)), user("Second?")]
+        );
+        // A repeat of an answered question is a duplicate: no new exchange
+        // (one asked again after a failure replaces its own: unit-tested
+        // in src/assistant/conversation.rs).
+        b.deliver(&private(20, "First?"), TIME).await;
+        b.deliver(&private(22, "Third?"), TIME).await;
+        let turns = sent_turns(&b.model, 2);
+        assert_eq!(turns.len(), 5, "{turns:?}");
+        assert_eq!(
+            turns.iter().filter(|t| t.1 == "First?").count(),
+            1,
+            "{turns:?}"
+        );
+        if durable {
+            // A note of its own, within 4 KB (4 write units an answer);
+            // the chat's record holds none of it.
+            let note = item("note#conversation#chat#5550001")
+                .await
+                .expect("the conversation's note");
+            assert!(item_size(&note) <= 4096);
+            let record = item("chat#5550001").await.unwrap();
+            assert!(!format!("{record:?}").contains("Second?"), "{record:?}");
+        }
+        let verdict = b.deliver(&private(23, "/reset"), TIME).await;
+        assert_eq!(verdict.as_str(), "answered");
+        assert_eq!(
+            b.sent().last().unwrap(),
+            "I have forgotten our conversation: the next question starts afresh."
+        );
+        b.deliver(&private(24, "Fourth?"), TIME).await;
+        let last = b.model.requests().len() - 1;
+        assert_eq!(sent_turns(&b.model, last), [user("Fourth?")]);
+    }
 }

@@ -142,6 +142,20 @@ impl Store for Stuckable {
     fn set_aside<'a>(&'a self, key: &'a str, at: i64) -> StoreFuture<'a, String> {
         self.inner.set_aside(key, at)
     }
+    fn load_note<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>> {
+        self.inner.load_note(key)
+    }
+    fn save_note<'a>(
+        &'a self,
+        key: &'a str,
+        note: &'a str,
+        expires_at: Option<i64>,
+    ) -> StoreFuture<'a, ()> {
+        self.inner.save_note(key, note, expires_at)
+    }
+    fn delete_note<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
+        self.inner.delete_note(key)
+    }
 }
 
 struct Counter {

@@ -67,6 +67,12 @@ fn expectation(name: &str) -> Option<(i64, Vec<Value>)> {
             200,
             vec![reply(ALI, "You said: Hi via a Function URL!", 52)],
         ),
+        // Without a model named, /ask is text like any other; with one
+        // (ASSISTANT_MODEL), the model answers (tests/it/assistant.rs).
+        "ask" => (
+            200,
+            vec![reply(ALI, "You said: /ask What is a webhook?", 60)],
+        ),
         "wrong-secret" | "missing-secret" => (401, vec![]),
         "malformed-body" => (200, vec![]),
         // The schedule's event: getWebhookInfo, never a message.
