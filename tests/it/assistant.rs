@@ -446,3 +446,94 @@ async fn the_conversation_is_remembered_apart_from_the_chat_and_reset_forgets_it
         assert_eq!(sent_turns(&b.model, last), [user("Fourth?")]);
     }
 }
+
+/// Serves the handler as Lambda runs it behind a Function URL: each
+/// request's handling goes on when the caller hangs up (Lambda does not
+/// stop a function whose client left).
+async fn serve_as_lambda(webhook: Arc<Webhook>, budget: Duration) -> String {
+    use http_body_util::{BodyExt, Full};
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let webhook = webhook.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let webhook = webhook.clone();
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let event = lambda_runtime_api::function_url_event(&parts, &body);
+                        let running = tokio::spawn(async move {
+                            handle_event(&webhook, event, Instant::now() + budget).await
+                        });
+                        let verdict = running.await.unwrap();
+                        let mut response = hyper::Response::new(Full::new(bytes::Bytes::new()));
+                        *response.status_mut() =
+                            hyper::StatusCode::from_u16(verdict.status()).unwrap();
+                        for (name, value) in verdict.response().headers.iter() {
+                            response.headers_mut().insert(name.clone(), value.clone());
+                        }
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}/")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_giving_up_on_a_long_answer_gets_it_once() {
+    // Telegram's 60 s are 3 s here; the answer takes 5 s, within the
+    // function's budget (a Function URL's 55 s stand for 20 s).
+    let stand_in = StandIn::start(Options {
+        time_scale: 0.05,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let model = FakeModel::start(ModelOptions {
+        answer: Some(words(100)),
+        piece_interval: Duration::from_millis(50),
+        ..ModelOptions::default()
+    })
+    .await
+    .unwrap();
+    let config = config(&stand_in, &model, FAKE_MODEL_KEY);
+    let assistant = Assistant::new(config.assistant.as_ref().unwrap()).with_pacing(PACING);
+    let bot = Bot::from_config(&config).with_assistant(assistant);
+    let webhook = Arc::new(Webhook::for_bot(&config, bot).unwrap());
+    let url = serve_as_lambda(webhook, Duration::from_secs(20)).await;
+    let api = crate::helpers::api_for(&stand_in);
+    api.set_webhook(&telegram_lambda_bot::telegram::SetWebhook {
+        url,
+        secret_token: Some(crate::helpers::SECRET.to_owned()),
+        allowed_updates: Some(vec!["message".to_owned()]),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let id = stand_in.enqueue_text_from(CHAT, "Ali", "Tell me a long story.");
+    assert!(stand_in.wait_settled(id, Duration::from_secs(30)).await);
+    assert_eq!(testkit::texts(&stand_in.replies_to(CHAT)), [words(100)]);
+    assert_eq!(model.requests().len(), 1, "asked once");
+    let deliveries = stand_in.deliveries();
+    assert_eq!(deliveries[0], (id, "Read timeout expired".to_owned()));
+    // Delivered again while the answer was written: told to come back.
+    assert!(
+        deliveries
+            .iter()
+            .any(|(_, outcome)| outcome.contains("503")),
+        "{deliveries:?}"
+    );
+    assert_eq!(deliveries.last().unwrap(), &(id, "ok".to_owned()));
+}
