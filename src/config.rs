@@ -253,6 +253,9 @@ pub struct Config {
     /// How long a quiet chat's record is kept (`BOT_STATE_TTL_DAYS`, 0 or
     /// unset for ever).
     pub keep_chats: Option<Duration>,
+    /// How long an update's lease outlives its run's deadline
+    /// (`BOT_LEASE_MARGIN_SECS`, 0.1-60, default 5).
+    pub lease_margin: Duration,
     /// Where alarms are told (`BOT_ADMIN_CHAT_ID`), when monitoring's
     /// topic invokes the function.
     pub admin_chat: Option<crate::telegram::ChatId>,
@@ -505,6 +508,19 @@ impl Config {
                 }
             },
         };
+        let lease_margin = match get("BOT_LEASE_MARGIN_SECS") {
+            None => crate::memory::LEASE_MARGIN,
+            Some(v) => v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && (0.1..=60.0).contains(s))
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| ConfigError::Invalid {
+                    var: "BOT_LEASE_MARGIN_SECS",
+                    reason: format!("expected seconds between 0.1 and 60, got {v:?}"),
+                })?,
+        };
         let admin_chat = match get("BOT_ADMIN_CHAT_ID") {
             None => None,
             Some(v) => Some(crate::telegram::ChatId(v.trim().parse::<i64>().map_err(
@@ -519,6 +535,7 @@ impl Config {
             secrets: Secrets::default(),
             store,
             keep_chats,
+            lease_margin,
             admin_chat,
             token,
             api_base_url,
@@ -866,6 +883,54 @@ mod tests {
             None
         );
         assert!(with(&[("BOT_STATE_TTL_DAYS", "-1")]).is_err());
+        assert_eq!(with(&[]).unwrap().lease_margin, Duration::from_secs(5));
+        assert_eq!(
+            with(&[("BOT_LEASE_MARGIN_SECS", "0.5")])
+                .unwrap()
+                .lease_margin,
+            Duration::from_millis(500)
+        );
+        for bad in ["0", "61", "soon", "NaN"] {
+            assert!(with(&[("BOT_LEASE_MARGIN_SECS", bad)]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_assistant_is_on_with_a_model_and_needs_its_key() {
+        let with = |vars: &[(&str, &str)]| {
+            let mut all = vec![("TELEGRAM_BOT_TOKEN", TOKEN)];
+            all.extend_from_slice(vars);
+            let mut config = Config::from_lookup(lookup(&all))?;
+            config.read_secrets(&[], lookup(&all)).map(|()| config)
+        };
+        assert!(with(&[]).unwrap().assistant.is_none());
+        let on = with(&[("ASSISTANT_MODEL", "m-1"), ("ASSISTANT_API_KEY", "sk-9")])
+            .unwrap()
+            .assistant
+            .unwrap();
+        assert_eq!(
+            (on.base_url.as_str(), on.model.as_str()),
+            ("https://api.openai.com/v1", "m-1")
+        );
+        assert!(!format!("{on:?}").contains("sk-9"));
+        assert!(matches!(
+            with(&[("ASSISTANT_MODEL", "m-1")]),
+            Err(ConfigError::MissingSecret(name)) if name == "ASSISTANT_API_KEY"
+        ));
+        let url = |u: &str| {
+            with(&[
+                ("ASSISTANT_MODEL", "m"),
+                ("ASSISTANT_API_KEY", "k"),
+                ("ASSISTANT_BASE_URL", u),
+            ])
+            .map(|c| c.assistant.unwrap().base_url)
+        };
+        assert_eq!(
+            url("http://127.0.0.1:9/v1/").unwrap(),
+            "http://127.0.0.1:9/v1"
+        );
+        assert!(url("ftp://x").is_err());
+        assert!(url("https://x/v1?key=1").is_err());
     }
 
     #[test]

@@ -7,9 +7,7 @@ use crate::bot::Bot;
 use crate::client::{ApiError, BotApi, Failure};
 use crate::error::Chain;
 use crate::handler::{Context, Failed, Handler, ANSWER_RESERVE, MAX_GATHER, RETRY_LATER_LIMIT};
-use crate::memory::{
-    answer_step, millis, now_millis, Decision, Memory, Read, Ticket, LEASE_MARGIN,
-};
+use crate::memory::{answer_step, millis, now_millis, Decision, Memory, Read, Ticket};
 use crate::metrics::{self, measured, Line, Spent};
 use crate::retry::{retry, GaveUp, RetryPolicy, Stop};
 use crate::store::StoreError;
@@ -251,7 +249,7 @@ impl<H: Handler> Responder<'_, H> {
         let memory = self.memory;
         let started = Instant::now();
         let now = now_millis();
-        let lease_until = lease_until(policy.deadline, now);
+        let lease_until = lease_until(policy.deadline, now, self.memory.lease_margin());
         let handled = match before(policy.deadline, memory.resume(ticket, lease_until, now)).await {
             Err(error) => store_failure(error),
             Ok(None) => finished(Outcome::Duplicate),
@@ -285,7 +283,7 @@ impl<H: Handler> Responder<'_, H> {
         let memory = self.memory;
         let deadline = policy.deadline;
         let now = now_millis();
-        let lease_until = lease_until(deadline, now);
+        let lease_until = lease_until(deadline, now, memory.lease_margin());
         let read = match press {
             Some(query) => match self.answer_press_once(update, query, policy, stop).await {
                 Ok(read) => read,
@@ -603,11 +601,11 @@ fn store_failure(error: StoreError) -> Handled {
 
 /// How long a run owns its update: until its deadline plus a margin, or a
 /// minute when it has none.
-fn lease_until(deadline: Option<Instant>, now: i64) -> i64 {
+fn lease_until(deadline: Option<Instant>, now: i64, margin: Duration) -> i64 {
     let left = deadline
         .map(|d| d.saturating_duration_since(Instant::now()))
         .unwrap_or(Duration::from_secs(60));
-    now.saturating_add(millis(left + LEASE_MARGIN))
+    now.saturating_add(millis(left + margin))
 }
 
 /// A store call that gives up at the deadline.

@@ -74,7 +74,8 @@ pub const MIN_LIFETIME: Duration = Duration::from_secs(60);
 const SHORT_LIVED: Duration = Duration::from_secs(3600);
 /// A lease outlives the invocation that took it by this much, so a run
 /// that is still going is never taken over, and one that died blocks its
-/// update no longer than its timeout plus this.
+/// update no longer than its timeout plus this. The default of
+/// [`Memory::with_lease_margin`] (`BOT_LEASE_MARGIN_SECS`).
 pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// The longest Retry-After given for an update another run is answering.
 const MAX_IN_PROGRESS_WAIT: Duration = Duration::from_secs(5);
@@ -99,6 +100,8 @@ pub struct Memory {
     durable: bool,
     /// How long a quiet chat's record is kept; `None` for ever.
     keep_chats: Option<Duration>,
+    /// How long a lease outlives its run's deadline ([`LEASE_MARGIN`]).
+    lease_margin: Duration,
 }
 
 impl fmt::Debug for Memory {
@@ -108,6 +111,7 @@ impl fmt::Debug for Memory {
             .field("leases", &self.leases)
             .field("durable", &self.durable)
             .field("keep_chats", &self.keep_chats)
+            .field("lease_margin", &self.lease_margin)
             .finish()
     }
 }
@@ -291,6 +295,7 @@ impl Memory {
             leases,
             durable: true,
             keep_chats: None,
+            lease_margin: LEASE_MARGIN,
         }
     }
 
@@ -320,6 +325,18 @@ impl Memory {
         self.durable && self.leases == Leases::Shared
     }
 
+    /// Leases outliving their run's deadline by `margin` instead of
+    /// [`LEASE_MARGIN`]: shorter where clocks agree closely (tests, one
+    /// process), longer where instances' clocks may drift apart.
+    pub fn with_lease_margin(mut self, margin: Duration) -> Self {
+        self.lease_margin = margin;
+        self
+    }
+
+    pub fn lease_margin(&self) -> Duration {
+        self.lease_margin
+    }
+
     /// Lets a chat's record go (through the table's TTL) after this long
     /// without a change.
     pub fn keep_chats_for(mut self, keep: Option<Duration>) -> Self {
@@ -333,7 +350,8 @@ impl Memory {
     pub async fn from_config(config: &Config) -> Result<Self, InitError> {
         Ok(Self::open(&config.store)
             .await?
-            .keep_chats_for(config.keep_chats))
+            .keep_chats_for(config.keep_chats)
+            .with_lease_margin(config.lease_margin))
     }
 
     /// The memory on `store`, in the process for none; no request is made.

@@ -52,6 +52,8 @@ impl Instance {
             .env("TELEGRAM_API_BASE_URL", stand_in.base_url())
             .env("TELEGRAM_WEBHOOK_SECRET", SECRET)
             .env("BOT_STORE_TABLE", TABLE)
+            // One machine's clock: a second's margin (deployed: 5 s).
+            .env("BOT_LEASE_MARGIN_SECS", "1")
             .env("LOG_FORMAT", "json")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -148,7 +150,7 @@ async fn two_function_processes_share_the_chats_memory_and_answer_each_update_on
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_killed_between_its_send_and_its_record_is_answered_again_after_the_lease() {
     let (moto, stand_in) = setup().await;
-    // A 3 s function timeout: the lease ends 5 s after the deadline.
+    // A 3 s function timeout: the lease ends a second after the deadline.
     let mut a = Instance::start(&moto, &stand_in, Duration::from_secs(3)).await;
     let mut b = Instance::start(&moto, &stand_in, Duration::from_secs(3)).await;
     let update = message(2_001, "hello");
