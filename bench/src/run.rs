@@ -92,13 +92,8 @@ pub async fn run(args: Args) -> Result<(), BenchError> {
             (None, StoreRun::Skipped(why))
         }
     };
-    let (stand_in, ca_pem) = StandIn::start_tls(Options::default())
-        .await
-        .map_err(|e| BenchError::io("starting the Telegram stand-in", e))?;
     let scratch = Scratch::new()?;
-    let ca_file = scratch.path.join("stand-in-ca.pem");
-    std::fs::write(&ca_file, &ca_pem)
-        .map_err(|e| BenchError::io(format!("writing {}", ca_file.display()), e))?;
+    let (stand_in, ca_file) = start_stand_in(&scratch).await?;
     let mut env = lambda_env(&stand_in, &ca_file, args.rust_log.as_deref());
     if args.metrics {
         // The baseline ignores it; the webhook (and webhook+store) writes
@@ -195,13 +190,8 @@ async fn run_assistant(args: Args) -> Result<(), BenchError> {
             args.webhook.display()
         )));
     }
-    let (stand_in, ca_pem) = StandIn::start_tls(Options::default())
-        .await
-        .map_err(|e| BenchError::io("starting the Telegram stand-in", e))?;
     let scratch = Scratch::new()?;
-    let ca_file = scratch.path.join("stand-in-ca.pem");
-    std::fs::write(&ca_file, &ca_pem)
-        .map_err(|e| BenchError::io(format!("writing {}", ca_file.display()), e))?;
+    let (stand_in, ca_file) = start_stand_in(&scratch).await?;
     let (_model, model_env) = crate::assistant::start_model().await?;
     let env: Vec<(String, String)> = lambda_env(&stand_in, &ca_file, args.rust_log.as_deref())
         .into_iter()
@@ -231,6 +221,17 @@ async fn run_assistant(args: Args) -> Result<(), BenchError> {
         .map_err(|e| BenchError::io(format!("writing {}", args.json.display()), e))?;
     println!("results written to {}", args.json.display());
     Ok(())
+}
+
+/// The HTTPS stand-in, and its CA in a file for `SSL_CERT_FILE`.
+async fn start_stand_in(scratch: &Scratch) -> Result<(StandIn, PathBuf), BenchError> {
+    let (stand_in, ca_pem) = StandIn::start_tls(Options::default())
+        .await
+        .map_err(|e| BenchError::io("starting the Telegram stand-in", e))?;
+    let ca_file = scratch.path.join("stand-in-ca.pem");
+    std::fs::write(&ca_file, &ca_pem)
+        .map_err(|e| BenchError::io(format!("writing {}", ca_file.display()), e))?;
+    Ok((stand_in, ca_file))
 }
 
 /// moto with the table, or why not.

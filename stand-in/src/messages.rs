@@ -200,18 +200,8 @@ pub(crate) fn send_chat_action(shared: &Shared, params: &Map<String, Value>) -> 
 /// not public: these error texts are the stand-in's own, and a bot should
 /// treat every refusal of a draft alike.
 pub(crate) fn send_message_draft(shared: &Shared, params: &Map<String, Value>) -> MethodResult {
-    let text = match params.get("text") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    };
-    if let Some(mode) = params.get("parse_mode").and_then(Value::as_str) {
-        if !mode.is_empty() && !["HTML", "Markdown", "MarkdownV2"].contains(&mode) {
-            return Err(Refusal::bad_request(&format!(
-                "unsupported parse_mode \"{mode}\""
-            )));
-        }
-    }
+    // An empty draft is allowed: it shows "Thinking...".
+    let text = formatted_text(params)?;
     let chat_param = arg_text(params, "chat_id");
     if chat_param.is_empty() {
         return Err(Refusal::bad_request("chat_id is empty"));
@@ -247,14 +237,23 @@ pub(crate) fn send_message_draft(shared: &Shared, params: &Map<String, Value>) -
 /// The `text` parameter, as Client::get_input_message_text reads it:
 /// present, and with a parse mode Telegram knows.
 fn message_text(params: &Map<String, Value>) -> Result<String, Refusal> {
+    if params
+        .get("text")
+        .is_none_or(|t| t.is_null() || t.as_str() == Some(""))
+    {
+        return Err(Refusal::bad_request("message text is empty"));
+    }
+    formatted_text(params)
+}
+
+/// `text` with a parse mode Telegram knows (Client::get_formatted_text),
+/// empty when absent.
+fn formatted_text(params: &Map<String, Value>) -> Result<String, Refusal> {
     let text = match params.get("text") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     };
-    if text.is_empty() {
-        return Err(Refusal::bad_request("message text is empty"));
-    }
     if let Some(mode) = params.get("parse_mode").and_then(Value::as_str) {
         if !mode.is_empty() && !["HTML", "Markdown", "MarkdownV2"].contains(&mode) {
             return Err(Refusal::bad_request(&format!(

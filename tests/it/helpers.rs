@@ -233,9 +233,16 @@ pub async fn serve_functions(webhooks: Vec<Arc<Webhook>>) -> String {
                         let mut response = hyper::Response::new(Full::new(bytes::Bytes::new()));
                         let event = lambda_runtime_api::function_url_event(&parts, &body);
                         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-                        let verdict =
+                        // In a task of its own: Lambda does not stop a
+                        // function whose caller hung up (Telegram after 60 s).
+                        let running = tokio::spawn(async move {
                             telegram_lambda_bot::webhook::handle_event(&webhook, event, deadline)
-                                .await;
+                                .await
+                        });
+                        let Ok(verdict) = running.await else {
+                            *response.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+                            return Ok(response);
+                        };
                         let lambda_response = verdict.response();
                         *response.status_mut() =
                             hyper::StatusCode::from_u16(verdict.status()).unwrap();
@@ -277,6 +284,14 @@ pub fn webhook_with(stand_in: &StandIn, memory: Memory) -> Webhook {
     ]))
     .unwrap()
     .with_memory(memory)
+}
+
+/// Now, in Unix seconds: a message's `date`.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// The sample text event with `update` as its body.

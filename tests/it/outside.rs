@@ -4,11 +4,11 @@
 //! contract. Outside calls are at most once per delivery, Telegram's
 //! messages exactly once.
 
-use crate::helpers::event_with;
+use crate::helpers::{event_with, unix_now};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use telegram_lambda_bot::action::Action;
 use telegram_lambda_bot::handler::{Context, Failed, Handler, GAVE_UP};
 use telegram_lambda_bot::memory::{now_millis, Leases, Memory};
@@ -142,13 +142,6 @@ async fn bench(kept: Kept) -> Bench {
         memory,
         _moto: moto,
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// A text message of the test chat, sent `age` ago.
