@@ -255,22 +255,8 @@ fn rotation(count: usize, round: usize) -> impl Iterator<Item = usize> {
 
 /// The environment Lambda gives a function, plus the bot's own variables.
 fn lambda_env(stand_in: &StandIn, ca_file: &Path, rust_log: Option<&str>) -> Vec<(String, String)> {
+    let lambda = lambda_runtime_api::lambda_env(FUNCTION_NAME, MEMORY_MB, REGION);
     let pairs = [
-        ("AWS_LAMBDA_FUNCTION_NAME", FUNCTION_NAME.to_owned()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", MEMORY_MB.to_string()),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
-        (
-            "AWS_LAMBDA_LOG_STREAM_NAME",
-            "2026/01/01/[$LATEST]0123456789abcdef0123456789abcdef".to_owned(),
-        ),
-        (
-            "AWS_LAMBDA_LOG_GROUP_NAME",
-            format!("/aws/lambda/{FUNCTION_NAME}"),
-        ),
-        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
-        ("AWS_REGION", REGION.to_owned()),
-        ("TZ", ":UTC".to_owned()),
-        ("LANG", "en_US.UTF-8".to_owned()),
         ("TELEGRAM_BOT_TOKEN", stand_in.token().to_owned()),
         ("TELEGRAM_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
         ("TELEGRAM_BOT_USERNAME", BOT_USERNAME.to_owned()),
@@ -278,8 +264,9 @@ fn lambda_env(stand_in: &StandIn, ca_file: &Path, rust_log: Option<&str>) -> Vec
         ("SSL_CERT_FILE", ca_file.display().to_string()),
     ];
     let rust_log = rust_log.map(|filter| ("RUST_LOG", filter.to_owned()));
-    pairs
+    lambda
         .into_iter()
+        .chain(pairs)
         .chain(rust_log)
         .map(|(name, value)| (name.to_owned(), value))
         .collect()

@@ -168,23 +168,13 @@ impl Drop for LocalFunction {
 /// The environment Lambda gives a function, for the variables the runtime
 /// and the SDK read.
 fn lambda_env(runtime_api: &RuntimeApi) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_LAMBDA_RUNTIME_API", runtime_api.addr().to_string()),
-        ("AWS_LAMBDA_FUNCTION_NAME", FUNCTION_NAME.to_owned()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".to_owned()),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
-        (
-            "AWS_LAMBDA_LOG_STREAM_NAME",
-            "2026/01/01/[$LATEST]00000000000000000000000000000000".to_owned(),
-        ),
-        (
-            "AWS_LAMBDA_LOG_GROUP_NAME",
-            format!("/aws/lambda/{FUNCTION_NAME}"),
-        ),
-        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-        ("TZ", ":UTC".to_owned()),
-    ]
+    let mut env = vec![("AWS_LAMBDA_RUNTIME_API", runtime_api.addr().to_string())];
+    env.extend(lambda_runtime_api::lambda_env(
+        FUNCTION_NAME,
+        128,
+        "us-east-1",
+    ));
+    env
 }
 
 /// One request for the function, and where its answer goes.

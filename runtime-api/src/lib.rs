@@ -42,9 +42,11 @@
 //! the server and closes every connection, which a function polling `/next`
 //! sees as the end of its environment.
 
+mod env;
 mod event;
 mod server;
 
+pub use env::lambda_env;
 pub use event::function_url_event;
 
 use bytes::Bytes;
