@@ -90,7 +90,14 @@ pub enum Ending {
     Cut,
     /// Telegram's window was closing: what there was is sent.
     OutOfTime,
+    /// Past [`MAX_ANSWER_BYTES`]: the rest is not read.
+    TooLong,
 }
+
+/// The most of an answer the bot reads and sends: four full messages. A
+/// model (or a service) that streams without end cannot fill the
+/// function's memory or the chat.
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024;
 
 /// What the model said, and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +112,7 @@ impl Answer {
         match self.ending {
             Ending::Complete => None,
             Ending::Length => Some("(The answer stops here: it reached the model's length limit.)"),
+            Ending::TooLong => Some("(The answer stops here: it is longer than I send at once.)"),
             Ending::Filtered => Some("(The rest was withheld by the model's content filter.)"),
             Ending::Cut => Some("(The answer broke off here: the model stopped sending.)"),
             Ending::OutOfTime => {
@@ -219,6 +227,14 @@ impl Assistant {
                             Piece::Text(more) => text.push_str(&more),
                             Piece::Finished(reason) => finish = Some(reason),
                         }
+                    }
+                    if text.len() > MAX_ANSWER_BYTES {
+                        let mut end = MAX_ANSWER_BYTES;
+                        while !text.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        text.truncate(end);
+                        break Ending::TooLong;
                     }
                 }
                 Ok(Next::Waiting) => {}

@@ -512,3 +512,21 @@ async fn telegram_giving_up_on_a_long_answer_gets_it_once() {
     );
     assert_eq!(deliveries.last().unwrap(), &(id, "ok".to_owned()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_without_end_is_cut_at_four_messages() {
+    // 3,000 words: about 24 KB, past what the bot reads of an answer.
+    let b = bench(3000, Duration::ZERO).await;
+    let verdict = b.deliver(&private(30, "Never stop."), TIME).await;
+    assert_eq!(verdict.as_str(), "answered");
+    let sent = b.sent();
+    assert!(sent.iter().all(|t| t.encode_utf16().count() <= 4096));
+    let all = sent.join(" ");
+    assert!(
+        all.ends_with("(The answer stops here: it is longer than I send at once.)"),
+        "{}",
+        &all[all.len() - 200..]
+    );
+    assert!(all.len() <= telegram_lambda_bot::assistant::MAX_ANSWER_BYTES + 100);
+    assert!(sent.len() <= 5, "{} messages", sent.len());
+}
