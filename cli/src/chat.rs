@@ -542,6 +542,11 @@ async fn start_watch(vars: &[(&str, String)]) -> Result<WatchProcess, ChatError>
         ])
         .arg(port.to_string())
         .current_dir(project_dir())
+        // The assistant is on only as --assistant says: none of this
+        // shell's ASSISTANT_* reaches the function otherwise.
+        .env_remove(ASSISTANT_MODEL)
+        .env_remove(ASSISTANT_BASE_URL)
+        .env_remove(ASSISTANT_API_KEY)
         .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
         .env("CARGO_LAMBDA_COMPILER", "cargo")
         .stdin(Stdio::null())

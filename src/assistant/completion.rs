@@ -107,9 +107,23 @@ impl From<ModelError> for StreamError {
                 serde_json::Value::String(code) => code,
                 other => other.to_string(),
             }),
-            message: error.message.unwrap_or_default(),
+            message: brief(error.message.unwrap_or_default()),
         }
     }
+}
+
+/// At most 300 bytes of a service's words, for an error and its log line.
+fn brief(mut text: String) -> String {
+    const MOST: usize = 300;
+    if text.len() > MOST {
+        let mut end = MOST;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 impl Completion {
@@ -160,12 +174,12 @@ impl Completion {
                 _ => StreamError::Model {
                     kind: None,
                     code: None,
-                    message: event.data,
+                    message: brief(event.data),
                 },
             });
         }
         let chunk: Chunk = serde_json::from_str(&event.data)
-            .map_err(|error| StreamError::NotAChunk(error.to_string()))?;
+            .map_err(|error| StreamError::NotAChunk(brief(error.to_string())))?;
         if let Some(error) = chunk.error {
             return Err(error.into());
         }

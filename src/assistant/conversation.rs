@@ -75,10 +75,18 @@ impl Conversation {
         self.exchanges.is_empty()
     }
 
+    /// Without the exchange of message `message`: what a question asked
+    /// again sends the model, so that it never sees an answer of its own
+    /// the user did not get.
+    pub fn without(mut self, message: i64) -> Conversation {
+        self.exchanges.retain(|e| e.message != message);
+        self
+    }
+
     /// With the answer to the question of message `message` added (in
     /// place of an earlier answer to it), and the oldest exchanges dropped
     /// until it fits [`MAX_BYTES`]. An exchange too long to fit on its own
-    /// keeps the end of its answer's first part only.
+    /// keeps the beginning of its question and answer.
     pub fn with(mut self, message: i64, question: &str, answer: &str) -> Conversation {
         self.exchanges.retain(|e| e.message != message);
         self.exchanges.push(Exchange {
@@ -89,11 +97,12 @@ impl Conversation {
         while self.to_note().len() > MAX_BYTES && self.exchanges.len() > 1 {
             self.exchanges.remove(0);
         }
-        if self.to_note().len() > MAX_BYTES {
+        // An exchange too long on its own: its parts shortened until the
+        // note fits (JSON escapes make a character up to six bytes).
+        let mut room = MAX_BYTES / 2;
+        while self.to_note().len() > MAX_BYTES && room > 0 {
+            room /= 2;
             if let Some(last) = self.exchanges.last_mut() {
-                // JSON escapes can double a character's bytes: each part
-                // gets a fifth, and is never cut inside a character.
-                let room = MAX_BYTES / 5;
                 last.question = cut(&last.question, room);
                 last.answer = cut(&last.answer, room);
             }
@@ -128,6 +137,9 @@ mod tests {
         assert_eq!(Conversation::from_note(Some(&note)), conversation);
         assert!(Conversation::from_note(Some("{not json")).is_empty());
         assert!(Conversation::from_note(None).is_empty());
+        // Asked again: the question is sent without its own earlier answer.
+        let again: Vec<String> = conversation.without(1).turns().map(|t| t.content).collect();
+        assert_eq!(again, ["And?", "And more."]);
     }
 
     proptest! {
@@ -138,7 +150,7 @@ mod tests {
         ) {
             let mut conversation = Conversation::default();
             for (index, (q, a)) in lengths.iter().enumerate() {
-                let c = if quote { "\"é" } else { "a" };
+                let c = if quote { "\"é\u{1b}" } else { "a" };
                 conversation = conversation.with(index as i64, &c.repeat(*q), &c.repeat(*a));
                 prop_assert!(conversation.to_note().len() <= MAX_BYTES);
                 // The newest exchange is always kept.

@@ -200,6 +200,9 @@ impl Assistant {
                 Conversation::default()
             }
         };
+        // Asked again after a failed delivery, the question must not see an
+        // answer of its own that the user never got.
+        let earlier = earlier.without(message.message_id.0);
         let turns = self.turns(&earlier, question);
         let mut stream = self.start(cx, &turns, until).await?;
         let mut shown = Progress::new(&self.pacing, message);
@@ -211,7 +214,7 @@ impl Assistant {
             if now >= until {
                 break Ending::OutOfTime;
             }
-            if now.duration_since(heard) >= self.pacing.stall {
+            if now.duration_since(heard) >= self.pacing.stall && !stream.has_more_now().await {
                 tracing::warn!(
                     stalled_ms = self.pacing.stall.as_millis() as u64,
                     "the model's stream went quiet; taken as cut"
@@ -282,16 +285,24 @@ impl Assistant {
                 Ok(stream) => return Ok(stream),
                 Err(error) => error,
             };
-            if let ModelError::KeyRefused { status } = error {
-                tracing::error!(status, model = self.model.name(), "the model's service refused ASSISTANT_API_KEY: store a valid key (README, An AI assistant)");
-                return Err(Failed::misconfigured(error).telling(UNAVAILABLE));
+            match &error {
+                ModelError::KeyRefused { status } => {
+                    tracing::error!(status, model = self.model.name(), "the model's service refused ASSISTANT_API_KEY: store a valid key (README, An AI assistant)");
+                    return Err(Failed::misconfigured(error).telling(UNAVAILABLE));
+                }
+                ModelError::NotFound { status, .. } => {
+                    tracing::error!(status, model = self.model.name(), error = %crate::error::Chain(&error), "the model's service knows no such model or path: check ASSISTANT_MODEL and ASSISTANT_BASE_URL (README, An AI assistant)");
+                    return Err(Failed::misconfigured(error).telling(UNAVAILABLE));
+                }
+                _ => {}
             }
             let wait = error
                 .retry_after()
                 .unwrap_or(Duration::from_millis(500) * 2u32.pow(tried - 1));
             // Time for the wait and for an answer after it.
-            let fits =
-                Instant::now() + wait + self.pacing.stall.min(Duration::from_secs(5)) < until;
+            let fits = Instant::now()
+                .checked_add(wait + self.pacing.stall.min(Duration::from_secs(5)))
+                .is_some_and(|ready| ready < until);
             if !error.is_retryable() || tried >= self.pacing.tries || !fits {
                 tracing::warn!(error = %crate::error::Chain(&error), tried, "the model did not answer");
                 return Err(Failed::give_up(error).telling(UNAVAILABLE));

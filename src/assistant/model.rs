@@ -66,6 +66,10 @@ pub enum ModelError {
     /// model. No retry helps; the bot's configuration must change.
     #[error("the model's service refused the API key ({status})")]
     KeyRefused { status: u16 },
+    /// 404, or a 400 naming the model: the base URL or the model name is
+    /// wrong; the bot's configuration must change.
+    #[error("the model's service knows no such model or path ({status}): {message}")]
+    NotFound { status: u16, message: String },
     /// Another 4xx: the request is wrong for this service (an unknown
     /// model, a conversation too long).
     #[error("the model's service refused the request ({status}): {message}")]
@@ -153,6 +157,7 @@ impl Model {
             return Ok(AnswerStream {
                 response,
                 completion: Completion::new(),
+                early: Vec::new(),
             });
         }
         let retry_after = response
@@ -160,7 +165,9 @@ impl Model {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            // A wait longer than any answer's budget is as good as an hour;
+            // an absurd one must not overflow the clock.
+            .map(|secs| Duration::from_secs(secs.min(3600)));
         Err(match status {
             401 | 403 => ModelError::KeyRefused { status },
             429 => ModelError::RateLimited { retry_after },
@@ -168,16 +175,24 @@ impl Model {
                 status,
                 retry_after,
             },
-            _ => ModelError::Refused {
-                status,
-                message: error_message(response, until).await,
-            },
+            _ => {
+                let (code, message) = error_message(response, until).await;
+                if status == 404 || code.as_deref() == Some("model_not_found") {
+                    ModelError::NotFound { status, message }
+                } else {
+                    ModelError::Refused { status, message }
+                }
+            }
         })
     }
 }
 
-/// The `error.message` of an error body, read within bounds.
-async fn error_message(mut response: reqwest::Response, until: Instant) -> String {
+/// The `error.code` and `error.message` of an error body, read within
+/// bounds.
+async fn error_message(
+    mut response: reqwest::Response,
+    until: Instant,
+) -> (Option<String>, String) {
     let mut body = Vec::new();
     let read = async {
         while let Ok(Some(chunk)) = response.chunk().await {
@@ -188,10 +203,15 @@ async fn error_message(mut response: reqwest::Response, until: Instant) -> Strin
         }
     };
     let _ = tokio::time::timeout_at(until, read).await;
-    serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+    let value = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default();
+    let code = value["error"]["code"].as_str().map(str::to_owned);
+    let message: String = value["error"]["message"]
+        .as_str()
         .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect();
+    (code, message)
 }
 
 /// What reading the stream brought.
@@ -210,11 +230,31 @@ pub enum Next {
 pub struct AnswerStream {
     response: reqwest::Response,
     completion: Completion,
+    /// Pieces read by [`AnswerStream::has_more_now`], not yet handed out.
+    early: Vec<Piece>,
 }
 
 impl AnswerStream {
+    /// Whether bytes are waiting to be read at once: a reader that was
+    /// busy elsewhere (showing progress) must not take its own delay for
+    /// the model's silence.
+    pub async fn has_more_now(&mut self) -> bool {
+        match self.next(Instant::now()).await {
+            Ok(Next::Pieces(pieces)) => {
+                self.early.extend(pieces);
+                true
+            }
+            Ok(Next::Waiting) => false,
+            // The end, or an error: left for the next read to report.
+            Ok(Next::End) | Err(_) => true,
+        }
+    }
+
     /// The next part of the answer, waiting at most until `until`.
     pub async fn next(&mut self, until: Instant) -> Result<Next, ModelError> {
+        if !self.early.is_empty() {
+            return Ok(Next::Pieces(std::mem::take(&mut self.early)));
+        }
         if self.completion.is_finished() {
             return Ok(Next::End);
         }

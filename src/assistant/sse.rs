@@ -24,6 +24,10 @@ pub struct Event {
 pub enum SseError {
     #[error("a line of the event stream is longer than {MAX_LINE} bytes")]
     LineTooLong,
+    /// `data` lines without the blank line that ends an event: bounded
+    /// as a line is.
+    #[error("an event of the stream is longer than {MAX_LINE} bytes")]
+    EventTooLong,
     #[error("the event stream is not UTF-8")]
     NotUtf8,
 }
@@ -113,6 +117,9 @@ impl Decoder {
         };
         match field {
             "data" => {
+                if self.data.len() + value.len() + 1 > MAX_LINE {
+                    return Err(SseError::EventTooLong);
+                }
                 if self.has_data {
                     self.data.push('\n');
                 }
@@ -131,6 +138,22 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_lines_without_an_end_are_refused_rather_than_buffered() {
+        let mut decoder = Decoder::new();
+        let mut events = Vec::new();
+        let line = format!("data: {}\n", "x".repeat(1000));
+        let mut refused = None;
+        for _ in 0..(MAX_LINE / 1000 + 2) {
+            if let Err(error) = decoder.feed(line.as_bytes(), &mut events) {
+                refused = Some(error);
+                break;
+            }
+        }
+        assert_eq!(refused, Some(SseError::EventTooLong));
+        assert!(events.is_empty());
+    }
 
     fn parse_split(stream: &[u8], at: usize) -> Result<Vec<Event>, SseError> {
         let mut decoder = Decoder::new();

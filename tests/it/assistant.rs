@@ -530,3 +530,46 @@ async fn an_answer_without_end_is_cut_at_four_messages() {
     assert!(all.len() <= telegram_lambda_bot::assistant::MAX_ANSWER_BYTES + 100);
     assert!(sent.len() <= 5, "{} messages", sent.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_model_path_is_a_configuration_failure_and_an_absurd_wait_is_survived() {
+    // A base URL the service does not know: 404, told once, alarmed.
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let model = FakeModel::start(ModelOptions::default()).await.unwrap();
+    let base_url = stand_in.base_url();
+    let wrong = format!("{}/nowhere", model.base_url());
+    let vars = [
+        ("TELEGRAM_BOT_TOKEN", stand_in.token()),
+        ("TELEGRAM_API_BASE_URL", base_url.as_str()),
+        ("TELEGRAM_WEBHOOK_SECRET", crate::helpers::SECRET),
+        ("ASSISTANT_MODEL", "fake-1"),
+        ("ASSISTANT_BASE_URL", wrong.as_str()),
+        ("ASSISTANT_API_KEY", FAKE_MODEL_KEY),
+    ];
+    let lookup = |name: &str| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    };
+    let mut config = Config::from_lookup(lookup).unwrap();
+    config.read_secrets(&[], lookup).unwrap();
+    let webhook = Webhook::for_bot(&config, Bot::from_config(&config)).unwrap();
+    let update = private(40, "Hi?");
+    stand_in.observe_update(&update);
+    let verdict = handle_event(&webhook, event_with(&update), Instant::now() + TIME).await;
+    assert_eq!(
+        (verdict.status(), verdict.as_str()),
+        (200, "configuration_failure")
+    );
+    assert_eq!(testkit::texts(&stand_in.sent_messages()), [UNAVAILABLE]);
+
+    // A Retry-After no clock can add: given up with the short answer,
+    // never a panic.
+    let b = bench(5, Duration::ZERO).await;
+    b.model.fail_next(ModelFault::TooManyRequests {
+        retry_after: u64::MAX,
+    });
+    let verdict = b.deliver(&private(41, "Hi?"), TIME).await;
+    assert_eq!(verdict.as_str(), "permanent_failure");
+    assert_eq!(b.sent(), [UNAVAILABLE]);
+}
