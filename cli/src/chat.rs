@@ -436,6 +436,12 @@ impl DraftView {
         };
         self.seen = drafts.len();
         let text = latest.text.split_whitespace().collect::<Vec<_>>().join(" ");
+        // An empty draft is Telegram's "Thinking..." placeholder.
+        let text = if text.is_empty() {
+            "Thinking...".to_owned()
+        } else {
+            text
+        };
         if !self.interactive {
             println!("(draft) {text}");
             return;

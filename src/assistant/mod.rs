@@ -190,7 +190,10 @@ impl Assistant {
             .deadline()
             .checked_sub(self.pacing.send_reserve)
             .unwrap_or_else(Instant::now);
-        cx.typing().await;
+        // At once: "typing" in a group, a "Thinking..." draft (an empty
+        // one) in a private chat.
+        let mut shown = Progress::new(&self.pacing, message);
+        shown.show(cx, "", until).await;
         // The conversation is the bot's own I/O: without it (a store that
         // fails), the question is still answered, on its own.
         let earlier = match cx.note(conversation::NOTE).await {
@@ -205,7 +208,6 @@ impl Assistant {
         let earlier = earlier.without(message.message_id.0);
         let turns = self.turns(&earlier, question);
         let mut stream = self.start(cx, &turns, until).await?;
-        let mut shown = Progress::new(&self.pacing, message);
         let mut text = String::new();
         let mut finish = None;
         let mut heard = Instant::now();
@@ -214,14 +216,21 @@ impl Assistant {
             if now >= until {
                 break Ending::OutOfTime;
             }
-            if now.duration_since(heard) >= self.pacing.stall && !stream.has_more_now().await {
+            // Silence before the first word is thinking (a reasoning model
+            // may take most of the budget), bounded by the budget alone;
+            // after it, a gap this long is a cut stream.
+            let stalled = !text.is_empty() && now.duration_since(heard) >= self.pacing.stall;
+            if stalled && !stream.has_more_now().await {
                 tracing::warn!(
                     stalled_ms = self.pacing.stall.as_millis() as u64,
                     "the model's stream went quiet; taken as cut"
                 );
                 break Ending::Cut;
             }
-            let wake = until.min(heard + self.pacing.stall).min(shown.due(&text));
+            let mut wake = until.min(shown.due(&text));
+            if !text.is_empty() {
+                wake = wake.min(heard + self.pacing.stall);
+            }
             match stream.next(wake).await {
                 Ok(Next::Pieces(pieces)) => {
                     heard = Instant::now();
@@ -333,12 +342,7 @@ impl<'p> Progress<'p> {
             pacing,
             private,
             draft_id: message.message_id.0.max(1),
-            // "typing" went out just before the question.
-            next: if private {
-                now
-            } else {
-                now + pacing.typing_every
-            },
+            next: now,
             drafted: 0,
             drafted_at: None,
         }
@@ -352,8 +356,14 @@ impl<'p> Progress<'p> {
         if !self.private {
             return self.next;
         }
-        if text.trim().is_empty() {
-            return Instant::now() + self.pacing.draft_refresh;
+        // As `show` counts it.
+        let text = text.trim_start();
+        if text.is_empty() {
+            // The "Thinking..." placeholder: shown once, then refreshed.
+            return match self.drafted_at {
+                Some(at) => (at + self.pacing.draft_refresh).max(self.next),
+                None => self.next,
+            };
         }
         match self.drafted_at {
             Some(at) if text.len() == self.drafted => {
@@ -376,7 +386,10 @@ impl<'p> Progress<'p> {
         let stale = self
             .drafted_at
             .is_none_or(|at| now.duration_since(at) >= self.pacing.draft_refresh);
-        if text.trim().is_empty() || (text.len() == self.drafted && !stale) {
+        // Blank text is the "Thinking..." placeholder Telegram shows for an
+        // empty draft.
+        let text = text.trim_start();
+        if text.len() == self.drafted && !stale {
             return;
         }
         // The part that will be the last message: a draft never passes
@@ -420,8 +433,12 @@ mod tests {
         let question = message("private");
         let mut progress = Progress::new(&pacing, &question);
         let now = Instant::now();
-        // Nothing written yet: the reader may wait for the model.
-        assert!(progress.due("") > now);
+        // At first, the "Thinking..." placeholder at once; once shown, only
+        // its refresh: the reader may wait for the model.
+        assert!(progress.due("") <= now);
+        progress.drafted_at = Some(now);
+        assert_eq!(progress.due(""), now + pacing.draft_refresh);
+        assert_eq!(progress.due("  "), now + pacing.draft_refresh);
         // News: a draft at once.
         assert!(progress.due("Because") <= now);
         // Drafted: the same text is due again only to refresh it.
@@ -432,8 +449,10 @@ mod tests {
         assert_eq!(progress.due("Because it"), now + pacing.draft_every);
         // In a group, "typing" on its own clock.
         let group = message("group");
-        let progress = Progress::new(&pacing, &group);
-        assert!(progress.due("") >= now + pacing.typing_every);
+        let mut progress = Progress::new(&pacing, &group);
+        assert!(progress.due("") <= Instant::now(), "typing at once");
+        progress.next = now + pacing.typing_every;
+        assert_eq!(progress.due(""), now + pacing.typing_every);
         assert_eq!(progress.draft_id, 7);
     }
 

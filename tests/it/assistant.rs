@@ -573,3 +573,24 @@ async fn a_wrong_model_path_is_a_configuration_failure_and_an_absurd_wait_is_sur
     assert_eq!(verdict.as_str(), "permanent_failure");
     assert_eq!(b.sent(), [UNAVAILABLE]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_thinks_before_its_first_word_is_waited_for_with_a_placeholder() {
+    // Silent for 2 s before the first word (a reasoning model), where a
+    // gap of 1.5 s after it would be a cut stream.
+    let b = bench(5, Duration::from_millis(10)).await;
+    b.model
+        .fail_next(ModelFault::StallAfter(0, Duration::from_secs(2)));
+    let verdict = b.deliver(&private(50, "Think hard."), TIME).await;
+    assert_eq!(verdict.as_str(), "answered");
+    assert_eq!(b.sent(), [words(5)]);
+    let drafts = b.stand_in.drafts();
+    // The empty draft: Telegram's "Thinking..." until the first word,
+    // refreshed on the (tenfold) 2 s clock.
+    assert_eq!(drafts[0].text, "");
+    assert!(drafts.iter().take_while(|d| d.text.is_empty()).count() >= 2);
+    assert!(
+        b.stand_in.calls_to("sendChatAction").is_empty(),
+        "no typing in private"
+    );
+}
