@@ -41,14 +41,18 @@ struct Bench {
 }
 
 fn config(stand_in: &StandIn, model: &FakeModel, key: &str) -> Config {
+    config_at(stand_in, &model.base_url(), key)
+}
+
+/// The configuration with the model's API at `model_url`.
+fn config_at(stand_in: &StandIn, model_url: &str, key: &str) -> Config {
     let base_url = stand_in.base_url();
-    let model_url = model.base_url();
     let vars = [
         ("TELEGRAM_BOT_TOKEN", stand_in.token()),
         ("TELEGRAM_API_BASE_URL", &base_url),
         ("TELEGRAM_WEBHOOK_SECRET", crate::helpers::SECRET),
         ("ASSISTANT_MODEL", "fake-1"),
-        ("ASSISTANT_BASE_URL", &model_url),
+        ("ASSISTANT_BASE_URL", model_url),
         ("ASSISTANT_API_KEY", key),
     ];
     let lookup = |name: &str| {
@@ -536,23 +540,8 @@ async fn a_wrong_model_path_is_a_configuration_failure_and_an_absurd_wait_is_sur
     // A base URL the service does not know: 404, told once, alarmed.
     let stand_in = StandIn::start(Options::default()).await.unwrap();
     let model = FakeModel::start(ModelOptions::default()).await.unwrap();
-    let base_url = stand_in.base_url();
     let wrong = format!("{}/nowhere", model.base_url());
-    let vars = [
-        ("TELEGRAM_BOT_TOKEN", stand_in.token()),
-        ("TELEGRAM_API_BASE_URL", base_url.as_str()),
-        ("TELEGRAM_WEBHOOK_SECRET", crate::helpers::SECRET),
-        ("ASSISTANT_MODEL", "fake-1"),
-        ("ASSISTANT_BASE_URL", wrong.as_str()),
-        ("ASSISTANT_API_KEY", FAKE_MODEL_KEY),
-    ];
-    let lookup = |name: &str| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| (*v).to_owned())
-    };
-    let mut config = Config::from_lookup(lookup).unwrap();
-    config.read_secrets(&[], lookup).unwrap();
+    let config = config_at(&stand_in, &wrong, FAKE_MODEL_KEY);
     let webhook = Webhook::for_bot(&config, Bot::from_config(&config)).unwrap();
     let update = private(40, "Hi?");
     stand_in.observe_update(&update);
