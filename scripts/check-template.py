@@ -7,6 +7,7 @@ properties this project's behaviour depends on.
 
 import itertools
 import re
+import json
 import sys
 from pathlib import Path
 
@@ -62,7 +63,9 @@ check("BotToken" not in params, "the token must not be a template parameter (it 
 check(function["Metadata"]["BuildMethod"] == "rust-cargolambda", "build with rust-cargolambda")
 check(function["Metadata"]["BuildProperties"]["Binary"] == "webhook", "build the webhook binary")
 
-env = props["Environment"]["Variables"]
+# Both functions share one configuration (Globals).
+check("Environment" not in props, "the webhook's configuration is the functions' shared one")
+env = glob["Environment"]["Variables"]
 # The assistant: off unless a model is named; its key is among the bot's
 # secrets, never in the environment.
 check(params["AssistantModel"]["Default"] == "", "the assistant is off by default")
@@ -112,13 +115,18 @@ check(table_props.get("TimeToLiveSpecification") == {"AttributeName": "expires_a
       "TTL on expires_at")
 check(env.get("BOT_STORE_TABLE") == {"If": ["UseMemory", {"Ref": "MemoryTable"}, ""]},
       "BOT_STORE_TABLE names the table, or is empty with the store off")
+# The functions' shared permissions are one managed policy; the webhook has
+# no other but the queue's.
+check(props["Policies"] == [{"Ref": "BotPolicy"}], "the webhook's permissions are the shared policy's")
+bot_policy = resources["BotPolicy"]
+check(bot_policy["Type"] == "AWS::IAM::ManagedPolicy", "the shared permissions are a managed policy")
+bot_statements = bot_policy["Properties"]["PolicyDocument"]["Statement"]
 memory_statements = []
-for policy in props["Policies"]:
-    for st in policy["Statement"]:
-        if isinstance(st, dict) and "If" in st:
-            condition, then, otherwise = st["If"]
-            check(condition == "UseMemory" and otherwise == {"Ref": "AWS::NoValue"}, "store access only with the store on")
-            memory_statements.append(then)
+for st in bot_statements:
+    if isinstance(st, dict) and "If" in st:
+        condition, then, otherwise = st["If"]
+        check(condition == "UseMemory" and otherwise == {"Ref": "AWS::NoValue"}, "store access only with the store on")
+        memory_statements.append(then)
 check(len(memory_statements) == 1, "one statement for the table")
 for st in memory_statements:
     check(sorted(st["Action"]) == ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
@@ -128,7 +136,7 @@ for st in memory_statements:
 # Least privilege: ssm:GetParameters on the two parameters, and the bot's
 # secrets parameter only when the stack names one; kms:Decrypt via SSM, for
 # those only.
-statements = [st for policy in props["Policies"] for st in policy["Statement"] if "If" not in st]
+statements = [st for st in bot_statements if "If" not in st]
 actions = sorted(a for st in statements for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"]))
 check(actions == ["kms:Decrypt", "ssm:GetParameters"], f"only ssm:GetParameters and kms:Decrypt, got {actions}")
 parameter_arns = {":parameter${BotTokenParameter}", ":parameter${WebhookSecretParameter}"}
@@ -171,6 +179,63 @@ for st in statements:
         arns = parameter_list(condition.get("kms:EncryptionContext:PARAMETER_ARN", []), "kms:Decrypt")
         check(arns == (parameter_arns, [bot_secrets_arn]),
               "kms:Decrypt only for the two parameters, and the bot's secrets when named")
+
+# Slow work off the webhook: off by default, everything behind UseQueue,
+# and IAM grown by exactly what is used.
+check(params["Queue"]["Default"] == "Off" and set(params["Queue"]["AllowedValues"]) == {"On", "Off"},
+      "the queue off by default, and a parameter to turn it on")
+check(template["Conditions"].get("UseQueue") == {"Equals": [{"Ref": "Queue"}, "On"]}, "UseQueue: Queue On")
+rule = template.get("Rules", {}).get("QueueNeedsMemory", {})
+check(rule.get("Assertions", [{}])[0].get("Assert") == {"Equals": [{"Ref": "Memory"}, "DynamoDB"]},
+      "the queue needs the store: its protocol is in the chats' records")
+queue_resources = {"SlowQueue", "DeadLetters", "WorkerFunction", "WorkerFunctionLogs", "WorkerTrigger",
+                   "WebhookQueuePolicy"}
+for name, resource in resources.items():
+    is_queue = resource["Type"] in ("AWS::SQS::Queue", "AWS::Lambda::EventSourceMapping") or name in queue_resources
+    check(not is_queue or resource.get("Condition") == "UseQueue", f"{name} only with Queue=On")
+check(queue_resources <= set(resources), f"the queue's resources, got {sorted(queue_resources - set(resources))} missing")
+slow = resources["SlowQueue"]["Properties"]
+dead = resources["DeadLetters"]["Properties"]
+check(slow["FifoQueue"] is True and dead["FifoQueue"] is True, "FIFO queues: a chat's updates in order")
+check(slow["ContentBasedDeduplication"] is False, "the webhook names each update; no content-based deduplication")
+check(slow["RedrivePolicy"]["deadLetterTargetArn"] == {"GetAtt": "DeadLetters.Arn"}
+      and slow["RedrivePolicy"]["maxReceiveCount"] >= 5,
+      "at least 5 receives before the dead-letter queue (AWS's advice for a Lambda trigger)")
+check(env.get("BOT_QUEUE_MAX_RECEIVES") == {"If": ["UseQueue", str(slow["RedrivePolicy"]["maxReceiveCount"]),
+                                                   {"Ref": "AWS::NoValue"}]},
+      "the worker knows the queue's maxReceiveCount, so its last try")
+check(env.get("BOT_QUEUE_URL") == {"If": ["UseQueue", {"Ref": "SlowQueue"}, {"Ref": "AWS::NoValue"}]},
+      "BOT_QUEUE_URL only with the queue on")
+worker_timeouts = params["WorkerTimeout"]["AllowedValues"]
+check(all(120 <= t <= 180 for t in worker_timeouts), "the worker's timeout: 2 to 3 minutes")
+check(slow["VisibilityTimeout"] == {"FindInMap": ["WorkerVisibility", {"Ref": "WorkerTimeout"}, "Seconds"]},
+      "the visibility timeout follows the worker's timeout")
+for t in worker_timeouts:
+    check(template["Mappings"]["WorkerVisibility"][str(t)]["Seconds"] >= 6 * t,
+          f"visibility timeout at least 6 times the worker's timeout ({t} s)")
+worker = resources["WorkerFunction"]
+check(worker["Metadata"] == function["Metadata"], "the worker is the same binary")
+check(worker["Properties"]["Timeout"] == {"Ref": "WorkerTimeout"}, "the worker's own timeout")
+trigger = resources["WorkerTrigger"]["Properties"]
+check(trigger["EventSourceArn"] == {"GetAtt": "SlowQueue.Arn"} and trigger["FunctionName"] == {"Ref": "WorkerFunction"},
+      "the queue triggers the worker")
+check(trigger["BatchSize"] == 1 and trigger["FunctionResponseTypes"] == ["ReportBatchItemFailures"],
+      "one message per invocation, failures reported per message")
+worker_policies = worker["Properties"]["Policies"]
+check(worker_policies[0] == {"Ref": "BotPolicy"} and len(worker_policies) == 2,
+      "the worker: the shared policy, and its queue statements")
+worker_grants = sorted((a, json.dumps(st["Resource"])) for st in worker_policies[1]["Statement"]
+                       for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"]))
+check(worker_grants == sorted([("sqs:DeleteMessage", '{"GetAtt": "SlowQueue.Arn"}'),
+                               ("sqs:GetQueueAttributes", '{"GetAtt": "SlowQueue.Arn"}'),
+                               ("sqs:ReceiveMessage", '{"GetAtt": "SlowQueue.Arn"}'),
+                               ("sqs:SendMessage", '{"GetAtt": "DeadLetters.Arn"}')]),
+      f"the worker: the trigger's three actions on the queue, sending to the dead letters, nothing else; got {worker_grants}")
+send = resources["WebhookQueuePolicy"]["Properties"]
+check(send["Roles"] == [{"Ref": "WebhookFunctionRole"}]
+      and [(st["Action"], st["Resource"]) for st in send["PolicyDocument"]["Statement"]]
+      == [("sqs:SendMessage", {"GetAtt": "SlowQueue.Arn"})],
+      "the webhook may only send to the queue")
 
 check(set(params["EndpointType"]["AllowedValues"]) == {"HttpApi", "FunctionUrl"}, "both endpoint types")
 check(params["EndpointType"]["Default"] == "HttpApi", "HTTP API by default")

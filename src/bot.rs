@@ -128,6 +128,12 @@ impl Handler for Bot {
         answer
     }
 
+    /// A question to the assistant takes seconds: with the queue on
+    /// (README, "Slow work off the webhook"), the worker answers it.
+    fn is_slow(&self, update: &Update, _: &State) -> bool {
+        self.question(update).is_some()
+    }
+
     fn state_is_kept(&mut self, kept: bool) {
         self.state_kept = kept;
     }

@@ -83,6 +83,16 @@ pub trait Handler: Send + Sync + 'static {
         telling(update, GAVE_UP)
     }
 
+    /// Whether answering `update` may take long (a language model, a slow
+    /// service): with a queue configured (`BOT_QUEUE_URL`, the stack's
+    /// `Queue` parameter) the webhook defers it to the worker instead of
+    /// holding Telegram's connection meanwhile. Decided before any outside
+    /// call, on the update and the chat's state as read. Button presses
+    /// are never deferred, whatever this says.
+    fn is_slow(&self, _update: &Update, _state: &Self::State) -> bool {
+        false
+    }
+
     /// Told at start-up whether the chat's state outlives the process (a
     /// table or a file), so that the bot offers what needs it only then.
     fn state_is_kept(&mut self, _kept: bool) {}
@@ -95,6 +105,21 @@ pub fn telling(update: &Update, text: &str) -> Vec<Action> {
         UpdateKind::Message(message) => vec![Action::Send(SendMessage::reply_to(message, text))],
         _ => Vec::new(),
     }
+}
+
+/// A key naming `update` of the bot `bot_id`, the same on every delivery
+/// and unique across Telegram's restarts of update ids: the bot's id, the
+/// update's id, and its message's or press's id.
+pub fn update_key(bot_id: &str, update: &Update) -> String {
+    let item = match &update.kind {
+        UpdateKind::Message(m)
+        | UpdateKind::EditedMessage(m)
+        | UpdateKind::ChannelPost(m)
+        | UpdateKind::EditedChannelPost(m) => format!("{}.{}", m.chat.id.0, m.message_id.0),
+        UpdateKind::CallbackQuery(query) => query.id.clone(),
+        UpdateKind::Other { .. } => String::new(),
+    };
+    format!("{bot_id}:{}:{item}", update.id.0)
 }
 
 /// What a bot that gives up says, unless it says something else.
@@ -317,15 +342,7 @@ impl<'a> Context<'a> {
     /// unique across Telegram's restarts of update ids: the bot's id, the
     /// update's id and its message's or press's id.
     pub fn idempotency_key(&self) -> String {
-        let item = match &self.update.kind {
-            UpdateKind::Message(m)
-            | UpdateKind::EditedMessage(m)
-            | UpdateKind::ChannelPost(m)
-            | UpdateKind::EditedChannelPost(m) => format!("{}.{}", m.chat.id.0, m.message_id.0),
-            UpdateKind::CallbackQuery(query) => query.id.clone(),
-            UpdateKind::Other { .. } => String::new(),
-        };
-        format!("{}:{}:{item}", self.api.bot_id(), self.update.id.0)
+        update_key(self.api.bot_id(), self.update)
     }
 
     /// Shows "typing..." in the update's chat for about 5 s, or until the

@@ -7,8 +7,9 @@ use crate::bot::Bot;
 use crate::client::{ApiError, BotApi, Failure};
 use crate::error::Chain;
 use crate::handler::{Context, Failed, Handler, ANSWER_RESERVE, MAX_GATHER, RETRY_LATER_LIMIT};
-use crate::memory::{answer_step, millis, now_millis, Decision, Memory, Read, Ticket};
+use crate::memory::{answer_step, millis, now_millis, Decision, Memory, Read, Route, Ticket};
 use crate::metrics::{self, measured, Line, Spent};
+use crate::queue::{Queue, QueueError};
 use crate::retry::{retry, GaveUp, RetryPolicy, Stop};
 use crate::store::StoreError;
 use crate::telegram::{CallbackQuery, SendMessage, Update, UpdateKind};
@@ -30,6 +31,8 @@ pub enum Outcome {
     },
     /// Nothing to answer.
     Ignored,
+    /// On the queue, for the worker to answer (see [`crate::queue`]).
+    Deferred,
     Answered,
     /// An action failed in a way no retry fixes; the update counts as done.
     PermanentFailure,
@@ -51,6 +54,7 @@ impl Outcome {
             Outcome::Duplicate => "duplicate",
             Outcome::InProgress { .. } => "in_progress",
             Outcome::Ignored => "ignored",
+            Outcome::Deferred => "deferred",
             Outcome::Answered => "answered",
             Outcome::PermanentFailure => "permanent_failure",
             Outcome::RetryableFailure { .. } => "retryable_failure",
@@ -79,6 +83,18 @@ pub enum HandlingError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Bot(#[from] Failed),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+impl Handled {
+    /// Whether the bot's retry-later failure was given up for being out of
+    /// tries (its time, or the queue's receives): what the worker keeps in
+    /// the dead-letter queue.
+    pub fn exhausted(&self) -> bool {
+        self.outcome.is_final()
+            && matches!(self.error, Some(HandlingError::Bot(Failed::RetryLater(_))))
+    }
 }
 
 /// A bot's look-up that ran past the time it had.
@@ -137,6 +153,43 @@ pub struct Responder<'a, H = Bot> {
     pub api: &'a BotApi,
     pub bot: &'a H,
     pub memory: &'a Memory,
+    pub deferral: Deferral<'a>,
+}
+
+/// Whether slow updates go to the queue, and on which side of it this
+/// responder is.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Deferral<'a> {
+    /// No queue: every update is answered where it arrived.
+    #[default]
+    Off,
+    /// The webhook: slow updates, and those behind one, go to this queue.
+    To(&'a Queue),
+    /// The worker, answering an update from the queue; `last_try` on the
+    /// queue's last receive of it, when a failure is given up.
+    Worker { last_try: bool },
+}
+
+impl Deferral<'_> {
+    fn route(&self) -> Route {
+        match self {
+            Deferral::Off => Route::Here,
+            Deferral::To(_) => Route::Deferring,
+            Deferral::Worker { .. } => Route::Worker,
+        }
+    }
+}
+
+/// Whether `update` may be deferred: the chat's own queue (messages, edits,
+/// posts). Presses are queued per user by Telegram and must stay fast.
+fn deferrable(update: &Update) -> bool {
+    matches!(
+        update.kind,
+        UpdateKind::Message(_)
+            | UpdateKind::EditedMessage(_)
+            | UpdateKind::ChannelPost(_)
+            | UpdateKind::EditedChannelPost(_)
+    )
 }
 
 impl<H> Clone for Responder<'_, H> {
@@ -303,16 +356,28 @@ impl<H: Handler> Responder<'_, H> {
                 Ok(read) => read,
                 Err(error) => return store_failure(error),
             },
-        };
+        }
+        .on(self.deferral.route());
         let ticket = read.ticket().clone();
         match before(deadline, memory.recognise(&mut read, lease_until, now)).await {
             Err(error) => return store_failure(error),
+            Ok(Some(Decision::Deferred { enqueued: false })) => {
+                if let Deferral::To(queue) = self.deferral {
+                    return self.enqueue(queue, update, &ticket, deadline).await;
+                }
+            }
             Ok(Some(decision)) => {
                 return self
                     .carry_out(Ok((decision, ticket)), lease_until, policy, stop, recorded)
                     .await
             }
             Ok(None) => {}
+        }
+        if let Deferral::To(queue) = self.deferral {
+            let slow = || self.bot.is_slow(update, &read.state());
+            if deferrable(update) && (read.holds_deferred(now) || slow()) {
+                return self.defer(queue, update, read, now, deadline).await;
+            }
         }
         let gathered = match self
             .gather(update, &mut read, lease_until, now, policy)
@@ -344,6 +409,64 @@ impl<H: Handler> Responder<'_, H> {
         let decided = before(deadline, memory.decide_with(read, lease_until, now, answer)).await;
         self.carry_out(decided, lease_until, policy, stop, recorded)
             .await
+    }
+
+    /// Defers `update` to `queue`: recorded as accepted in the chat's
+    /// record first, then sent, then marked as sent.
+    async fn defer(
+        &self,
+        queue: &Queue,
+        update: &Update,
+        mut read: Read,
+        now: i64,
+        deadline: Option<Instant>,
+    ) -> Handled {
+        match before(deadline, self.memory.defer(&mut read, now)).await {
+            Err(error) => store_failure(error),
+            Ok(None) | Ok(Some(Decision::Deferred { enqueued: false })) => {
+                self.enqueue(queue, update, read.ticket(), deadline).await
+            }
+            Ok(Some(decision)) => finished(match decision {
+                Decision::Duplicate => Outcome::Duplicate,
+                Decision::Deferred { .. } => Outcome::Deferred,
+                // Another run holds it: ask again shortly.
+                _ => Outcome::InProgress {
+                    retry_after: Duration::from_secs(1),
+                },
+            }),
+        }
+    }
+
+    /// Sends a deferred update to the queue and marks it sent. A failure to
+    /// send asks Telegram for the update again, which finds it accepted and
+    /// sends it again; a failure to mark it only costs a repeat send, which
+    /// the queue drops.
+    async fn enqueue(
+        &self,
+        queue: &Queue,
+        update: &Update,
+        ticket: &Ticket,
+        deadline: Option<Instant>,
+    ) -> Handled {
+        let key = crate::handler::update_key(self.api.bot_id(), update);
+        let sent = queue.send(update, ticket.key(), &key);
+        let sent = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, sent)
+                .await
+                .unwrap_or(Err(QueueError::Timeout)),
+            None => sent.await,
+        };
+        if let Err(error) = sent {
+            return Handled {
+                outcome: Outcome::RetryableFailure { retry_after: None },
+                error: Some(HandlingError::Queue(error)),
+                done: 0,
+            };
+        }
+        if let Err(error) = before(deadline, self.memory.enqueued(ticket)).await {
+            tracing::warn!(update_id = ticket.update(), error = %Chain(&error), "the update is on the queue, but could not be marked so; a redelivery sends it again");
+        }
+        finished(Outcome::Deferred)
     }
 
     /// Runs the bot's look-up with the time it has. One that is done at its
@@ -415,7 +538,9 @@ impl<H: Handler> Responder<'_, H> {
         stop: &mut Stop,
         recorded: &(dyn Fn() + Send + Sync),
     ) -> Handled {
-        let retry = matches!(failed, Failed::RetryLater(_)) && within_retry_limit(update, now);
+        let last_try = matches!(self.deferral, Deferral::Worker { last_try: true });
+        let retry =
+            matches!(failed, Failed::RetryLater(_)) && within_retry_limit(update, now) && !last_try;
         if retry {
             // Only a look-up that waited claimed the update; releasing
             // nothing would still cost a write.
@@ -475,6 +600,13 @@ impl<H: Handler> Responder<'_, H> {
                 return finished(Outcome::InProgress { retry_after })
             }
             Decision::Nothing => return finished(Outcome::Ignored),
+            Decision::Deferred { enqueued: true } => return finished(Outcome::Deferred),
+            // Another run deferred it, and is sending it to the queue.
+            Decision::Deferred { enqueued: false } => {
+                return finished(Outcome::InProgress {
+                    retry_after: Duration::from_secs(1),
+                })
+            }
             Decision::Send { actions, from } => (actions, from),
         };
         recorded();

@@ -27,6 +27,7 @@
 pub mod action;
 pub mod alerts;
 pub mod assistant;
+pub mod aws;
 pub mod bot;
 pub mod client;
 pub mod config;
@@ -38,8 +39,10 @@ pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod poll;
+pub mod queue;
 pub mod retry;
 pub mod ssm;
 pub mod store;
 pub mod telegram;
 pub mod webhook;
+pub mod worker;

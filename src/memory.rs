@@ -39,7 +39,7 @@ use crate::store::dynamodb::DynamoDbStore;
 use crate::store::file::FileStore;
 use crate::store::in_process::InProcessStore;
 use crate::store::{
-    unreadable, ChatRecord, Commit, Done, Lease, Pending, Store, StoreConfig, StoreError,
+    unreadable, ChatRecord, Commit, Done, Lease, Pending, Queued, Store, StoreConfig, StoreError,
 };
 use crate::telegram::{Update, UpdateKind};
 use std::fmt;
@@ -127,6 +127,23 @@ pub enum Decision {
     Nothing,
     /// Carry out `actions` from number `from` on.
     Send { actions: Vec<Action>, from: usize },
+    /// Deferred to the queue by an earlier delivery: send it on unless it
+    /// is `enqueued` already.
+    Deferred { enqueued: bool },
+}
+
+/// Where a run answers its update, as far as the queue goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Route {
+    /// Where it arrived, without a queue (`bot poll`, a webhook with the
+    /// queue off): an update found deferred (a queue switched off since)
+    /// is answered here.
+    #[default]
+    Here,
+    /// The webhook with a queue: an update found deferred is only sent on.
+    Deferring,
+    /// The worker, with the update from the queue.
+    Worker,
 }
 
 /// The update a decision was for, to record its progress.
@@ -141,6 +158,7 @@ pub struct Ticket {
     lifetime_end: i64,
     /// Whether its done id is kept by time (short-lived updates).
     short_lived: bool,
+    route: Route,
 }
 
 /// A chat's record as read for one update.
@@ -203,6 +221,21 @@ impl Read {
             .is_some_and(|p| p.owner == self.ticket.owner)
     }
 
+    /// This read for a run on `route`.
+    pub fn on(mut self, route: Route) -> Self {
+        self.ticket.route = route;
+        self
+    }
+
+    /// Whether another update of the chat is deferred and not finished:
+    /// then this one is deferred behind it, to keep the chat's order.
+    pub fn holds_deferred(&self, now: i64) -> bool {
+        self.record
+            .pending
+            .iter()
+            .any(|(id, p)| *id != self.ticket.update && !p.queued.is_no() && p.expires > now)
+    }
+
     /// Whether a delivery of this update got as far as the store before:
     /// it is done, or its outbox is still there. A button press that did
     /// was answered then (it is answered before the bot runs).
@@ -226,6 +259,7 @@ impl Ticket {
             owner: new_owner(),
             lifetime_end: i64::MAX,
             short_lived: false,
+            route: Route::Here,
         }
     }
 
@@ -245,6 +279,7 @@ impl Ticket {
             short_lived: update
                 .lifetime_from_receipt()
                 .is_some_and(|lifetime| lifetime <= SHORT_LIVED),
+            route: Route::Here,
         }
     }
 
@@ -269,6 +304,15 @@ impl Ticket {
     }
 
     /// How the update is remembered once done at `now`.
+    /// What this run's writes mark the update as: the worker's keep it
+    /// deferred, so that the chat's later messages stay behind it.
+    fn queued(&self) -> Queued {
+        match self.route {
+            Route::Worker => Queued::Enqueued,
+            Route::Here | Route::Deferring => Queued::No,
+        }
+    }
+
     fn done(&self, now: i64) -> Done {
         if self.short_lived {
             Done::Until(self.lifetime_end.saturating_add(millis(CLOCK_MARGIN)))
@@ -360,7 +404,7 @@ impl Memory {
             StoreConfig::Off => Memory::in_process(),
             StoreConfig::DynamoDb { table } => Memory::new(
                 Arc::new(DynamoDbStore::new(
-                    &crate::ssm::sdk_config().await,
+                    &crate::aws::sdk_config().await,
                     table.clone(),
                 )),
                 Leases::Shared,
@@ -489,6 +533,10 @@ impl Memory {
         else {
             return Ok(Recognised::New);
         };
+        if ticket.route == Route::Deferring && !pending.queued.is_no() {
+            let enqueued = pending.queued == Queued::Enqueued;
+            return Ok(Recognised::Decided(Decision::Deferred { enqueued }));
+        }
         let live = self.leases == Leases::Shared && pending.lease_until > now;
         if pending.owner != ticket.owner && live {
             let left =
@@ -548,6 +596,7 @@ impl Memory {
                 lease_until,
                 owner: read.ticket.owner,
                 expires: read.ticket.outbox_expires(now),
+                queued: read.ticket.queued(),
             };
             let commit = Commit {
                 expected_version: read.record.version,
@@ -567,6 +616,55 @@ impl Memory {
             }
         }
         Err(StoreError::Contended(MAX_RUNS))
+    }
+
+    /// Defers the update to the queue: records it in the chat's record as
+    /// accepted (the outbox's conditional write, holding no lease: the
+    /// worker takes it when it comes), before it is sent to the queue, so
+    /// that a failure to send loses nothing (a redelivery finds it and
+    /// sends it). `None` once recorded; otherwise what another run made of
+    /// the update meanwhile.
+    pub async fn defer(&self, read: &mut Read, now: i64) -> Result<Option<Decision>, StoreError> {
+        for _ in 0..MAX_RUNS {
+            if let Some(decision) = self.recognise(read, 0, now).await? {
+                return Ok(Some(decision));
+            }
+            let accepted = Pending {
+                actions: String::new(),
+                sent: 0,
+                lease_until: 0,
+                owner: read.ticket.owner,
+                expires: read.ticket.outbox_expires(now),
+                queued: Queued::Accepted,
+            };
+            let (forget_pending, forget_done, forget_done_until) = to_forget(&read.record, now);
+            let commit = Commit {
+                expected_version: read.record.version,
+                state: None,
+                update: read.ticket.update,
+                pending: Some(accepted.clone()),
+                done: read.ticket.done(now),
+                forget_pending: forget_pending
+                    .into_iter()
+                    .filter(|id| *id != read.ticket.update)
+                    .collect(),
+                forget_done,
+                forget_done_until,
+                record_expires_at: self.record_expires_at(now),
+            };
+            if self.write(read, &commit).await? {
+                read.record.version += 1;
+                read.record.pending.insert(read.ticket.update, accepted);
+                return Ok(None);
+            }
+        }
+        Err(StoreError::Contended(MAX_RUNS))
+    }
+
+    /// Marks a deferred update as on the queue: a later delivery of it is
+    /// only acknowledged.
+    pub async fn enqueued(&self, ticket: &Ticket) -> Result<(), StoreError> {
+        self.store.enqueued(&ticket.key, ticket.update).await
     }
 
     /// Decides the update from a record read before: recognises it, or
@@ -738,6 +836,7 @@ impl Memory {
                 lease_until,
                 owner: ticket.owner,
                 expires: ticket.outbox_expires(now),
+                queued: ticket.queued(),
             })
         };
         let (mut forget_pending, forget_done, forget_done_until) = to_forget(record, now);
@@ -923,6 +1022,10 @@ mod tests {
         fn kind(&self) -> &'static str {
             "counting"
         }
+        fn enqueued<'a>(&'a self, key: &'a str, update: i64) -> StoreFuture<'a, ()> {
+            self.count();
+            self.inner.enqueued(key, update)
+        }
         fn load<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<ChatRecord>> {
             self.count();
             self.inner.load(key)
@@ -1016,6 +1119,73 @@ mod tests {
     }
 
     const NOW: i64 = 1_800_000_000_000;
+
+    #[tokio::test]
+    async fn a_deferred_update_is_sent_on_until_enqueued_holds_its_chat_and_is_the_workers() {
+        let s = setup(Leases::Shared);
+        // The message is new to the clock: its entry lives a minute.
+        let now = now_millis();
+        let slow = text(50, "/ask why?");
+        let mut read = s.memory.read(&slow).await.unwrap().on(Route::Deferring);
+        assert_eq!(s.memory.defer(&mut read, now).await.unwrap(), None);
+        let ticket = read.ticket().clone();
+        // A redelivery finds it accepted: to be sent (again).
+        let recognise = |update: &Update, route| {
+            let memory = s.memory.clone();
+            let update = update.clone();
+            async move {
+                let mut read = memory.read(&update).await.unwrap().on(route);
+                let decided = memory
+                    .recognise(&mut read, now + 10_000, now)
+                    .await
+                    .unwrap();
+                (decided, read.holds_deferred(now))
+            }
+        };
+        assert_eq!(
+            recognise(&slow, Route::Deferring).await.0,
+            Some(Decision::Deferred { enqueued: false })
+        );
+        s.memory.enqueued(&ticket).await.unwrap();
+        assert_eq!(
+            recognise(&slow, Route::Deferring).await.0,
+            Some(Decision::Deferred { enqueued: true })
+        );
+        // The chat's next message waits behind it.
+        assert_eq!(
+            recognise(&text(51, "hi"), Route::Deferring).await,
+            (None, true)
+        );
+        // The worker takes it; its claim keeps it deferred for the webhook.
+        let mut worker = s.memory.read(&slow).await.unwrap().on(Route::Worker);
+        assert_eq!(
+            s.memory
+                .recognise(&mut worker, now + 10_000, now)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            s.memory
+                .claim(&mut worker, now + 10_000, now)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            recognise(&slow, Route::Deferring).await.0,
+            Some(Decision::Deferred { enqueued: true })
+        );
+        s.memory.finish(worker.ticket()).await.unwrap();
+        assert_eq!(
+            recognise(&slow, Route::Deferring).await.0,
+            Some(Decision::Duplicate)
+        );
+        assert_eq!(
+            recognise(&text(52, "hi"), Route::Deferring).await,
+            (None, false)
+        );
+    }
 
     #[tokio::test]
     async fn a_claim_left_by_a_run_that_died_is_not_resumed_as_an_outbox() {
@@ -1188,6 +1358,7 @@ mod tests {
             lease_until: 0,
             owner: 0,
             expires: NOW - 1,
+            queued: Queued::No,
         };
         let record = ChatRecord {
             pending: (0..1_000).map(|id| (id, expired.clone())).collect(),

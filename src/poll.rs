@@ -21,7 +21,7 @@
 use crate::client::{ApiError, BotApi};
 use crate::error::Chain;
 use crate::handler::Handler;
-use crate::handling::{HandlingError, Outcome, Responder};
+use crate::handling::{Deferral, HandlingError, Outcome, Responder};
 use crate::memory::{key_of, Memory, Ticket, MIN_LIFETIME, OUTBOX_LIFETIME};
 use crate::retry::{retry, Backoff, GaveUp, RetryPolicy, Stop};
 use crate::store::StoreError;
@@ -422,6 +422,7 @@ async fn work<H: Handler>(worker: Worker<H>, job: Job, mut stop: Stop) -> Worked
         ..RetryPolicy::polling(worker.backoff)
     };
     let responder = Responder {
+        deferral: Deferral::Off,
         api: &worker.api,
         bot: &*worker.bot,
         memory: &worker.memory,

@@ -14,10 +14,11 @@ use crate::bot::Bot;
 use crate::client::BotApi;
 use crate::config::{Config, ConfigError, InitError, WebhookSecret};
 use crate::handler::Handler;
-use crate::handling::{Outcome, Responder, MAX_RETRY_AFTER};
+use crate::handling::{Deferral, Outcome, Responder, MAX_RETRY_AFTER};
 use crate::health::{Health, HealthCheck};
 use crate::memory::Memory;
 use crate::metrics::{self, Line};
+use crate::queue::{Queue, QueueConfig, QueueEvent};
 use crate::retry::{RetryPolicy, Stop};
 use crate::telegram::{ChatId, Update};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -47,11 +48,14 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 /// The webhook: everything an invocation needs, built once at cold start.
 #[derive(Debug)]
 pub struct Webhook<H = Bot> {
-    bot: H,
-    api: BotApi,
+    pub(crate) bot: H,
+    pub(crate) api: BotApi,
     secret: WebhookSecret,
-    memory: Memory,
+    pub(crate) memory: Memory,
     admin_chat: Option<ChatId>,
+    /// Where slow updates go, and the worker's side of it; `None` answers
+    /// every update inline.
+    pub(crate) queue: Option<(Queue, QueueConfig)>,
 }
 
 impl Webhook {
@@ -78,7 +82,15 @@ impl<H: Handler> Webhook<H> {
             secret,
             memory: Memory::in_process(),
             admin_chat: config.admin_chat,
+            queue: None,
         })
+    }
+
+    /// Defers the updates the bot says are slow to `queue` (the webhook),
+    /// and answers the queue's events (the worker).
+    pub fn with_queue(mut self, queue: Queue, config: QueueConfig) -> Self {
+        self.queue = Some((queue, config));
+        self
     }
 
     /// Gives the bot a store (the process's own without one): the chat's
@@ -129,6 +141,7 @@ impl Verdict {
             Verdict::NotAnUpdate => 200,
             Verdict::Update(
                 Outcome::Duplicate
+                | Outcome::Deferred
                 | Outcome::Ignored
                 | Outcome::Answered
                 | Outcome::PermanentFailure
@@ -186,26 +199,34 @@ fn wait_in_whole_seconds(wait: Duration) -> u64 {
 }
 
 /// The Lambda handler: never fails the invocation, whatever the event.
+/// One binary, told apart by the event's shape: the queue's batch (the
+/// worker), the alarms' topic, the schedule's health check, or an HTTP
+/// request (the webhook).
 pub async fn function_handler<H: Handler>(
     webhook: &Webhook<H>,
     event: LambdaEvent<Value>,
-) -> Result<ApiGatewayV2httpResponse, lambda_runtime::Error> {
+) -> Result<Value, lambda_runtime::Error> {
     let deadline = deadline_of(&event.context);
+    if let Some(batch) = QueueEvent::of_event(&event.payload) {
+        let answer = webhook.work(batch, deadline).await;
+        return Ok(serde_json::to_value(answer)?);
+    }
     if let Some(changes) = AlarmChange::of_event(&event.payload) {
         alerts::tell(&webhook.api, webhook.admin_chat, &changes, deadline).await;
         // SNS reads no answer; this one is for `cargo lambda invoke`.
         let mut response = ApiGatewayV2httpResponse::default();
         response.status_code = 200;
-        return Ok(response);
+        return Ok(serde_json::to_value(response)?);
     }
     if let Some(check) = HealthCheck::of_event(&event.payload) {
         let health = check.run(&webhook.api, deadline).await;
         health.log();
-        return Ok(health_response(&health));
+        return Ok(serde_json::to_value(health_response(&health))?);
     }
-    Ok(handle_event(webhook, event.payload, deadline)
+    let response = handle_event(webhook, event.payload, deadline)
         .await
-        .response())
+        .response();
+    Ok(serde_json::to_value(response)?)
 }
 
 /// The scheduler reads no answer; this one is for `cargo lambda invoke`.
@@ -419,6 +440,10 @@ impl<H: Handler> Webhook<H> {
     /// it stopped, and only acknowledges a repeat of a finished one.
     pub async fn answer(&self, update: &Update, deadline: Instant) -> Outcome {
         let responder = Responder {
+            deferral: match &self.queue {
+                Some((queue, _)) => Deferral::To(queue),
+                None => Deferral::Off,
+            },
             api: &self.api,
             bot: &self.bot,
             memory: &self.memory,

@@ -4,12 +4,14 @@
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use std::time::Duration;
+use telegram_lambda_bot::aws;
 use telegram_lambda_bot::bot::Bot;
 use telegram_lambda_bot::config::{Config, InitError};
 use telegram_lambda_bot::error::Chain;
 use telegram_lambda_bot::handler::Handler;
 use telegram_lambda_bot::logging;
 use telegram_lambda_bot::memory::Memory;
+use telegram_lambda_bot::queue::Queue;
 use telegram_lambda_bot::store::StoreConfig;
 use telegram_lambda_bot::webhook::{function_handler, Webhook};
 
@@ -49,8 +51,21 @@ async fn start() -> Result<Webhook, InitError> {
         memory.warm_up(WARM_UP_BUDGET)
     );
     let config = config?;
-    let memory = memory.keep_chats_for(config.keep_chats);
-    Ok(Webhook::new(&config)?.with_memory(memory))
+    let memory = memory
+        .keep_chats_for(config.keep_chats)
+        .with_lease_margin(config.lease_margin);
+    let webhook = Webhook::new(&config)?.with_memory(memory);
+    Ok(match &config.queue {
+        Some(queue) => {
+            let sqs = Queue::new(
+                &aws::sdk_config().await,
+                &queue.url,
+                queue.dead_letters.clone(),
+            );
+            webhook.with_queue(sqs, queue.clone())
+        }
+        None => webhook,
+    })
 }
 
 /// The longest the store's warm-up may hold the cold start: a connection

@@ -108,6 +108,9 @@ pub struct Config {
     pub admin_chat: Option<crate::telegram::ChatId>,
     /// The language model `/ask` uses, when `ASSISTANT_MODEL` names one.
     pub assistant: Option<AssistantConfig>,
+    /// The queue slow updates are deferred to, when `BOT_QUEUE_URL` names
+    /// one.
+    pub queue: Option<crate::queue::QueueConfig>,
 }
 
 impl Config {
@@ -301,7 +304,9 @@ impl Config {
                 },
             )?)),
         };
+        let queue = crate::queue::QueueConfig::from_lookup(&get)?;
         Ok(Config {
+            queue,
             assistant: None,
             secrets: Secrets::default(),
             store,

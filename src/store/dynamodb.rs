@@ -6,7 +6,8 @@
 //!
 //! Attributes: `v` version, `s` state (JSON), `p` a map from update id to
 //! its outbox (`a` actions, `n` sent, `l` lease end, `o` lease owner, `e`
-//! expiry), `d` a map from done update id to when it was done (a number
+//! expiry, `q` 1 or 2 for an update deferred to the queue, accepted or
+//! enqueued), `d` a map from done update id to when it was done (a number
 //! from 0 up) or, negated, until when it is kept (short-lived updates:
 //! one map for both, so that records written before the second kind
 //! existed take it without a change of shape), `expires_at` the item's TTL
@@ -17,7 +18,7 @@
 //! an item at most 400 KB (a write past it is [`StoreError::TooLarge`]).
 
 use super::{
-    aside_key, ChatRecord, Commit, Done, Lease, Pending, Store, StoreError, StoreFuture,
+    aside_key, ChatRecord, Commit, Done, Lease, Pending, Queued, Store, StoreError, StoreFuture,
     KEEP_ASIDE_SECS,
 };
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -295,6 +296,24 @@ impl Store for DynamoDbStore {
         })
     }
 
+    fn enqueued<'a>(&'a self, key: &'a str, update: i64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let result = self
+                .update(key)
+                .update_expression("SET p.#u.q = :enqueued")
+                .condition_expression("attribute_exists(p.#u)")
+                .expression_attribute_names("#u", update.to_string())
+                .expression_attribute_values(":enqueued", number(QUEUED_ENQUEUED))
+                .send()
+                .await;
+            match result.map_err(conflict_or_classify) {
+                // Finished by the worker already: nothing to mark.
+                Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+                Err(error) => Err(error),
+            }
+        })
+    }
+
     /// A read of a key no chat has (half a read unit), for the connection
     /// it leaves in the pool.
     fn warm_up(&self) -> StoreFuture<'_, ()> {
@@ -372,14 +391,29 @@ fn number(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
+/// `q` of a deferred entry: accepted, or on the queue. Absent when the
+/// update is answered where it arrived.
+const QUEUED_ACCEPTED: i64 = 1;
+const QUEUED_ENQUEUED: i64 = 2;
+
 fn pending_value(pending: &Pending) -> AttributeValue {
-    AttributeValue::M(HashMap::from([
+    let mut entry = HashMap::from([
         ("a".to_owned(), AttributeValue::S(pending.actions.clone())),
         ("n".to_owned(), number(pending.sent)),
         ("l".to_owned(), number(pending.lease_until)),
         ("o".to_owned(), number(pending.owner)),
         ("e".to_owned(), number(pending.expires)),
-    ]))
+    ]);
+    match pending.queued {
+        Queued::No => {}
+        Queued::Accepted => {
+            entry.insert("q".to_owned(), number(QUEUED_ACCEPTED));
+        }
+        Queued::Enqueued => {
+            entry.insert("q".to_owned(), number(QUEUED_ENQUEUED));
+        }
+    }
+    AttributeValue::M(entry)
 }
 
 /// A done entry's value: when (from 0 up), or until when, negated.
@@ -436,6 +470,14 @@ fn record_of(item: &Item) -> Result<ChatRecord, StoreError> {
                             .ok_or_else(|| corrupt("an outbox owner"))?,
                     },
                     expires: int(entry.get("e"), "an outbox expiry")?,
+                    queued: match entry.get("q") {
+                        None => Queued::No,
+                        Some(q) => match int(Some(q), "a queue mark")? {
+                            QUEUED_ACCEPTED => Queued::Accepted,
+                            QUEUED_ENQUEUED => Queued::Enqueued,
+                            _ => return Err(corrupt("a queue mark")),
+                        },
+                    },
                 },
             );
         }

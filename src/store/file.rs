@@ -212,6 +212,10 @@ impl Store for FileStore {
         self.change(key, move |record| Ok(rules::finish(record, update, done)))
     }
 
+    fn enqueued<'a>(&'a self, key: &'a str, update: i64) -> StoreFuture<'a, ()> {
+        self.change(key, move |record| Ok(rules::enqueued(record, update)))
+    }
+
     fn set_aside<'a>(&'a self, key: &'a str, at: i64) -> StoreFuture<'a, String> {
         let db = Arc::clone(&self.db);
         let key = key.to_owned();
@@ -313,6 +317,7 @@ mod tests {
             lease_until: lease,
             owner: 1,
             expires: i64::MAX,
+            queued: Default::default(),
         }
     }
 

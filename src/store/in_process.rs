@@ -167,6 +167,11 @@ impl Store for InProcessStore {
         Box::pin(std::future::ready(done))
     }
 
+    fn enqueued<'a>(&'a self, key: &'a str, update: i64) -> StoreFuture<'a, ()> {
+        let done = self.change(key, |record| Ok(rules::enqueued(record, update)));
+        Box::pin(std::future::ready(done))
+    }
+
     fn load_note<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<String>> {
         let notes = self.notes.lock().unwrap_or_else(|p| p.into_inner());
         Box::pin(std::future::ready(Ok(notes.get(key).cloned())))

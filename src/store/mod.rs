@@ -66,6 +66,31 @@ pub struct Pending {
     /// After this (Unix milliseconds) Telegram no longer delivers the update,
     /// and the entry counts as absent.
     pub expires: i64,
+    /// Whether the update was deferred to the queue, and how far that got.
+    #[serde(default, skip_serializing_if = "Queued::is_no")]
+    pub queued: Queued,
+}
+
+/// Where a deferred update is on its way to the worker (see
+/// [`crate::queue`]). An entry that is deferred holds the chat: its later
+/// messages are deferred behind it, so that the answers keep their order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Queued {
+    /// Answered where it arrived.
+    #[default]
+    No,
+    /// Recorded as deferred; not known to be on the queue yet: a delivery
+    /// that finds it so sends it (again; the queue drops a repeat).
+    Accepted,
+    /// On the queue: a delivery that finds it so is only acknowledged.
+    Enqueued,
+}
+
+impl Queued {
+    pub fn is_no(&self) -> bool {
+        *self == Queued::No
+    }
 }
 
 impl Pending {
@@ -208,6 +233,10 @@ pub trait Store: fmt::Debug + Send + Sync {
     /// record is gone.
     fn finish<'a>(&'a self, key: &'a str, update: i64, done: Done) -> StoreFuture<'a, ()>;
 
+    /// Marks the deferred `update` as on the queue. Does nothing when its
+    /// entry is gone (the worker finished it meanwhile).
+    fn enqueued<'a>(&'a self, key: &'a str, update: i64) -> StoreFuture<'a, ()>;
+
     /// Moves the record under `key` to another key, kept for inspection
     /// (and deleted by the table's TTL after a while), so that the chat
     /// starts afresh. Returns that key.
@@ -307,6 +336,17 @@ pub(crate) mod rules {
         }
     }
 
+    /// Marks a deferred `update` as on the queue; whether its entry is there.
+    pub fn enqueued(record: &mut ChatRecord, update: i64) -> bool {
+        match record.pending.get_mut(&update) {
+            Some(pending) if !pending.queued.is_no() => {
+                pending.queued = super::Queued::Enqueued;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Marks `update` done; whether the record exists to hold it.
     pub fn finish(record: &mut ChatRecord, update: i64, done: Done) -> bool {
         if record.version == 0 {
@@ -388,6 +428,10 @@ impl Store for Timed {
 
     fn finish<'a>(&'a self, key: &'a str, update: i64, done: Done) -> StoreFuture<'a, ()> {
         Box::pin(timed(Call::Store, self.0.finish(key, update, done)))
+    }
+
+    fn enqueued<'a>(&'a self, key: &'a str, update: i64) -> StoreFuture<'a, ()> {
+        Box::pin(timed(Call::Store, self.0.enqueued(key, update)))
     }
 
     fn set_aside<'a>(&'a self, key: &'a str, at: i64) -> StoreFuture<'a, String> {

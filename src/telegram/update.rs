@@ -132,6 +132,24 @@ impl Update {
         Self::from_value(value)
     }
 
+    /// The update as JSON again, as Telegram's shape: what the queue
+    /// carries to the worker. Fields this bot does not model are not kept.
+    pub fn to_value(&self) -> Value {
+        let payload = match &self.kind {
+            UpdateKind::Message(m)
+            | UpdateKind::EditedMessage(m)
+            | UpdateKind::ChannelPost(m)
+            | UpdateKind::EditedChannelPost(m) => serde_json::to_value(m),
+            UpdateKind::CallbackQuery(q) => serde_json::to_value(q),
+            UpdateKind::Other { raw, .. } => Ok(raw.clone()),
+        }
+        .unwrap_or(Value::Null);
+        let mut object = Map::new();
+        object.insert("update_id".to_owned(), Value::from(self.id.0));
+        object.insert(self.kind_name().to_owned(), payload);
+        Value::Object(object)
+    }
+
     /// Parses an update from JSON already read.
     pub fn from_value(value: Value) -> Result<Self, UpdateError> {
         let Value::Object(mut object) = value else {

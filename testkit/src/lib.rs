@@ -6,7 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod service;
+pub mod sqs;
 pub use service::FakeService;
+pub use sqs::{Batch, FifoQueue, Trigger};
 
 use serde_json::Value;
 use std::path::PathBuf;
@@ -217,7 +219,7 @@ impl Moto {
             .push((operation.to_owned(), ProxyFault::LoseAnswer));
     }
 
-    /// The next DynamoDB `operation` does not reach moto: its caller gets
+    /// The next `operation` (DynamoDB's, SQS's) does not reach moto: its caller gets
     /// `status` and `body` (a JSON error, as DynamoDB words it), for what
     /// moto does not check itself, such as an update that takes an item
     /// past 400 KB inside a map.
@@ -396,12 +398,14 @@ async fn one_at_a_time(listener: tokio::net::TcpListener, upstream: String, lost
                             .await
                             .map(|b| b.to_bytes())
                             .unwrap_or_default();
-                        let operation = parts
+                        let target = parts
                             .headers
                             .get("x-amz-target")
                             .and_then(|t| t.to_str().ok())
-                            .and_then(|t| t.strip_prefix("DynamoDB_20120810."))
-                            .map(str::to_owned);
+                            .unwrap_or_default();
+                        let is_dynamodb = target.starts_with("DynamoDB_20120810.");
+                        // `UpdateItem` of DynamoDB, `SendMessage` of SQS.
+                        let operation = target.rsplit_once('.').map(|(_, o)| o.to_owned());
                         let dynamodb_error = |status: u16, body: String| {
                             let mut response =
                                 hyper::Response::new(Full::new(bytes_of(body.into_bytes())));
@@ -414,7 +418,7 @@ async fn one_at_a_time(listener: tokio::net::TcpListener, upstream: String, lost
                             );
                             response
                         };
-                        if operation.is_some() {
+                        if is_dynamodb {
                             if let Some(refusal) = over_expression_limit(&body) {
                                 return Ok(dynamodb_error(400, refusal));
                             }

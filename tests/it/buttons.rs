@@ -118,6 +118,9 @@ impl Store for Stuckable {
     fn commit<'a>(&'a self, key: &'a str, commit: &'a Commit) -> StoreFuture<'a, ()> {
         self.inner.commit(key, commit)
     }
+    fn enqueued<'a>(&'a self, key: &'a str, update: i64) -> StoreFuture<'a, ()> {
+        self.inner.enqueued(key, update)
+    }
     fn take_over<'a>(
         &'a self,
         key: &'a str,

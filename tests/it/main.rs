@@ -17,6 +17,7 @@ mod metric_lines;
 mod outside;
 mod poll;
 mod processes;
+mod queue;
 mod readme;
 mod secrets;
 mod ssm;

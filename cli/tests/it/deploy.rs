@@ -615,7 +615,7 @@ async fn a_first_deploy_stores_the_token_and_a_new_secret_then_deploys_and_check
     // default on a later deploy.
     assert_eq!(
         lines[9],
-        format!("  parameter_overrides = \"Architecture=\\\"arm64\\\" ApiBaseUrl=\\\"{}\\\" Monitoring=\\\"Off\\\" AlarmEmail=\\\"\\\" AdminChatId=\\\"\\\" AssistantModel=\\\"\\\" AssistantBaseUrl=\\\"https://api.openai.com/v1\\\" EndpointType=\\\"HttpApi\\\" BotTokenParameter=\\\"/telegram-bot/bot-token\\\" BotUsername=\\\"EchoLambdaBot\\\" ReservedConcurrency=\\\"0\\\" Memory=\\\"DynamoDB\\\" WebhookSecretParameter=\\\"/telegram-bot/webhook-secret\\\" BotTokenVersion=\\\"1\\\" WebhookSecretVersion=\\\"1\\\" BotSecretsParameter=\\\"\\\" BotSecretsVersion=\\\"0\\\"\"", stand_in.base_url())
+        format!("  parameter_overrides = \"Architecture=\\\"arm64\\\" ApiBaseUrl=\\\"{}\\\" Monitoring=\\\"Off\\\" AlarmEmail=\\\"\\\" AdminChatId=\\\"\\\" AssistantModel=\\\"\\\" AssistantBaseUrl=\\\"https://api.openai.com/v1\\\" Queue=\\\"Off\\\" WorkerTimeout=\\\"150\\\" EndpointType=\\\"HttpApi\\\" BotTokenParameter=\\\"/telegram-bot/bot-token\\\" BotUsername=\\\"EchoLambdaBot\\\" ReservedConcurrency=\\\"0\\\" Memory=\\\"DynamoDB\\\" WebhookSecretParameter=\\\"/telegram-bot/webhook-secret\\\" BotTokenVersion=\\\"1\\\" WebhookSecretVersion=\\\"1\\\" BotSecretsParameter=\\\"\\\" BotSecretsVersion=\\\"0\\\"\"", stand_in.base_url())
     );
     assert!(
         lines[10].starts_with("aws cloudformation describe-stacks --stack-name telegram-bot"),
@@ -2054,4 +2054,49 @@ async fn the_assistant_is_turned_on_with_its_key_and_kept_on_redeploy() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("--assistant-model must be a model name"));
     assert_no_secret_shown(&fakes, &output, &[&key]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_is_turned_on_kept_on_redeploy_and_needs_the_store() {
+    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let fakes = all_fakes();
+    fakes.store(TOKEN_PARAMETER, 1, stand_in.token());
+    fakes.store(SECRET_PARAMETER, 1, &stored_secret());
+    // Without the store there is nowhere for its protocol: refused before
+    // anything changes.
+    let output = deploy(
+        &fakes,
+        &stand_in,
+        &["--queue", "On", "--memory", "Off"],
+        &[],
+    )
+    .await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("--queue On needs --memory DynamoDB"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!fakes.log().contains("sam deploy"), "{}", fakes.log());
+    let output = deploy(&fakes, &stand_in, &["--queue", "Maybe"], &[]).await;
+    assert!(stderr(&output).contains("--queue must be On or Off"));
+
+    let output = deploy(
+        &fakes,
+        &stand_in,
+        &["--queue", "On", "--worker-timeout", "180"],
+        &[],
+    )
+    .await;
+    assert_deployed(&fakes, &output);
+    let on = "Queue=\\\"On\\\" WorkerTimeout=\\\"180\\\"";
+    assert_logged(&fakes, on);
+    // A plain redeploy keeps it.
+    fakes.clear_log();
+    let output = deploy(&fakes, &stand_in, &[], &[]).await;
+    assert_deployed(&fakes, &output);
+    assert_logged(&fakes, on);
+    assert_printed(&output, "Queue=On, WorkerTimeout=180");
+    let output = deploy(&fakes, &stand_in, &["--worker-timeout", "900"], &[]).await;
+    assert!(stderr(&output).contains("--worker-timeout must be 120, 150 or 180"));
 }
