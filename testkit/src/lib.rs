@@ -120,6 +120,9 @@ impl std::io::Write for Logs {
 /// as a dropped connection does.
 pub struct Moto {
     pub endpoint: String,
+    /// moto itself, without the proxy: for what needs no atomic writes
+    /// (SQS) and must not wait in the proxy's line (benchmarks).
+    pub direct: String,
     child: Child,
     proxy: tokio::task::JoinHandle<()>,
     lost: Lost,
@@ -203,6 +206,7 @@ impl Moto {
         ));
         Moto {
             endpoint,
+            direct: format!("http://127.0.0.1:{port}"),
             child,
             proxy,
             lost,

@@ -22,22 +22,7 @@ impl Moto {
     /// One SQS call in the JSON protocol, unsigned (moto does not check
     /// signatures; the bot's own client is what gets tested).
     pub async fn sqs(&self, operation: &str, body: Value) -> Value {
-        let answer = reqwest::Client::new()
-            .post(format!("{}/", self.endpoint))
-            .header("content-type", "application/x-amz-json-1.0")
-            .header("x-amz-target", format!("AmazonSQS.{operation}"))
-            .header(
-                "authorization",
-                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0",
-            )
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        let status = answer.status();
-        let text = answer.text().await.unwrap();
-        assert!(status.is_success(), "{operation}: {status} {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+        sqs(&self.endpoint, operation, body).await
     }
 
     /// Creates `name`.fifo with its dead-letter queue: messages move there
@@ -123,13 +108,34 @@ impl Moto {
     }
 }
 
+/// One SQS call to moto at `endpoint`, unsigned.
+async fn sqs(endpoint: &str, operation: &str, body: Value) -> Value {
+    let answer = reqwest::Client::new()
+        .post(format!("{endpoint}/"))
+            .header("content-type", "application/x-amz-json-1.0")
+        .header("x-amz-target", format!("AmazonSQS.{operation}"))
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status();
+    let text = answer.text().await.unwrap();
+    assert!(status.is_success(), "{operation}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
 fn messages(answer: &Value) -> Vec<Value> {
     answer["Messages"].as_array().cloned().unwrap_or_default()
 }
 
 /// What Lambda's event source mapping does for the worker function.
-pub struct Trigger<'a> {
-    moto: &'a Moto,
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    endpoint: String,
     queue: FifoQueue,
 }
 
@@ -140,10 +146,37 @@ pub struct Batch {
     receipts: Vec<(String, String)>,
 }
 
-impl<'a> Trigger<'a> {
-    pub fn new(moto: &'a Moto, queue: &FifoQueue) -> Self {
+impl Batch {
+    /// Each message as a batch of its own, as a trigger with BatchSize 1
+    /// hands them to separate invocations.
+    pub fn split(self) -> Vec<Batch> {
+        let records = self.event["Records"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        records
+            .into_iter()
+            .zip(self.receipts)
+            .map(|(record, receipt)| Batch {
+                event: json!({ "Records": [record] }),
+                receipts: vec![receipt],
+            })
+            .collect()
+    }
+}
+
+impl Trigger {
+    pub fn new(moto: &Moto, queue: &FifoQueue) -> Self {
         Trigger {
-            moto,
+            endpoint: moto.endpoint.clone(),
+            queue: queue.clone(),
+        }
+    }
+
+    /// The trigger, talking to moto without the proxy.
+    pub fn direct(moto: &Moto, queue: &FifoQueue) -> Self {
+        Trigger {
+            endpoint: moto.direct.clone(),
             queue: queue.clone(),
         }
     }
@@ -152,14 +185,13 @@ impl<'a> Trigger<'a> {
     /// system attribute, as the event Lambda builds; `None` when none can
     /// be received now.
     pub async fn receive(&self, size: u32) -> Option<Batch> {
-        let answer = self
-            .moto
-            .sqs(
-                "ReceiveMessage",
-                json!({"QueueUrl": self.queue.url, "MaxNumberOfMessages": size,
+        let answer = sqs(
+            &self.endpoint,
+            "ReceiveMessage",
+            json!({"QueueUrl": self.queue.url, "MaxNumberOfMessages": size,
                     "AttributeNames": ["All"], "MessageSystemAttributeNames": ["All"]}),
-            )
-            .await;
+        )
+        .await;
         let received = messages(&answer);
         if received.is_empty() {
             return None;
@@ -210,12 +242,12 @@ impl<'a> Trigger<'a> {
             .unwrap_or_default();
         for (id, receipt) in &batch.receipts {
             if !failed.contains(&id.as_str()) {
-                self.moto
-                    .sqs(
-                        "DeleteMessage",
-                        json!({"QueueUrl": self.queue.url, "ReceiptHandle": receipt}),
-                    )
-                    .await;
+                sqs(
+                    &self.endpoint,
+                    "DeleteMessage",
+                    json!({"QueueUrl": self.queue.url, "ReceiptHandle": receipt}),
+                )
+                .await;
             }
         }
     }

@@ -153,7 +153,7 @@ impl<H: Handler> Setup<H> {
         handle_event(&self.webhook, event_with(update), deadline).await
     }
 
-    fn trigger(&self) -> Trigger<'_> {
+    fn trigger(&self) -> Trigger {
         Trigger::new(&self.moto, &self.queue)
     }
 
