@@ -586,32 +586,49 @@ impl Memory {
         lease_until: i64,
         now: i64,
     ) -> Result<Option<Decision>, StoreError> {
+        self.hold(read, lease_until, now, |ticket| Pending {
+            actions: String::new(),
+            sent: 0,
+            lease_until,
+            owner: ticket.owner,
+            expires: ticket.outbox_expires(now),
+            queued: ticket.queued(),
+        })
+        .await
+    }
+
+    /// Writes `entry` (a claim, or a deferred update's mark) as the
+    /// update's entry in the chat's record, unless the record says the
+    /// update is decided: `None` once written, else the decision.
+    async fn hold(
+        &self,
+        read: &mut Read,
+        lease_until: i64,
+        now: i64,
+        entry: impl Fn(&Ticket) -> Pending,
+    ) -> Result<Option<Decision>, StoreError> {
         for _ in 0..MAX_RUNS {
             if let Some(decision) = self.recognise(read, lease_until, now).await? {
                 return Ok(Some(decision));
             }
-            let claim = Pending {
-                actions: String::new(),
-                sent: 0,
-                lease_until,
-                owner: read.ticket.owner,
-                expires: read.ticket.outbox_expires(now),
-                queued: read.ticket.queued(),
-            };
+            let held = entry(&read.ticket);
+            let (mut forget_pending, forget_done, forget_done_until) = to_forget(&read.record, now);
+            // One write may not both set and remove the same entry.
+            forget_pending.retain(|id| *id != read.ticket.update);
             let commit = Commit {
                 expected_version: read.record.version,
                 state: None,
                 update: read.ticket.update,
-                pending: Some(claim.clone()),
+                pending: Some(held.clone()),
                 done: read.ticket.done(now),
-                forget_pending: Vec::new(),
-                forget_done: Vec::new(),
-                forget_done_until: Vec::new(),
+                forget_pending,
+                forget_done,
+                forget_done_until,
                 record_expires_at: self.record_expires_at(now),
             };
             if self.write(read, &commit).await? {
                 read.record.version += 1;
-                read.record.pending.insert(read.ticket.update, claim);
+                read.record.pending.insert(read.ticket.update, held);
                 return Ok(None);
             }
         }
@@ -625,40 +642,15 @@ impl Memory {
     /// sends it). `None` once recorded; otherwise what another run made of
     /// the update meanwhile.
     pub async fn defer(&self, read: &mut Read, now: i64) -> Result<Option<Decision>, StoreError> {
-        for _ in 0..MAX_RUNS {
-            if let Some(decision) = self.recognise(read, 0, now).await? {
-                return Ok(Some(decision));
-            }
-            let accepted = Pending {
-                actions: String::new(),
-                sent: 0,
-                lease_until: 0,
-                owner: read.ticket.owner,
-                expires: read.ticket.outbox_expires(now),
-                queued: Queued::Accepted,
-            };
-            let (forget_pending, forget_done, forget_done_until) = to_forget(&read.record, now);
-            let commit = Commit {
-                expected_version: read.record.version,
-                state: None,
-                update: read.ticket.update,
-                pending: Some(accepted.clone()),
-                done: read.ticket.done(now),
-                forget_pending: forget_pending
-                    .into_iter()
-                    .filter(|id| *id != read.ticket.update)
-                    .collect(),
-                forget_done,
-                forget_done_until,
-                record_expires_at: self.record_expires_at(now),
-            };
-            if self.write(read, &commit).await? {
-                read.record.version += 1;
-                read.record.pending.insert(read.ticket.update, accepted);
-                return Ok(None);
-            }
-        }
-        Err(StoreError::Contended(MAX_RUNS))
+        self.hold(read, 0, now, |ticket| Pending {
+            actions: String::new(),
+            sent: 0,
+            lease_until: 0,
+            owner: ticket.owner,
+            expires: ticket.outbox_expires(now),
+            queued: Queued::Accepted,
+        })
+        .await
     }
 
     /// Marks a deferred update as on the queue: a later delivery of it is

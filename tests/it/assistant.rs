@@ -4,11 +4,11 @@
 //! the model can fail. The pacing is a tenth of the deployed one, so a
 //! 2 s answer here stands for a 20 s one.
 
-use crate::helpers::{event_with, unix_now};
+use crate::helpers::{event_with, unix_now, FAST_PACING};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use telegram_lambda_bot::assistant::{Assistant, Pacing, UNAVAILABLE};
+use telegram_lambda_bot::assistant::{Assistant, UNAVAILABLE};
 use telegram_lambda_bot::bot::Bot;
 use telegram_lambda_bot::config::Config;
 use telegram_lambda_bot::memory::{Leases, Memory};
@@ -23,16 +23,6 @@ use tokio::time::Instant;
 const CHAT: i64 = 5_550_001;
 const GROUP: i64 = -5_550_002;
 
-/// The deployed pacing, ten times faster.
-const PACING: Pacing = Pacing {
-    draft_every: Duration::from_millis(100),
-    draft_refresh: Duration::from_secs(2),
-    typing_every: Duration::from_millis(450),
-    stall: Duration::from_millis(1500),
-    send_reserve: Duration::from_millis(200),
-    tries: 3,
-};
-
 struct Bench {
     stand_in: StandIn,
     model: FakeModel,
@@ -46,24 +36,7 @@ fn config(stand_in: &StandIn, model: &FakeModel, key: &str) -> Config {
 
 /// The configuration with the model's API at `model_url`.
 fn config_at(stand_in: &StandIn, model_url: &str, key: &str) -> Config {
-    let base_url = stand_in.base_url();
-    let vars = [
-        ("TELEGRAM_BOT_TOKEN", stand_in.token()),
-        ("TELEGRAM_API_BASE_URL", &base_url),
-        ("TELEGRAM_WEBHOOK_SECRET", crate::helpers::SECRET),
-        ("ASSISTANT_MODEL", "fake-1"),
-        ("ASSISTANT_BASE_URL", model_url),
-        ("ASSISTANT_API_KEY", key),
-    ];
-    let lookup = |name: &str| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| (*v).to_owned())
-    };
-    // As local runs read it: the key is the assistant's declared secret.
-    let mut config = Config::from_lookup(lookup).unwrap();
-    config.read_secrets(&[], lookup).unwrap();
-    config
+    crate::helpers::assistant_config(stand_in, model_url, key, &[])
 }
 
 /// An answer of `words` words, one every `every`.
@@ -82,8 +55,8 @@ async fn bench_kept(words: usize, every: Duration, key: &str, memory: Memory) ->
     .unwrap();
     let config = config(&stand_in, &model, key);
     let assistant = config.assistant.as_ref().expect("the assistant is on");
-    let bot =
-        Bot::from_config(&config).with_assistant(Assistant::new(assistant).with_pacing(PACING));
+    let bot = Bot::from_config(&config)
+        .with_assistant(Assistant::new(assistant).with_pacing(FAST_PACING));
     let webhook = Arc::new(
         Webhook::for_bot(&config, bot)
             .unwrap()
@@ -488,7 +461,7 @@ async fn telegram_giving_up_on_a_long_answer_gets_it_once() {
     .await
     .unwrap();
     let config = config(&stand_in, &model, FAKE_MODEL_KEY);
-    let assistant = Assistant::new(config.assistant.as_ref().unwrap()).with_pacing(PACING);
+    let assistant = Assistant::new(config.assistant.as_ref().unwrap()).with_pacing(FAST_PACING);
     let bot = Bot::from_config(&config).with_assistant(assistant);
     let webhook = Arc::new(Webhook::for_bot(&config, bot).unwrap());
     let url = crate::helpers::serve_function(webhook).await;

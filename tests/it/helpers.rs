@@ -255,6 +255,35 @@ pub async fn serve_functions(webhooks: Vec<Arc<Webhook>>) -> String {
     format!("http://{addr}/")
 }
 
+/// The configuration of a bot on `stand_in` whose assistant's model is at
+/// `model_url` with `key`, and `more` variables, read as local runs read
+/// it: the key is the assistant's declared secret.
+pub fn assistant_config(
+    stand_in: &StandIn,
+    model_url: &str,
+    key: &str,
+    more: &[(&str, &str)],
+) -> Config {
+    let base_url = stand_in.base_url();
+    let mut vars = vec![
+        ("TELEGRAM_BOT_TOKEN", stand_in.token()),
+        ("TELEGRAM_API_BASE_URL", &base_url),
+        ("TELEGRAM_WEBHOOK_SECRET", SECRET),
+        ("ASSISTANT_MODEL", "fake-1"),
+        ("ASSISTANT_BASE_URL", model_url),
+        ("ASSISTANT_API_KEY", key),
+    ];
+    vars.extend_from_slice(more);
+    let lookup = |name: &str| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    };
+    let mut config = Config::from_lookup(lookup).unwrap();
+    config.read_secrets(&[], lookup).unwrap();
+    config
+}
+
 /// The webhook for `stand_in`, as the function builds it at cold start.
 pub fn webhook_for(stand_in: &StandIn) -> Webhook {
     let base_url = stand_in.base_url();
@@ -295,3 +324,99 @@ pub fn event_with(update: &Value) -> Value {
     event["isBase64Encoded"] = Value::Bool(false);
     event
 }
+
+/// The real function binary as a Lambda instance: a process polling a
+/// Runtime API of its own, on moto and the stand-in, with a second's lease
+/// margin (one machine's clock; deployed: 5 s) and `env` besides (the
+/// table, the queue, the assistant).
+pub struct FunctionProcess {
+    pub runtime_api: lambda_runtime_api::RuntimeApi,
+    pub child: std::process::Child,
+    invocations: u32,
+}
+
+impl Drop for FunctionProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl FunctionProcess {
+    pub async fn start(
+        moto: &testkit::Moto,
+        stand_in: &StandIn,
+        timeout: Duration,
+        env: &[(&str, String)],
+    ) -> FunctionProcess {
+        use std::process::{Command, Stdio};
+        let runtime_api = lambda_runtime_api::RuntimeApi::start(lambda_runtime_api::Options {
+            function_timeout: timeout,
+            ..lambda_runtime_api::Options::default()
+        })
+        .await
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_webhook"))
+            .env_clear()
+            .envs(moto.env())
+            .envs(lambda_runtime_api::lambda_env(
+                "telegram-bot",
+                128,
+                "us-east-1",
+            ))
+            .env("AWS_LAMBDA_RUNTIME_API", runtime_api.addr().to_string())
+            .env("TELEGRAM_BOT_TOKEN", stand_in.token())
+            .env("TELEGRAM_API_BASE_URL", stand_in.base_url())
+            .env("TELEGRAM_WEBHOOK_SECRET", SECRET)
+            .env("BOT_LEASE_MARGIN_SECS", "1")
+            .env("LOG_FORMAT", "json")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        FunctionProcess {
+            runtime_api,
+            child,
+            invocations: 0,
+        }
+    }
+
+    /// Hands the function `event` and waits for its answer.
+    pub async fn answer(&mut self, event: &Value) -> Value {
+        use lambda_runtime_api::{Invocation, Report};
+        self.invocations += 1;
+        let request_id = format!("request-{}", self.invocations);
+        self.runtime_api
+            .queue(Invocation::new(request_id.clone(), event.to_string()))
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match self.runtime_api.report().await.unwrap() {
+                    Report::Response {
+                        request_id: id,
+                        body,
+                        ..
+                    } if id == request_id => break serde_json::from_slice(&body).unwrap(),
+                    Report::Error { body, .. } | Report::InitError { body, .. } => {
+                        panic!("the function failed: {}", String::from_utf8_lossy(&body))
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("the function answers")
+    }
+}
+
+/// The deployed pacing, ten times faster.
+pub const FAST_PACING: telegram_lambda_bot::assistant::Pacing =
+    telegram_lambda_bot::assistant::Pacing {
+        draft_every: Duration::from_millis(100),
+        draft_refresh: Duration::from_secs(2),
+        typing_every: Duration::from_millis(450),
+        stall: Duration::from_millis(1500),
+        send_reserve: Duration::from_millis(200),
+        tries: 3,
+    };

@@ -4,11 +4,10 @@
 //! killed between its send and its record, the other answers after the
 //! lease.
 
-use crate::helpers::{event_with, SECRET};
-use lambda_runtime_api::{Invocation, Options as RuntimeOptions, Report, RuntimeApi};
+use crate::helpers::event_with;
+use crate::helpers::FunctionProcess;
+use lambda_runtime_api::Invocation;
 use serde_json::{json, Value};
-use std::process::Stdio;
-use std::process::{Child, Command};
 use std::time::Duration;
 use telegram_stand_in::{Fault, Options, StandIn};
 use testkit::{until, Moto};
@@ -17,83 +16,21 @@ use tokio::time::Instant;
 const TABLE: &str = "two-instances";
 const CHAT: i64 = 5_550_077;
 
-/// One function process and the Runtime API it polls.
-struct Instance {
-    runtime_api: RuntimeApi,
-    child: Child,
-    invocations: u32,
+/// One function process on the shared table, as a Lambda instance.
+async fn instance(moto: &Moto, stand_in: &StandIn, timeout: Duration) -> FunctionProcess {
+    FunctionProcess::start(
+        moto,
+        stand_in,
+        timeout,
+        &[("BOT_STORE_TABLE", TABLE.to_owned())],
+    )
+    .await
 }
 
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Instance {
-    async fn start(moto: &Moto, stand_in: &StandIn, timeout: Duration) -> Instance {
-        let runtime_api = RuntimeApi::start(RuntimeOptions {
-            function_timeout: timeout,
-            ..RuntimeOptions::default()
-        })
-        .await
-        .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_webhook"))
-            .env_clear()
-            .envs(moto.env())
-            .env("AWS_LAMBDA_RUNTIME_API", runtime_api.addr().to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", "telegram-bot")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/01/01/[$LATEST]0")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/telegram-bot")
-            .env("TELEGRAM_BOT_TOKEN", stand_in.token())
-            .env("TELEGRAM_API_BASE_URL", stand_in.base_url())
-            .env("TELEGRAM_WEBHOOK_SECRET", SECRET)
-            .env("BOT_STORE_TABLE", TABLE)
-            // One machine's clock: a second's margin (deployed: 5 s).
-            .env("BOT_LEASE_MARGIN_SECS", "1")
-            .env("LOG_FORMAT", "json")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Instance {
-            runtime_api,
-            child,
-            invocations: 0,
-        }
-    }
-
-    /// Hands the function the event and waits for its answer's status.
-    async fn invoke(&mut self, event: &Value) -> (i64, Value) {
-        self.invocations += 1;
-        let request_id = format!("request-{}", self.invocations);
-        self.runtime_api
-            .queue(Invocation::new(request_id.clone(), event.to_string()))
-            .unwrap();
-        let answer = tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                match self.runtime_api.report().await.unwrap() {
-                    Report::Response {
-                        request_id: id,
-                        body,
-                        ..
-                    } if id == request_id => {
-                        break serde_json::from_slice::<Value>(&body).unwrap();
-                    }
-                    Report::Error { body, .. } | Report::InitError { body, .. } => {
-                        panic!("the function failed: {}", String::from_utf8_lossy(&body))
-                    }
-                    _ => {}
-                }
-            }
-        })
-        .await
-        .expect("the function answers");
-        (answer["statusCode"].as_i64().unwrap(), answer)
-    }
+/// Hands the function the event: its answer's status, and the answer.
+async fn invoke(instance: &mut FunctionProcess, event: &Value) -> (i64, Value) {
+    let answer = instance.answer(event).await;
+    (answer["statusCode"].as_i64().unwrap(), answer)
 }
 
 fn message(update_id: i64, text: &str) -> Value {
@@ -119,8 +56,8 @@ async fn setup() -> (Moto, StandIn) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_function_processes_share_the_chats_memory_and_answer_each_update_once() {
     let (moto, stand_in) = setup().await;
-    let mut a = Instance::start(&moto, &stand_in, Duration::from_secs(10)).await;
-    let mut b = Instance::start(&moto, &stand_in, Duration::from_secs(10)).await;
+    let mut a = instance(&moto, &stand_in, Duration::from_secs(10)).await;
+    let mut b = instance(&moto, &stand_in, Duration::from_secs(10)).await;
     let updates = [
         message(1_001, "/start"),
         message(1_002, "hi"),
@@ -133,9 +70,9 @@ async fn two_function_processes_share_the_chats_memory_and_answer_each_update_on
         } else {
             (&mut b, &mut a)
         };
-        assert_eq!(first.invoke(&event_with(update)).await.0, 200);
+        assert_eq!(invoke(first, &event_with(update)).await.0, 200);
         // Telegram delivers it again, to the other instance.
-        assert_eq!(second.invoke(&event_with(update)).await.0, 200);
+        assert_eq!(invoke(second, &event_with(update)).await.0, 200);
     }
     let replies = testkit::texts(&stand_in.sent_messages());
     assert_eq!(replies.len(), 3, "{replies:?}");
@@ -151,8 +88,8 @@ async fn two_function_processes_share_the_chats_memory_and_answer_each_update_on
 async fn a_process_killed_between_its_send_and_its_record_is_answered_again_after_the_lease() {
     let (moto, stand_in) = setup().await;
     // A 3 s function timeout: the lease ends a second after the deadline.
-    let mut a = Instance::start(&moto, &stand_in, Duration::from_secs(3)).await;
-    let mut b = Instance::start(&moto, &stand_in, Duration::from_secs(3)).await;
+    let mut a = instance(&moto, &stand_in, Duration::from_secs(3)).await;
+    let mut b = instance(&moto, &stand_in, Duration::from_secs(3)).await;
     let update = message(2_001, "hello");
     stand_in.observe_update(&update);
     stand_in.inject("sendMessage", Fault::SlowAnswer { millis: 30_000 });
@@ -166,7 +103,7 @@ async fn a_process_killed_between_its_send_and_its_record_is_answered_again_afte
     a.child.kill().unwrap(); // SIGKILL, before it could record the send
     a.child.wait().unwrap();
     let killed_at = Instant::now();
-    let (status, answer) = b.invoke(&event_with(&update)).await;
+    let (status, answer) = invoke(&mut b, &event_with(&update)).await;
     assert_eq!(status, 503, "the lease is live: {answer}");
     let retry_after: u64 = answer["headers"]["retry-after"]
         .as_str()
@@ -182,12 +119,12 @@ async fn a_process_killed_between_its_send_and_its_record_is_answered_again_afte
             "the lease never ended"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
-        status = b.invoke(&event_with(&update)).await.0;
+        status = invoke(&mut b, &event_with(&update)).await.0;
     }
     assert_eq!(status, 200);
     // The window no store closes: the reply sent but not recorded went out
     // again (README, "Memory and exactly-once").
     assert_eq!(stand_in.sent_messages().len(), 2);
-    assert_eq!(b.invoke(&event_with(&update)).await.0, 200);
+    assert_eq!(invoke(&mut b, &event_with(&update)).await.0, 200);
     assert_eq!(stand_in.sent_messages().len(), 2, "and never a third time");
 }

@@ -4,16 +4,16 @@
 //! testkit's [`Trigger`], which receives, invokes and deletes as Lambda
 //! does. One worker is a real process, killed mid-answer.
 
-use crate::helpers::{event_with, unix_now, SECRET};
+use crate::helpers::FunctionProcess;
+use crate::helpers::{event_with, unix_now, FAST_PACING};
 use lambda_runtime::LambdaEvent;
-use lambda_runtime_api::{Invocation, Options as RuntimeOptions, Report, RuntimeApi};
+use lambda_runtime_api::Invocation;
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use telegram_lambda_bot::action::Action;
-use telegram_lambda_bot::assistant::{Assistant, Pacing};
+use telegram_lambda_bot::assistant::Assistant;
 use telegram_lambda_bot::bot::Bot;
 use telegram_lambda_bot::config::Config;
 use telegram_lambda_bot::handler::{Context, Failed, Handler, GAVE_UP};
@@ -30,16 +30,6 @@ const TABLE: &str = "deferred";
 const ALI: i64 = 5_560_001;
 const BO: i64 = 5_560_002;
 
-/// The deployed pacing, ten times faster.
-const PACING: Pacing = Pacing {
-    draft_every: Duration::from_millis(100),
-    draft_refresh: Duration::from_secs(2),
-    typing_every: Duration::from_millis(450),
-    stall: Duration::from_millis(1500),
-    send_reserve: Duration::from_millis(200),
-    tries: 2,
-};
-
 struct Setup<H = Bot> {
     moto: Moto,
     stand_in: StandIn,
@@ -49,25 +39,11 @@ struct Setup<H = Bot> {
 }
 
 fn config(stand_in: &StandIn, model: &FakeModel, queue: &FifoQueue) -> Config {
-    let (base_url, model_url) = (stand_in.base_url(), model.base_url());
-    let vars = [
-        ("TELEGRAM_BOT_TOKEN", stand_in.token()),
-        ("TELEGRAM_API_BASE_URL", &base_url),
-        ("TELEGRAM_WEBHOOK_SECRET", SECRET),
-        ("ASSISTANT_MODEL", "fake-1"),
-        ("ASSISTANT_BASE_URL", &model_url),
-        ("ASSISTANT_API_KEY", FAKE_MODEL_KEY),
-        ("BOT_QUEUE_URL", &queue.url),
-        ("BOT_DEAD_LETTER_QUEUE_URL", &queue.dead_letters),
+    let queue_vars = [
+        ("BOT_QUEUE_URL", queue.url.as_str()),
+        ("BOT_DEAD_LETTER_QUEUE_URL", queue.dead_letters.as_str()),
     ];
-    let lookup = |name: &str| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| (*v).to_owned())
-    };
-    let mut config = Config::from_lookup(lookup).unwrap();
-    config.read_secrets(&[], lookup).unwrap();
-    config
+    crate::helpers::assistant_config(stand_in, &model.base_url(), FAKE_MODEL_KEY, &queue_vars)
 }
 
 /// The webhook (and worker) on moto's table and queue, the fake model
@@ -76,7 +52,7 @@ fn config(stand_in: &StandIn, model: &FakeModel, queue: &FifoQueue) -> Config {
 async fn setup(words: usize, every: Duration, visibility: Duration) -> Setup {
     setup_with(words, every, visibility, |config| {
         let assistant = config.assistant.as_ref().expect("the assistant is on");
-        Bot::from_config(config).with_assistant(Assistant::new(assistant).with_pacing(PACING))
+        Bot::from_config(config).with_assistant(Assistant::new(assistant).with_pacing(FAST_PACING))
     })
     .await
 }
@@ -350,71 +326,18 @@ async fn a_poison_update_ends_in_the_dead_letter_queue_and_the_user_is_told_once
     assert_eq!(s.moto.queue_depth(&s.queue.url).await, 1);
 }
 
-/// A worker function process under a Runtime API, as Lambda runs it.
-struct WorkerProcess {
-    runtime_api: RuntimeApi,
-    child: Child,
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl WorkerProcess {
-    async fn start(s: &Setup, timeout: Duration) -> WorkerProcess {
-        let runtime_api = RuntimeApi::start(RuntimeOptions {
-            function_timeout: timeout,
-            ..RuntimeOptions::default()
-        })
-        .await
-        .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_webhook"))
-            .env_clear()
-            .envs(s.moto.env())
-            .envs(lambda_runtime_api::lambda_env("worker", 128, "us-east-1"))
-            .env("AWS_LAMBDA_RUNTIME_API", runtime_api.addr().to_string())
-            .env("TELEGRAM_BOT_TOKEN", s.stand_in.token())
-            .env("TELEGRAM_API_BASE_URL", s.stand_in.base_url())
-            .env("TELEGRAM_WEBHOOK_SECRET", SECRET)
-            .env("BOT_STORE_TABLE", TABLE)
-            .env("BOT_LEASE_MARGIN_SECS", "0.5")
-            .env("BOT_QUEUE_URL", &s.queue.url)
-            .env("BOT_DEAD_LETTER_QUEUE_URL", &s.queue.dead_letters)
-            .env("ASSISTANT_MODEL", "fake-1")
-            .env("ASSISTANT_BASE_URL", s.model.base_url())
-            .env("ASSISTANT_API_KEY", FAKE_MODEL_KEY)
-            .env("LOG_FORMAT", "json")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        WorkerProcess { runtime_api, child }
-    }
-
-    /// Hands the worker `batch` and waits for its answer.
-    async fn invoke(&mut self, batch: &Batch, id: &str) -> Value {
-        self.runtime_api
-            .queue(Invocation::new(id, batch.event.to_string()))
-            .unwrap();
-        tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                match self.runtime_api.report().await.unwrap() {
-                    Report::Response {
-                        request_id, body, ..
-                    } if request_id == id => break serde_json::from_slice(&body).unwrap(),
-                    Report::Error { body, .. } | Report::InitError { body, .. } => {
-                        panic!("the worker failed: {}", String::from_utf8_lossy(&body))
-                    }
-                    _ => {}
-                }
-            }
-        })
-        .await
-        .expect("the worker answers")
-    }
+/// A worker: the function binary on the queue, the table and the model.
+async fn worker(s: &Setup, timeout: Duration) -> FunctionProcess {
+    let env = [
+        ("BOT_STORE_TABLE", TABLE.to_owned()),
+        ("BOT_LEASE_MARGIN_SECS", "0.5".to_owned()),
+        ("BOT_QUEUE_URL", s.queue.url.clone()),
+        ("BOT_DEAD_LETTER_QUEUE_URL", s.queue.dead_letters.clone()),
+        ("ASSISTANT_MODEL", "fake-1".to_owned()),
+        ("ASSISTANT_BASE_URL", s.model.base_url()),
+        ("ASSISTANT_API_KEY", FAKE_MODEL_KEY.to_owned()),
+    ];
+    FunctionProcess::start(&s.moto, &s.stand_in, timeout, &env).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,7 +351,7 @@ async fn a_worker_killed_mid_answer_leaves_the_message_and_the_answer_is_sent_on
         "deferred"
     );
     let trigger = s.trigger();
-    let mut dying = WorkerProcess::start(&s, Duration::from_secs(8)).await;
+    let mut dying = worker(&s, Duration::from_secs(8)).await;
     let batch = trigger.receive(1).await.expect("the deferred update");
     dying
         .runtime_api
@@ -443,7 +366,7 @@ async fn a_worker_killed_mid_answer_leaves_the_message_and_the_answer_is_sent_on
         trigger.receive(1).await.is_none(),
         "invisible until its timeout"
     );
-    let mut worker = WorkerProcess::start(&s, Duration::from_secs(8)).await;
+    let mut worker = worker(&s, Duration::from_secs(8)).await;
     let again = loop {
         match trigger.receive(1).await {
             Some(batch) => break batch,
@@ -454,7 +377,7 @@ async fn a_worker_killed_mid_answer_leaves_the_message_and_the_answer_is_sent_on
         again.event["Records"][0]["attributes"]["ApproximateReceiveCount"],
         "2"
     );
-    let answer = worker.invoke(&again, "again").await;
+    let answer = worker.answer(&again.event).await;
     assert_eq!(answer, json!({"batchItemFailures": []}));
     trigger.settle(&again, Some(&answer)).await;
     assert_eq!(s.sent_to(ALI), [answer_of(10)]);
