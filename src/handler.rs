@@ -135,8 +135,8 @@ pub const RETRY_LATER_LIMIT: Duration = Duration::from_secs(10 * 60);
 /// the replies and the store's last write.
 pub const ANSWER_RESERVE: Duration = Duration::from_secs(3);
 
-/// The longest a handler's look-up may take where nothing else limits it
-/// (`bot poll`): the chat waits meanwhile.
+/// The longest a handler's look-up may take where nothing shorter limits
+/// it (`bot poll`): the chat waits meanwhile. The worker's is its timeout.
 pub const MAX_GATHER: Duration = Duration::from_secs(60);
 
 /// Why a handler could not gather what it needs, sorted by what should

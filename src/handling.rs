@@ -112,11 +112,19 @@ enum Gathered<T> {
 }
 
 /// Until when a look-up may run: the answer's deadline less
-/// [`ANSWER_RESERVE`], and at most [`MAX_GATHER`] from now.
-fn gather_deadline(deadline: Option<Instant>) -> Instant {
+/// [`ANSWER_RESERVE`], and at most [`MAX_GATHER`] from now where the chat
+/// waits on it (`capped`). The worker's deadline is its timeout (2-3
+/// minutes), all of it the look-up's but the reserve.
+fn gather_deadline(deadline: Option<Instant>, capped: bool) -> Instant {
     let longest = Instant::now() + MAX_GATHER;
     match deadline {
-        Some(deadline) => longest.min(deadline.checked_sub(ANSWER_RESERVE).unwrap_or(deadline)),
+        Some(deadline) => {
+            let until = deadline.checked_sub(ANSWER_RESERVE).unwrap_or(deadline);
+            match capped {
+                true => longest.min(until),
+                false => until,
+            }
+        }
         None => longest,
     }
 }
@@ -483,7 +491,8 @@ impl<H: Handler> Responder<'_, H> {
         policy: &RetryPolicy,
     ) -> Gathered<H::Gathered> {
         let state: H::State = read.state();
-        let until = gather_deadline(policy.deadline);
+        let worker = matches!(self.deferral, Deferral::Worker { .. });
+        let until = gather_deadline(policy.deadline, !worker);
         let cx = Context::new(self.api, update, until, self.memory);
         let look_up = tokio::time::timeout_at(until, self.bot.gather(update, &state, &cx));
         let mut look_up = std::pin::pin!(look_up);
@@ -978,6 +987,24 @@ mod tests {
     use serde_json::{json, Value};
 
     const TEXT: &str = "my bank PIN is 4321";
+
+    #[test]
+    fn a_look_up_has_its_deadline_less_the_reserve_and_a_minute_at_most_unless_it_is_the_workers() {
+        let now = Instant::now();
+        let deadline = now + Duration::from_secs(150);
+        let capped = gather_deadline(Some(deadline), true);
+        assert!(capped <= Instant::now() + MAX_GATHER && capped > now + MAX_GATHER / 2);
+        // The worker: its timeout, less what sending needs.
+        assert_eq!(
+            gather_deadline(Some(deadline), false),
+            deadline - ANSWER_RESERVE
+        );
+        let webhook = now + Duration::from_secs(25);
+        assert_eq!(
+            gather_deadline(Some(webhook), true),
+            webhook - ANSWER_RESERVE
+        );
+    }
     const TOKEN: &str = "123456789:AAStandIn-token_for-unit-tests-only";
 
     fn text_update() -> Update {

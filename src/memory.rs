@@ -303,7 +303,6 @@ impl Ticket {
             .saturating_add(millis(CLOCK_MARGIN))
     }
 
-    /// How the update is remembered once done at `now`.
     /// What this run's writes mark the update as: the worker's keep it
     /// deferred, so that the chat's later messages stay behind it.
     fn queued(&self) -> Queued {
@@ -313,6 +312,7 @@ impl Ticket {
         }
     }
 
+    /// How the update is remembered once done at `now`.
     fn done(&self, now: i64) -> Done {
         if self.short_lived {
             Done::Until(self.lifetime_end.saturating_add(millis(CLOCK_MARGIN)))
