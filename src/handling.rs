@@ -465,8 +465,15 @@ impl<H: Handler> Responder<'_, H> {
             None => sent.await,
         };
         if let Err(error) = sent {
+            // Either way Telegram delivers it again, and the redelivery
+            // sends it; a refusal (access denied, no such queue) is the
+            // deployment's to fix, and counts as one (the errors alarm).
+            let outcome = match error.is_configuration() {
+                true => Outcome::ConfigurationFailure { told: false },
+                false => Outcome::RetryableFailure { retry_after: None },
+            };
             return Handled {
-                outcome: Outcome::RetryableFailure { retry_after: None },
+                outcome,
                 error: Some(HandlingError::Queue(error)),
                 done: 0,
             };

@@ -158,6 +158,21 @@ impl Queue {
     }
 }
 
+impl QueueError {
+    /// Whether the deployment, not time, must fix it: the queue refused
+    /// the request for a reason a retry does not change (access denied,
+    /// no such queue), as opposed to throttling, a 5xx or the network.
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            QueueError::Send(CallError::Refused { status, code, .. }) => {
+                (400..500).contains(status) && *status != 429 && !code.contains("Throttl")
+            }
+            QueueError::Send(_) | QueueError::Timeout => false,
+            QueueError::Encode(_) => true,
+        }
+    }
+}
+
 /// `id` as SQS takes a group or deduplication id: at most 128 characters
 /// of letters, digits and punctuation. The ids made here are already so;
 /// anything else is replaced rather than refused.
@@ -268,6 +283,22 @@ mod tests {
         let sns = json!({"Records": [{"EventSource": "aws:sns", "Sns": {}}]});
         assert!(QueueEvent::of_event(&sns).is_none());
         assert!(QueueEvent::of_event(&json!({"Records": []})).is_none());
+    }
+
+    #[test]
+    fn a_refusal_is_the_deployments_to_fix_and_throttling_is_not() {
+        let refused = |status, code: &str| {
+            QueueError::Send(CallError::Refused {
+                status,
+                code: code.into(),
+                message: String::new(),
+            })
+        };
+        assert!(refused(400, "AccessDeniedException").is_configuration());
+        assert!(refused(400, "QueueDoesNotExist").is_configuration());
+        assert!(!refused(400, "ThrottlingException").is_configuration());
+        assert!(!refused(500, "InternalError").is_configuration());
+        assert!(!QueueError::Timeout.is_configuration());
     }
 
     #[test]

@@ -195,7 +195,19 @@ async fn invoke<H: Handler>(webhook: &Webhook<H>, batch: &Batch) -> Value {
 async fn a_deferred_update_is_answered_once_though_its_200_was_lost_and_its_send_failed() {
     let s = setup(10, Duration::from_millis(20), Duration::from_secs(2)).await;
     let ask = private(ALI, 1, "/ask What is a queue?");
-    // The queue fails the first send and both its retries: the update is
+    // The role may not send: the deployment's to fix, counted as such
+    // (500, the errors alarm), and nothing is lost.
+    s.moto.refuse_next(
+        "SendMessage",
+        400,
+        r#"{"__type":"com.amazonaws.sqs#AccessDeniedException","message":"not authorized"}"#,
+    );
+    let refused = s.deliver(&ask).await;
+    assert_eq!(
+        (refused.status(), refused.as_str()),
+        (500, "configuration_failure")
+    );
+    // The queue fails the next send and both its retries: the update is
     // recorded, so the redelivery sends it.
     for _ in 0..3 {
         s.moto.refuse_next(
