@@ -28,8 +28,12 @@ pub fn event(name: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// The Telegram update inside an event's body, when it has one.
+/// The Telegram update inside an event's body (or, for the queue's event,
+/// its first message's), when it has one.
 pub fn update_in(event: &Value) -> Option<Value> {
+    if let Some(body) = event.pointer("/Records/0/body").and_then(Value::as_str) {
+        return serde_json::from_str(body).ok();
+    }
     let body = event.get("body")?.as_str()?;
     let bytes = if event.get("isBase64Encoded") == Some(&Value::Bool(true)) {
         base64::engine::general_purpose::STANDARD
@@ -140,6 +144,12 @@ impl TestWebhook {
     /// Runs the Lambda handler as the runtime does, with a deadline
     /// `time_left` from now in the invocation's context.
     pub async fn invoke_with_time_left(&self, event: Value, time_left: Duration) -> Response {
+        response_of(self.invoke_raw(event, time_left).await)
+    }
+
+    /// The handler's answer as JSON, whatever its shape (the worker's is a
+    /// batch response, not an HTTP one).
+    pub async fn invoke_raw(&self, event: Value, time_left: Duration) -> Value {
         let mut context = lambda_runtime::Context::default();
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -147,10 +157,9 @@ impl TestWebhook {
             .as_millis() as u64;
         context.deadline = now_ms + time_left.as_millis() as u64;
         context.request_id = "test-request".to_owned();
-        let response = function_handler(&self.webhook, LambdaEvent::new(event, context))
+        function_handler(&self.webhook, LambdaEvent::new(event, context))
             .await
-            .expect("the handler never fails an invocation");
-        response_of(response)
+            .expect("the handler never fails an invocation")
     }
 
     /// Asserts the token's secret part is in no log line.

@@ -24,6 +24,8 @@ fn expectation(name: &str) -> Option<(i64, Vec<Value>)> {
     let help = "I repeat any text you send me.\n\nCommands:\n/start - say hello\n/help - list the commands";
     Some(match name {
         "start" => (200, vec![reply(ALI, greeting, 42)]),
+        // The queue's event, answered by the worker: /start, from the queue.
+        "queue" => (200, vec![reply(ALI, greeting, 42)]),
         "help" => (200, vec![reply(ALI, help, 43)]),
         "text" => (200, vec![reply(ALI, "You said: Hi!", 44)]),
         "group-command" => (200, vec![reply(-1_001_234_567_890, help, 1501)]),
@@ -99,7 +101,21 @@ async fn every_sample_event_gets_its_status_and_exact_replies() {
         let test = spawn().await;
         let event = event(&name);
         test.observe(&event);
-        let answer = test.invoke(event).await;
+        let answer = match name.as_str() {
+            // The worker answers with the messages to receive again.
+            "queue" => {
+                let batch = test.invoke_raw(event, Duration::from_secs(10)).await;
+                assert_eq!(batch, json!({"batchItemFailures": []}), "events/queue.json");
+                // Nothing goes back to an HTTP caller: as if 200.
+                helpers::Response {
+                    status: 200,
+                    retry_after: None,
+                    allow: None,
+                    body: String::new(),
+                }
+            }
+            _ => test.invoke(event).await,
+        };
         assert_eq!(answer.status, status, "events/{name}.json: {answer:?}");
         assert_eq!(
             test.stand_in.sent_messages(),
