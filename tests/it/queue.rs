@@ -379,12 +379,17 @@ async fn a_worker_killed_mid_answer_leaves_the_message_and_the_answer_is_sent_on
         "invisible until its timeout"
     );
     let mut worker = worker(&s, Duration::from_secs(8)).await;
-    let again = loop {
-        match trigger.receive(1).await {
-            Some(batch) => break batch,
-            None => tokio::time::sleep(Duration::from_millis(100)).await,
+    // Back after its visibility timeout (9 s); bounded at twice that.
+    let again = tokio::time::timeout(Duration::from_secs(18), async {
+        loop {
+            match trigger.receive(1).await {
+                Some(batch) => break batch,
+                None => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
         }
-    };
+    })
+    .await
+    .expect("the message comes back after its visibility timeout");
     assert_eq!(
         again.event["Records"][0]["attributes"]["ApproximateReceiveCount"],
         "2"
