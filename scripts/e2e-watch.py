@@ -21,6 +21,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Where cargo puts the debug executables: under the triple when a build
+# target is named (scripts/test names it, to share one build with sam build).
+BUILT = (Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+         / os.environ.get("CARGO_BUILD_TARGET", "") / "debug")
 TOKEN = "123456789:AAStandIn-token_for-local-tests-only"
 SECRET = "local-dev-secret"
 # event -> (status, texts of the replies that must reach the stand-in)
@@ -113,7 +117,7 @@ def main():
     try:
         stand_in_log = work / "stand-in.log"
         stand_in = subprocess.Popen(
-            [ROOT / "target/debug/telegram-stand-in", "--listen", f"127.0.0.1:{stand_in_port}"],
+            [BUILT / "telegram-stand-in", "--listen", f"127.0.0.1:{stand_in_port}"],
             stdout=open(stand_in_log, "w"), stderr=subprocess.STDOUT)
         processes.append(stand_in)
         wait_for_port(stand_in_port, 10, stand_in, stand_in_log)
@@ -178,7 +182,7 @@ def main():
             print("ok   function URL request with a wrong secret: 401")
         # The README's chat with --watch: its own stand-in and watch.
         chat = subprocess.run(
-            [ROOT / "target/debug/bot", "chat", "--watch", "--name", "Ali"], cwd=ROOT,
+            [BUILT / "bot", "chat", "--watch", "--name", "Ali"], cwd=ROOT,
             input="/start\nHi!\n", capture_output=True, text=True, timeout=600,
             env=dict(os.environ, CARGO_LAMBDA_COMPILER="cargo"))
         expected_chat = ("Hello, Ali! I echo what you write. Send /help to see what I can do.\n"

@@ -406,6 +406,12 @@ impl Handle {
         self.0.state().delivery_log.clone()
     }
 
+    /// How many getUpdates calls have started to wait (a long poll that
+    /// found nothing): a test knows its call is waiting when this grows.
+    pub fn long_polls(&self) -> u64 {
+        self.0.state().polls.next_ticket
+    }
+
     /// Updates queued and not yet confirmed by a getUpdates offset.
     pub fn pending_updates(&self) -> Vec<Value> {
         self.0

@@ -10,6 +10,7 @@ mod buttons;
 mod client;
 mod delivery;
 mod faults;
+mod fuzz_seeds;
 mod health;
 mod helpers;
 mod memory;

@@ -28,6 +28,15 @@ fn options() -> PollOptions {
     }
 }
 
+/// Telegram's clock at a tenth of real time: its rules for calls repeated
+/// within 3 s (a confirm on stopping waits them out) take 0.3 s here.
+fn telegram_time() -> Options {
+    Options {
+        time_scale: 0.1,
+        ..Options::default()
+    }
+}
+
 struct Poller {
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<Summary, PollError>>,
@@ -76,7 +85,7 @@ fn offsets(stand_in: &StandIn) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_batch_is_answered_in_order_and_offsets_advance_exactly() {
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let stand_in = StandIn::start(telegram_time()).await.unwrap();
     let ids: Vec<i64> = ["one", "two", "three"]
         .iter()
         .map(|t| stand_in.enqueue_text(USER, t))
@@ -118,7 +127,7 @@ async fn a_batch_is_answered_in_order_and_offsets_advance_exactly() {
 
 #[tokio::test]
 async fn a_webhook_is_deleted_before_polling() {
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let stand_in = StandIn::start(telegram_time()).await.unwrap();
     let api = api_for(&stand_in);
     api.set_webhook(&telegram_lambda_bot::telegram::SetWebhook {
         url: "https://example.invalid/webhook".into(),
@@ -135,7 +144,7 @@ async fn a_webhook_is_deleted_before_polling() {
 
 #[tokio::test]
 async fn another_poller_is_reported_clearly_and_ends_the_run() {
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let stand_in = StandIn::start(telegram_time()).await.unwrap();
     stand_in.inject("getUpdates", Fault::other_poller());
     let poller = start(&stand_in, options());
     let result = tokio::time::timeout(Duration::from_secs(10), poller.task)
@@ -149,7 +158,7 @@ async fn another_poller_is_reported_clearly_and_ends_the_run() {
 
 #[tokio::test]
 async fn failures_that_a_retry_fixes_are_retried_and_the_update_answered_once() {
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let stand_in = StandIn::start(telegram_time()).await.unwrap();
     stand_in.inject("getUpdates", Fault::internal_error());
     stand_in.inject("getUpdates", Fault::bad_gateway());
     stand_in.inject("getUpdates", Fault::Drop);
@@ -157,10 +166,10 @@ async fn failures_that_a_retry_fixes_are_retried_and_the_update_answered_once() 
     stand_in.inject("sendMessage", Fault::too_many_requests(1));
     stand_in.inject("sendMessage", Fault::Drop);
     stand_in.inject("sendMessage", Fault::bad_gateway());
-    stand_in.enqueue_text(USER, "persist");
+    let id = stand_in.enqueue_text(USER, "persist");
     let poller = start(&stand_in, options());
-    until("the reply", || stand_in.sent_messages().len() == 1).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Settled: a repeat could only come from a retry still under way.
+    until("the update confirmed", || confirmed_past(&stand_in, id)).await;
     poller.stop().await.unwrap();
     assert_eq!(texts(&stand_in), ["You said: persist"]);
     assert_eq!(stand_in.calls_to("sendMessage").len(), 5);
@@ -168,7 +177,7 @@ async fn failures_that_a_retry_fixes_are_retried_and_the_update_answered_once() 
 
 #[tokio::test]
 async fn a_get_updates_timeout_is_retried() {
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let stand_in = StandIn::start(telegram_time()).await.unwrap();
     stand_in.enqueue_text(USER, "after a timeout");
     // Slower than the client's limit (long-poll timeout 0 + 1 s).
     stand_in.inject("getUpdates", Fault::slow(2_500));
@@ -195,7 +204,7 @@ async fn a_get_updates_timeout_is_retried() {
 
 #[tokio::test]
 async fn a_permanent_refusal_is_logged_and_skipped() {
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let stand_in = StandIn::start(telegram_time()).await.unwrap();
     stand_in.inject("sendMessage", Fault::blocked_by_user());
     stand_in.enqueue_text(USER, "blocked");
     let next = stand_in.enqueue_text(USER, "next");
@@ -209,7 +218,7 @@ async fn a_permanent_refusal_is_logged_and_skipped() {
 
 #[tokio::test]
 async fn an_update_id_no_offset_can_follow_stops_polling_instead_of_panicking() {
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let stand_in = StandIn::start(telegram_time()).await.unwrap();
     let first = stand_in.enqueue_text(USER, "first");
     stand_in.enqueue_update(json!({"update_id": i64::MAX, "message": {
         "message_id": 1, "date": 1, "text": "last",
@@ -238,10 +247,10 @@ async fn an_update_id_no_offset_can_follow_stops_polling_instead_of_panicking() 
 
 #[tokio::test]
 async fn a_wrong_token_stops_polling_with_a_configuration_error() {
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let stand_in = StandIn::start(telegram_time()).await.unwrap();
     let other = StandIn::start(Options {
         token: "5555:AAanother-token_entirely-000000000000".into(),
-        ..Options::default()
+        ..telegram_time()
     })
     .await
     .unwrap();
@@ -266,11 +275,12 @@ async fn a_wrong_token_stops_polling_with_a_configuration_error() {
 
 #[tokio::test]
 async fn a_stop_mid_batch_then_a_restart_answers_every_update_exactly_once() {
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let stand_in = StandIn::start(telegram_time()).await.unwrap();
     let words = ["a", "b", "c", "d", "e"];
-    for word in words {
-        stand_in.enqueue_text(USER, word);
-    }
+    let ids: Vec<i64> = words
+        .iter()
+        .map(|word| stand_in.enqueue_text(USER, word))
+        .collect();
     // The second reply is slow, so the stop lands while it is in flight.
     stand_in.inject("sendMessage", Fault::slow(0));
     stand_in.inject("sendMessage", Fault::slow(400));
@@ -289,8 +299,10 @@ async fn a_stop_mid_batch_then_a_restart_answers_every_update_exactly_once() {
     );
 
     let second = start(&stand_in, options());
-    until("every reply", || stand_in.sent_messages().len() == 5).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until("every update confirmed", || {
+        confirmed_past(&stand_in, ids[4])
+    })
+    .await;
     second.stop().await.unwrap();
     let expected: Vec<String> = words.iter().map(|w| format!("You said: {w}")).collect();
     assert_eq!(texts(&stand_in), expected);
@@ -299,7 +311,7 @@ async fn a_stop_mid_batch_then_a_restart_answers_every_update_exactly_once() {
 
 #[tokio::test]
 async fn a_stop_during_a_long_poll_exits_promptly() {
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let stand_in = StandIn::start(telegram_time()).await.unwrap();
     let poller = start(
         &stand_in,
         PollOptions {
@@ -346,6 +358,23 @@ fn fastrand_id() -> u64 {
     RandomState::new().hash_one(std::time::Instant::now())
 }
 
+/// How many times a sendMessage to `chat` was tried.
+fn tries_for(stand_in: &StandIn, chat: i64) -> usize {
+    stand_in
+        .calls_to("sendMessage")
+        .iter()
+        .filter(|p| p["chat_id"].as_i64() == Some(chat))
+        .count()
+}
+
+/// Whether a getUpdates call confirmed the update `id` (an offset past it):
+/// the poller is done with it.
+fn confirmed_past(stand_in: &StandIn, id: i64) -> bool {
+    offsets(stand_in)
+        .iter()
+        .any(|offset| offset.as_i64().is_some_and(|o| o > id))
+}
+
 fn replies_to(stand_in: &StandIn, chat: i64) -> Vec<String> {
     testkit::texts(&stand_in.replies_to(chat))
 }
@@ -355,7 +384,7 @@ async fn a_failing_chat_holds_up_no_other_chat_and_is_answered_once_it_recovers(
     const A: i64 = 7001;
     const B: i64 = 7002;
     const C: i64 = 7003;
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let stand_in = StandIn::start(telegram_time()).await.unwrap();
     stand_in.fail_chat("sendMessage", A, Fault::internal_error());
     let (memory, path) = file_memory();
     let poller = start(
@@ -411,7 +440,7 @@ async fn a_failing_chat_holds_up_no_other_chat_and_is_answered_once_it_recovers(
 async fn without_a_store_at_most_a_batch_waits_behind_a_failing_update() {
     const A: i64 = 7101;
     const B: i64 = 7102;
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let stand_in = StandIn::start(telegram_time()).await.unwrap();
     stand_in.fail_chat("sendMessage", A, Fault::internal_error());
     message_from(&stand_in, A, 600_001, "from A", Duration::ZERO);
     for i in 2..=10 {
@@ -427,7 +456,13 @@ async fn without_a_store_at_most_a_batch_waits_behind_a_failing_update() {
     // A and the next four fill the batch: those four are answered, the rest
     // wait until A settles, since nothing past A can be confirmed.
     until("four of B", || replies_to(&stand_in, B).len() == 4).await;
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // The poller's own clock: while A is tried five times more, the rest of
+    // B stays unfetched.
+    let tried = tries_for(&stand_in, A);
+    until("five more tries for A", || {
+        tries_for(&stand_in, A) >= tried + 5
+    })
+    .await;
     assert_eq!(replies_to(&stand_in, B).len(), 4);
     stand_in.heal_chat("sendMessage", A);
     until("all of B", || replies_to(&stand_in, B).len() == 9).await;
@@ -442,7 +477,7 @@ async fn without_a_store_at_most_a_batch_waits_behind_a_failing_update() {
 #[tokio::test]
 async fn an_update_past_its_lifetime_is_dropped_and_confirmed() {
     const A: i64 = 7201;
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let stand_in = StandIn::start(telegram_time()).await.unwrap();
     stand_in.fail_chat("sendMessage", A, Fault::internal_error());
     // A day old but for two seconds: Telegram's server keeps it that long.
     let old = message_from(
@@ -476,7 +511,7 @@ async fn an_update_past_its_lifetime_is_dropped_and_confirmed() {
 #[tokio::test]
 async fn polling_refuses_the_webhooks_dynamodb_table_before_any_call() {
     use telegram_lambda_bot::store::dynamodb::DynamoDbStore;
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let stand_in = StandIn::start(telegram_time()).await.unwrap();
     stand_in.enqueue_text(USER, "hello");
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -499,7 +534,7 @@ async fn polling_refuses_the_webhooks_dynamodb_table_before_any_call() {
 
 #[tokio::test]
 async fn update_ids_started_afresh_below_the_offset_are_answered_without_spinning() {
-    let stand_in = StandIn::start(Options::default()).await.unwrap();
+    let stand_in = StandIn::start(telegram_time()).await.unwrap();
     let first = stand_in.enqueue_text(USER, "before");
     let poller = start(&stand_in, options());
     until("the offset passed the first update", || {

@@ -21,6 +21,12 @@ fn main() -> ExitCode {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"));
+    // With a build target named (CARGO_BUILD_TARGET, as scripts/test sets
+    // to share one build with `sam build`), cargo puts it under the triple.
+    let target = match std::env::var_os("CARGO_BUILD_TARGET") {
+        Some(triple) if !triple.is_empty() => target.join(triple),
+        _ => target,
+    };
     let tool = target
         .join("debug")
         .join(format!("bot{}", std::env::consts::EXE_SUFFIX));

@@ -188,7 +188,8 @@ echo "cargo $*" >> "$FAKE_LOG"
 for name in ${FAKE_SECRET_NAMES:-}; do [[ -z "${!name:-}" ]] || echo "  cargo was given the secret $name" >> "$FAKE_LOG"; done
 if [[ "$1" == lambda ]]; then echo "cargo-lambda 1.9.2"; exit 0; fi
 if [[ "$*" == "build --quiet --release -p bot-cli --bin bot" && -n "${CARGO_TARGET_DIR:-}" ]]; then
-  mkdir -p "$CARGO_TARGET_DIR/release" && ln -sf "$(dirname "$0")/bot" "$CARGO_TARGET_DIR/release/bot"
+  release="$CARGO_TARGET_DIR/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}release"
+  mkdir -p "$release" && ln -sf "$(dirname "$0")/bot" "$release/bot"
   exit 0
 fi
 echo "error: unexpected cargo $*" >&2; exit 101

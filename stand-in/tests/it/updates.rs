@@ -18,7 +18,8 @@ fn ids(updates: &Value) -> Vec<i64> {
 
 #[tokio::test]
 async fn webhook_methods_round_trip_and_set_webhook_is_rate_limited() {
-    let stand_in = stand_in().await;
+    // One setWebhook a Telegram second: 100 ms here.
+    let stand_in = stand_in_at(0.1).await;
     let api = Api::new(&stand_in);
     let set = json!({
         "url": "https://example.invalid/webhook",
@@ -48,12 +49,12 @@ async fn webhook_methods_round_trip_and_set_webhook_is_rate_limited() {
     );
     assert_eq!(api.ok("deleteWebhook", json!({})).await, true);
     assert_eq!(api.ok("getWebhookInfo", json!({})).await["url"], "");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(110)).await;
     let plain_http = api
         .call("setWebhook", json!({"url": "http://example.invalid/hook"}))
         .await;
     assert_eq!(plain_http.status, 400);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(110)).await;
     let odd_port = api
         .call(
             "setWebhook",
@@ -81,20 +82,13 @@ async fn get_updates_confirms_with_an_offset_and_a_long_poll_returns_when_an_upd
     let rest = api.ok("getUpdates", json!({"offset": 7})).await;
     assert_eq!(ids(&rest), [7]);
     // Confirmed updates are gone; a long poll returns as soon as one arrives.
-    let poll = {
-        let api = api.clone();
-        tokio::spawn(async move {
-            api.ok("getUpdates", json!({"offset": 8, "timeout": 10}))
-                .await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let poll = waiting_poll(&stand_in, &api, json!({"offset": 8, "timeout": 10})).await;
     stand_in.enqueue_update(private_message(8, 8, 42));
     let arrived = tokio::time::timeout(Duration::from_secs(5), poll)
         .await
         .expect("the long poll returned when the update arrived")
         .unwrap();
-    assert_eq!(ids(&arrived), [8]);
+    assert_eq!(ids(arrived.result()), [8]);
 }
 
 #[tokio::test]
@@ -127,19 +121,14 @@ async fn a_second_poller_with_the_same_token_ends_the_first_ones_long_poll_with_
 const OTHER_GET_UPDATES: &str =
     "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running";
 
-/// Starts a getUpdates call and returns once the stand-in is working on it.
+/// Starts a getUpdates call and returns once it waits at the stand-in.
 async fn waiting_poll(stand_in: &StandIn, api: &Api, params: Value) -> JoinHandle<Reply> {
-    let before = stand_in.calls_to("getUpdates").len();
+    let before = stand_in.long_polls();
     let poll = {
         let api = api.clone();
         tokio::spawn(async move { api.call("getUpdates", params).await })
     };
-    until("the poll to arrive", 10, || {
-        stand_in.calls_to("getUpdates").len() > before
-    })
-    .await;
-    // Arrived is not yet waiting: give it a moment to look at the queue.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    until("the poll to wait", 10, || stand_in.long_polls() > before).await;
     poll
 }
 
