@@ -268,21 +268,11 @@ pub async fn handle_event<H: Handler>(
         Err(rejection) => {
             let outcome = rejection.verdict.as_str();
             metrics::emit(
-                || {
-                    Line::new(Level::WARN, "request rejected")
-                        .field("outcome", outcome)
-                        .field("method", rejection.method.as_str())
-                        .field("reason", rejection.reason)
-                        .by_outcome(metrics::UPDATES, 1.0)
-                },
-                || {
-                    tracing::warn!(
-                        outcome,
-                        method = rejection.method,
-                        reason = rejection.reason,
-                        "request rejected"
-                    )
-                },
+                &Line::new(Level::WARN, "request rejected")
+                    .field("outcome", outcome)
+                    .field("method", rejection.method.as_str())
+                    .field("reason", rejection.reason)
+                    .by_outcome(metrics::UPDATES, 1.0),
             );
             return rejection.verdict;
         }
@@ -292,13 +282,10 @@ pub async fn handle_event<H: Handler>(
         Err(error) => {
             const MESSAGE: &str = "acknowledged a body that is not an update";
             metrics::emit(
-                || {
-                    Line::new(Level::WARN, MESSAGE)
-                        .field("outcome", "not_an_update")
-                        .field("error", error.to_string())
-                        .by_outcome(metrics::UPDATES, 1.0)
-                },
-                || tracing::warn!(outcome = "not_an_update", error = %error, "{MESSAGE}"),
+                &Line::new(Level::WARN, MESSAGE)
+                    .field("outcome", "not_an_update")
+                    .field("error", error.to_string())
+                    .by_outcome(metrics::UPDATES, 1.0),
             );
             return Verdict::NotAnUpdate;
         }

@@ -271,7 +271,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use telegram_lambda_bot::error::Chain;
+    use telegram_lambda_bot::runtime::error::Chain;
 
     /// A directory of its own under the system's temporary one, removed
     /// when dropped.

@@ -192,7 +192,7 @@ impl Assistant {
             .unwrap_or_else(Instant::now);
         // At once: "typing" in a group, a "Thinking..." draft (an empty
         // one) in a private chat.
-        let mut shown = Progress::new(&self.pacing, message);
+        let mut shown = Drafts::new(&self.pacing, message);
         shown.show(cx, "", until).await;
         // The conversation is the bot's own I/O: without it (a store that
         // fails), the question is still answered, on its own.
@@ -321,10 +321,10 @@ impl Assistant {
     }
 }
 
-/// Progress shown while the answer is written: drafts of it in a private
+/// What is shown while the answer is written: drafts of it in a private
 /// chat, at most one per [`Pacing::draft_every`] (longer after a 429),
 /// "typing" in other chats. Best effort: a failure only delays the next.
-struct Progress<'p> {
+struct Drafts<'p> {
     pacing: &'p Pacing,
     private: bool,
     /// Drafts of one answer share an id; the question's id is never zero.
@@ -334,11 +334,11 @@ struct Progress<'p> {
     drafted_at: Option<Instant>,
 }
 
-impl<'p> Progress<'p> {
+impl<'p> Drafts<'p> {
     fn new(pacing: &'p Pacing, message: &Message) -> Self {
         let private = message.chat.kind == ChatType::Private;
         let now = Instant::now();
-        Progress {
+        Drafts {
             pacing,
             private,
             draft_id: message.message_id.0.max(1),
@@ -431,7 +431,7 @@ mod tests {
     async fn progress_is_never_due_with_nothing_to_show() {
         let pacing = Pacing::default();
         let question = message("private");
-        let mut progress = Progress::new(&pacing, &question);
+        let mut progress = Drafts::new(&pacing, &question);
         let now = Instant::now();
         // At first, the "Thinking..." placeholder at once; once shown, only
         // its refresh: the reader may wait for the model.
@@ -449,7 +449,7 @@ mod tests {
         assert_eq!(progress.due("Because it"), now + pacing.draft_every);
         // In a group, "typing" on its own clock.
         let group = message("group");
-        let mut progress = Progress::new(&pacing, &group);
+        let mut progress = Drafts::new(&pacing, &group);
         assert!(progress.due("") <= Instant::now(), "typing at once");
         progress.next = now + pacing.typing_every;
         assert_eq!(progress.due(""), now + pacing.typing_every);

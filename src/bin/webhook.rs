@@ -4,15 +4,15 @@
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use std::time::Duration;
-use telegram_lambda_bot::aws;
 use telegram_lambda_bot::bot::Bot;
 use telegram_lambda_bot::config::{Config, InitError};
-use telegram_lambda_bot::error::Chain;
 use telegram_lambda_bot::handler::Handler;
-use telegram_lambda_bot::logging;
-use telegram_lambda_bot::memory::Memory;
-use telegram_lambda_bot::queue::Queue;
-use telegram_lambda_bot::store::StoreConfig;
+use telegram_lambda_bot::runtime::aws;
+use telegram_lambda_bot::runtime::error::Chain;
+use telegram_lambda_bot::runtime::logging;
+use telegram_lambda_bot::runtime::memory::Memory;
+use telegram_lambda_bot::runtime::queue::Queue;
+use telegram_lambda_bot::runtime::store::StoreConfig;
 use telegram_lambda_bot::webhook::{function_handler, Webhook};
 
 // One invocation at a time per process: a single-threaded runtime starts

@@ -5,13 +5,15 @@
 //! Test code: a panic here is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod find_moto;
 pub mod service;
 pub mod sqs;
+use find_moto::moto_binary;
+pub use find_moto::MOTO_MISSING;
 pub use service::FakeService;
 pub use sqs::{Batch, FifoQueue, Trigger};
 
 use serde_json::Value;
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -152,30 +154,13 @@ impl Drop for Moto {
     }
 }
 
-/// What a test that needs moto says without it.
-pub const MOTO_MISSING: &str = "moto_server not found: run scripts/test (it installs it into target/tools), or `pip install 'moto[server]>=5.1,<6'` and put moto_server on PATH or in MOTO_SERVER";
-
-fn moto_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("MOTO_SERVER") {
-        return Some(PathBuf::from(path));
-    }
-    let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools/bin/moto_server");
-    if tools.exists() {
-        return Some(tools);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("moto_server"))
-            .find(|candidate| candidate.exists())
-    })
-}
-
 impl Moto {
     /// Starts moto. A test that needs it fails without it, with one line
     /// saying how to get it: it never passes by skipping.
     pub async fn start() -> Moto {
-        let Some(binary) = moto_binary() else {
-            panic!("{MOTO_MISSING}");
+        let binary = match moto_binary() {
+            Ok(binary) => binary,
+            Err(missing) => panic!("{missing}"),
         };
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

@@ -11,8 +11,8 @@ use std::time::Duration;
 use telegram_lambda_bot::assistant::{Assistant, UNAVAILABLE};
 use telegram_lambda_bot::bot::Bot;
 use telegram_lambda_bot::config::Config;
-use telegram_lambda_bot::memory::{Leases, Memory};
-use telegram_lambda_bot::store::dynamodb::{item_size, DynamoDbStore};
+use telegram_lambda_bot::runtime::memory::{Leases, Memory};
+use telegram_lambda_bot::runtime::store::dynamodb::{item_size, DynamoDbStore};
 use telegram_lambda_bot::webhook::{handle_event, Verdict, Webhook};
 use telegram_stand_in::{
     FakeModel, Fault, ModelFault, ModelOptions, Options, StandIn, FAKE_MODEL_KEY,
@@ -118,7 +118,7 @@ impl Bench {
         let update = telegram_lambda_bot::telegram::Update::from_value(update.clone()).unwrap();
         for _ in 0..500 {
             let read = self.memory.read(&update).await.unwrap();
-            if read.seen_before(telegram_lambda_bot::memory::now_millis()) {
+            if read.seen_before(telegram_lambda_bot::runtime::memory::now_millis()) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

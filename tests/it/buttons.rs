@@ -7,9 +7,9 @@ use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use telegram_lambda_bot::memory::{Leases, Memory};
-use telegram_lambda_bot::store::dynamodb::DynamoDbStore;
-use telegram_lambda_bot::store::{ChatRecord, Commit, Done, Lease, Store, StoreFuture};
+use telegram_lambda_bot::runtime::memory::{Leases, Memory};
+use telegram_lambda_bot::runtime::store::dynamodb::DynamoDbStore;
+use telegram_lambda_bot::runtime::store::{ChatRecord, Commit, Done, Lease, Store, StoreFuture};
 use telegram_lambda_bot::telegram::SetWebhook;
 use telegram_lambda_bot::webhook::Webhook;
 use telegram_stand_in::{Options, StandIn};
@@ -182,7 +182,7 @@ impl Drop for Counter {
 
 impl Counter {
     async fn start() -> Counter {
-        use telegram_lambda_bot::store::file::FileStore;
+        use telegram_lambda_bot::runtime::store::file::FileStore;
         let (logs, guard) = testkit::Logs::capture("info");
         let stand_in = StandIn::start(Options::default()).await.unwrap();
         let store = std::env::temp_dir().join(format!(

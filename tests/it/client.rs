@@ -5,9 +5,9 @@
 use crate::helpers::{api_for, config, try_config};
 use serde_json::{json, Value};
 use std::time::Duration;
-use telegram_lambda_bot::client::{ApiError, BotApi, Failure};
 use telegram_lambda_bot::config::{Config, ConfigError};
-use telegram_lambda_bot::error::chain;
+use telegram_lambda_bot::runtime::client::{ApiError, BotApi, Failure};
+use telegram_lambda_bot::runtime::error::chain;
 use telegram_lambda_bot::telegram::{GetUpdates, SetWebhook};
 use telegram_stand_in::{Options, StandIn, DEFAULT_TOKEN};
 

@@ -7,7 +7,7 @@
 use crate::helpers::{serve_function, webhook_for, SECRET};
 use std::sync::Arc;
 use std::time::Duration;
-use telegram_lambda_bot::client::BotApi;
+use telegram_lambda_bot::runtime::client::BotApi;
 use telegram_lambda_bot::telegram::SetWebhook;
 use telegram_stand_in::{Fault, Options, StandIn};
 use testkit::texts;

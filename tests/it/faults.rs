@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use telegram_lambda_bot::memory::{Leases, Memory};
-use telegram_lambda_bot::store::dynamodb::DynamoDbStore;
+use telegram_lambda_bot::runtime::memory::{Leases, Memory};
+use telegram_lambda_bot::runtime::store::dynamodb::DynamoDbStore;
 use telegram_stand_in::{Fault, Options};
 
 /// What a case does before the event is delivered.
@@ -511,7 +511,7 @@ fn bad_request(description: &str) -> Fault {
 /// A store for one case: a file of its own.
 fn file_memory() -> Memory {
     use std::sync::atomic::{AtomicU64, Ordering};
-    use telegram_lambda_bot::store::file::FileStore;
+    use telegram_lambda_bot::runtime::store::file::FileStore;
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let path = std::env::temp_dir().join(format!(
         "fault-matrix-{}-{}.redb",

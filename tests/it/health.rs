@@ -7,9 +7,9 @@ use crate::helpers::{api_for, serve_function, spawn, spawn_with, webhook_for, Se
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use telegram_lambda_bot::client::BotApi;
-use telegram_lambda_bot::health::{Health, HealthCheck};
-use telegram_lambda_bot::metrics::Target;
+use telegram_lambda_bot::runtime::client::BotApi;
+use telegram_lambda_bot::runtime::health::{Health, HealthCheck};
+use telegram_lambda_bot::runtime::metrics::Target;
 use telegram_lambda_bot::telegram::SetWebhook;
 use telegram_stand_in::{Fault, StandIn};
 use tokio::time::Instant;

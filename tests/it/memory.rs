@@ -6,8 +6,8 @@ use crate::helpers::{event_with, update_in, Logs};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use telegram_lambda_bot::memory::{Leases, Memory};
-use telegram_lambda_bot::store::dynamodb::DynamoDbStore;
+use telegram_lambda_bot::runtime::memory::{Leases, Memory};
+use telegram_lambda_bot::runtime::store::dynamodb::DynamoDbStore;
 use telegram_lambda_bot::webhook::{handle_event, Verdict, Webhook};
 use telegram_stand_in::{Fault, Options, StandIn};
 use testkit::{sdk_config, until, Moto};
@@ -395,8 +395,8 @@ async fn the_sample_events_are_answered_the_same_with_the_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_answered_ids_kept_per_chat_stay_bounded_with_or_without_replies() {
-    use telegram_lambda_bot::memory::KEEP_DONE;
-    use telegram_lambda_bot::store::Store;
+    use telegram_lambda_bot::runtime::memory::KEEP_DONE;
+    use telegram_lambda_bot::runtime::store::Store;
     let t = instances().await;
     // Photos in a group get no reply but change the chat's state; texts get
     // one. Either way the record keeps only the last few ids.

@@ -11,11 +11,11 @@ use serde_json::Value;
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use telegram_lambda_bot::logging::rfc3339_millis;
+use telegram_lambda_bot::runtime::logging::rfc3339_millis;
 use telegram_stand_in::StandIn;
 
 /// Now, as the function writes its time: RFC 3339 in UTC, to the
-/// millisecond (`src/logging.rs` checks the format itself).
+/// millisecond (`src/runtime/logging.rs` checks the format itself).
 fn now() -> String {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -6,11 +6,11 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use telegram_lambda_bot::bot::Bot;
-use telegram_lambda_bot::client::BotApi;
-use telegram_lambda_bot::memory::{Leases, Memory};
 use telegram_lambda_bot::poll::{self, PollError, PollOptions, Summary};
-use telegram_lambda_bot::retry::{Backoff, Stop};
-use telegram_lambda_bot::store::file::FileStore;
+use telegram_lambda_bot::runtime::client::BotApi;
+use telegram_lambda_bot::runtime::memory::{Leases, Memory};
+use telegram_lambda_bot::runtime::retry::{Backoff, Stop};
+use telegram_lambda_bot::runtime::store::file::FileStore;
 use telegram_stand_in::{Fault, Options, StandIn};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -510,7 +510,7 @@ async fn an_update_past_its_lifetime_is_dropped_and_confirmed() {
 
 #[tokio::test]
 async fn polling_refuses_the_webhooks_dynamodb_table_before_any_call() {
-    use telegram_lambda_bot::store::dynamodb::DynamoDbStore;
+    use telegram_lambda_bot::runtime::store::dynamodb::DynamoDbStore;
     let stand_in = StandIn::start(telegram_time()).await.unwrap();
     stand_in.enqueue_text(USER, "hello");
     let closed = {

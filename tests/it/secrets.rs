@@ -6,11 +6,11 @@ use crate::faults::{output_of_every_case, Secrets};
 use crate::helpers::{config, Logs};
 use std::time::Duration;
 use telegram_lambda_bot::bot::Bot;
-use telegram_lambda_bot::client::BotApi;
 use telegram_lambda_bot::config::Config;
-use telegram_lambda_bot::error::chain;
 use telegram_lambda_bot::poll::{self, PollOptions};
-use telegram_lambda_bot::retry::{Backoff, Stop};
+use telegram_lambda_bot::runtime::client::BotApi;
+use telegram_lambda_bot::runtime::error::chain;
+use telegram_lambda_bot::runtime::retry::{Backoff, Stop};
 use telegram_stand_in::{Fault, Options, StandIn};
 use tokio::sync::watch;
 
@@ -89,7 +89,8 @@ async fn poll_through(stand_in: &StandIn, api: &BotApi, faults: &[(&str, Fault)]
 
 #[tokio::test]
 async fn no_polling_path_shows_a_secret() {
-    let (logs, _guard) = Logs::capture_with(telegram_lambda_bot::logging::filter(Some("trace")));
+    let (logs, _guard) =
+        Logs::capture_with(telegram_lambda_bot::runtime::logging::filter(Some("trace")));
     let mut output = String::new();
     let stand_in = StandIn::start(Options {
         token: SECRETS.token.to_owned(),
@@ -147,13 +148,13 @@ async fn no_polling_path_shows_a_secret() {
 /// Answers every name with `value`, as a parameter store would.
 struct Stored(&'static str);
 
-impl telegram_lambda_bot::ssm::ParameterStore for Stored {
+impl telegram_lambda_bot::runtime::ssm::ParameterStore for Stored {
     async fn get_secure_strings(
         &self,
         names: &[&str],
     ) -> Result<
-        Vec<Result<secrecy::SecretString, telegram_lambda_bot::ssm::ParameterError>>,
-        telegram_lambda_bot::ssm::ParameterError,
+        Vec<Result<secrecy::SecretString, telegram_lambda_bot::runtime::ssm::ParameterError>>,
+        telegram_lambda_bot::runtime::ssm::ParameterError,
     > {
         Ok(names
             .iter()

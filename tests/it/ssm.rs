@@ -4,7 +4,7 @@
 use crate::helpers::{event, SECRET};
 use std::time::Duration;
 use telegram_lambda_bot::config::Config;
-use telegram_lambda_bot::ssm::{ParameterError, ParameterStore, Ssm};
+use telegram_lambda_bot::runtime::ssm::{ParameterError, ParameterStore, Ssm};
 use telegram_lambda_bot::webhook::{handle_event, Webhook};
 use telegram_stand_in::{Options, StandIn, DEFAULT_TOKEN};
 use testkit::{sdk_config, stderr, Moto};

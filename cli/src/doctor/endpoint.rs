@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 use telegram_lambda_bot::config::{Config, WebhookSecret};
-use telegram_lambda_bot::error::Chain;
+use telegram_lambda_bot::runtime::error::Chain;
 use telegram_lambda_bot::webhook::SECRET_HEADER;
 
 use super::secrets::read_secret;

@@ -16,9 +16,9 @@ mod telegram;
 use std::fmt;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
-use telegram_lambda_bot::client::BotApi;
 use telegram_lambda_bot::config::InitError;
-use telegram_lambda_bot::error::Chain;
+use telegram_lambda_bot::runtime::client::BotApi;
+use telegram_lambda_bot::runtime::error::Chain;
 
 use alarms::{check_alarms, read_alarms, ALARMS};
 use endpoint::probe_endpoint;
@@ -261,7 +261,7 @@ async fn check(args: &DoctorArgs, report: &mut Report) {
         report.add(check_table(table, &described, &ttl));
     }
 
-    let wanted = crate::code_menu(target.memory);
+    let wanted = crate::menu::code_menu(target.memory);
     let shown = api.get_my_commands().await;
     report.add(check_menu(&shown, &wanted, target.memory));
     let mut outranking = Vec::new();

@@ -3,7 +3,7 @@
 //! webhook secret stored with the stack, for the authenticated probe.
 
 use telegram_lambda_bot::config::{Config, ConfigError, WebhookSecret};
-use telegram_lambda_bot::ssm::Ssm;
+use telegram_lambda_bot::runtime::ssm::Ssm;
 
 use super::aws::{aws, AwsError};
 
@@ -66,7 +66,7 @@ pub(super) async fn load_config(
 ) -> (Result<Config, ConfigError>, Option<String>) {
     let read = |region: Option<String>| async move {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(telegram_lambda_bot::ssm::http_client());
+            .http_client(telegram_lambda_bot::runtime::ssm::http_client());
         if let Some(region) = region {
             loader = loader.region(aws_config::Region::new(region));
         }
@@ -92,7 +92,7 @@ pub(super) async fn load_config(
         Err(error) if shell_has_token => {
             let note = format!(
                 "the stack's token could not be read ({}); checked with TELEGRAM_BOT_TOKEN from this shell instead, which may be another bot's",
-                telegram_lambda_bot::error::chain(&error)
+                telegram_lambda_bot::runtime::error::chain(&error)
             );
             let from_shell = Config::load_with(
                 |name| match name {

@@ -3,12 +3,13 @@
 //! update kinds, deliveries do not fail, and the command menu is the code's.
 
 use telegram_lambda_bot::bot::ALLOWED_UPDATES;
-use telegram_lambda_bot::client::ApiError;
-use telegram_lambda_bot::error::Chain;
+use telegram_lambda_bot::runtime::client::ApiError;
+use telegram_lambda_bot::runtime::error::Chain;
 use telegram_lambda_bot::telegram::{BotCommand, BotCommandError, Me, WebhookInfo};
 
 use super::{Finding, Mark};
-use crate::{human_age, menu_line};
+use crate::menu::menu_line;
+use crate::webhook_admin::human_age;
 
 /// A delivery error younger than this is a problem now; an older one is
 /// history, since Telegram keeps the last error after delivery recovered.

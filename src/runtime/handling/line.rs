@@ -15,10 +15,7 @@ pub fn log_update(
 ) {
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let error = error.map(|e| Chain(e).to_string());
-    metrics::emit(
-        || update_line(update, outcome, duration_ms, error.clone(), spent),
-        || trace_update(update, outcome, duration_ms, error.clone()),
-    );
+    metrics::emit(&update_line(update, outcome, duration_ms, error, spent));
 }
 
 /// The level of an update's line: what needs a look is a warning, what
@@ -61,43 +58,6 @@ pub fn update_line(
         .by_outcome(metrics::UPDATES, 1.0)
         .by_function(metrics::BOT_API_LATENCY, spent.bot_api.clone())
         .by_function(metrics::STORE_LATENCY, spent.store.clone())
-}
-
-/// The same line through tracing, when metrics are off.
-fn trace_update(update: &Update, outcome: Outcome, duration_ms: u64, error: Option<String>) {
-    let chat_type = update.chat().map(|c| c.kind.as_str()).unwrap_or("none");
-    let kind = update.kind_name();
-    let update_id = update.id.0;
-    let outcome_name = outcome.as_str();
-    let message = message_of(outcome);
-    match level_of(outcome) {
-        Level::ERROR => tracing::error!(
-            update_id,
-            kind,
-            chat_type,
-            outcome = outcome_name,
-            duration_ms,
-            error,
-            "{message}"
-        ),
-        Level::WARN => tracing::warn!(
-            update_id,
-            kind,
-            chat_type,
-            outcome = outcome_name,
-            duration_ms,
-            error,
-            "{message}"
-        ),
-        _ => tracing::info!(
-            update_id,
-            kind,
-            chat_type,
-            outcome = outcome_name,
-            duration_ms,
-            "{message}"
-        ),
-    }
 }
 
 #[cfg(test)]
@@ -212,37 +172,27 @@ mod tests {
         let (logs, _guard) = testkit_like_capture();
         // A WARN outcome: a tracing line, if one were written too, would
         // pass the filter and be seen.
-        metrics::emit_to(
-            Some(&sink),
-            || {
-                update_line(
-                    &text_update(),
-                    Outcome::PermanentFailure,
-                    1,
-                    None,
-                    &Spent::default(),
-                )
-            },
-            || trace_update(&text_update(), Outcome::PermanentFailure, 1, None),
+        let failed = update_line(
+            &text_update(),
+            Outcome::PermanentFailure,
+            1,
+            None,
+            &Spent::default(),
         );
+        metrics::emit_to(Some(&sink), &failed);
         assert_eq!(buffer.lines().len(), 1);
         assert!(
             logs.lock().unwrap().is_empty(),
             "and nothing through tracing"
         );
-        metrics::emit_to(
+        let answered = update_line(
+            &text_update(),
+            Outcome::Answered,
+            1,
             None,
-            || {
-                update_line(
-                    &text_update(),
-                    Outcome::Answered,
-                    1,
-                    None,
-                    &Spent::default(),
-                )
-            },
-            || trace_update(&text_update(), Outcome::Answered, 1, None),
+            &Spent::default(),
         );
+        metrics::emit_to(None, &answered);
         assert!(
             logs.lock().unwrap().is_empty(),
             "off, the INFO line is filtered"

@@ -88,6 +88,23 @@ pub const HEALTH_CHECK_FAILED: Metric = Metric {
 const FUNCTION: &str = "function";
 const OUTCOME: &str = "outcome";
 
+/// Every field a [`Line`] may have, as [`Line::trace`] records them.
+pub const TRACED: [&str; 13] = [
+    "update_id",
+    "kind",
+    "chat_type",
+    "outcome",
+    "duration_ms",
+    "method",
+    "reason",
+    "aside_key",
+    "pending_update_count",
+    "seconds_since_last_error",
+    "last_error_message",
+    "url_matches",
+    "error",
+];
+
 /// A log line that may carry metrics: a level, a message, fields, and
 /// metric values, counted per function or per function and outcome.
 #[derive(Debug, Clone)]
@@ -110,8 +127,10 @@ impl Line {
         }
     }
 
-    /// A field of the log line; `None` leaves it out.
+    /// A field of the log line; `None` leaves it out. Its name is one of
+    /// [`TRACED`], so that the line reads the same through tracing.
     pub fn field(mut self, name: &'static str, value: impl Into<Value>) -> Self {
+        debug_assert!(TRACED.contains(&name), "{name} is not in TRACED");
         match value.into() {
             Value::Null => {}
             value => {
@@ -134,6 +153,44 @@ impl Line {
             self.by_function.push((metric, values));
         }
         self
+    }
+
+    /// The line through tracing, for when metrics are off: the same level,
+    /// message and fields. tracing's field names are constants at the call
+    /// site, so the names any line may have are listed here, once for
+    /// every line ([`TRACED`]); one it does not have is left out.
+    pub fn trace(&self) {
+        let text = |name: &str| self.fields.get(name).and_then(Value::as_str);
+        let number = |name: &str| self.fields.get(name).and_then(Value::as_i64);
+        let flag = |name: &str| self.fields.get(name).and_then(Value::as_bool);
+        let message = self.message;
+        macro_rules! at {
+            ($event:ident) => {
+                tracing::$event!(
+                    update_id = number("update_id"),
+                    kind = text("kind"),
+                    chat_type = text("chat_type"),
+                    outcome = text("outcome"),
+                    duration_ms = number("duration_ms"),
+                    method = text("method"),
+                    reason = text("reason"),
+                    aside_key = text("aside_key"),
+                    pending_update_count = number("pending_update_count"),
+                    seconds_since_last_error = number("seconds_since_last_error"),
+                    last_error_message = text("last_error_message"),
+                    url_matches = flag("url_matches"),
+                    error = text("error"),
+                    "{message}"
+                )
+            };
+        }
+        match self.level {
+            Level::ERROR => at!(error),
+            Level::WARN => at!(warn),
+            Level::INFO => at!(info),
+            Level::DEBUG => at!(debug),
+            _ => at!(trace),
+        }
     }
 
     /// The line as one JSON object, with the `_aws` block that tells
@@ -295,18 +352,18 @@ pub fn sink() -> Option<&'static Sink> {
     SINK.get()
 }
 
-/// Writes the line `make` builds to `sink` when metrics are on; otherwise
-/// calls `trace`, which logs the same through tracing. Either way one line.
-pub fn emit_to(sink: Option<&Sink>, make: impl FnOnce() -> Line, trace: impl FnOnce()) {
+/// Writes `line` to `sink` when metrics are on; otherwise logs it through
+/// tracing. Either way one line, built once.
+pub fn emit_to(sink: Option<&Sink>, line: &Line) {
     match sink {
-        Some(sink) => sink.write(&make()),
-        None => trace(),
+        Some(sink) => sink.write(line),
+        None => line.trace(),
     }
 }
 
 /// [`emit_to`] the process's sink.
-pub fn emit(make: impl FnOnce() -> Line, trace: impl FnOnce()) {
-    emit_to(sink(), make, trace)
+pub fn emit(line: &Line) {
+    emit_to(sink(), line)
 }
 
 /// The calls timed while an update is answered.
@@ -530,10 +587,12 @@ pub(crate) mod tests {
 
     #[test]
     fn no_field_takes_the_place_of_the_level_or_the_time() {
-        let json = Line::new(Level::ERROR, "x")
-            .field("level", "debug")
-            .field("timestamp", "yesterday")
-            .to_json(&target(), 1_700_000_000_000);
+        // Not names `field` takes (TRACED), but the JSON must not depend
+        // on that.
+        let mut line = Line::new(Level::ERROR, "x");
+        line.fields.insert("level".into(), "debug".into());
+        line.fields.insert("timestamp".into(), "yesterday".into());
+        let json = line.to_json(&target(), 1_700_000_000_000);
         let parsed = crate::logging::tests::assert_lambda_line(&json);
         assert_eq!(
             (&parsed["level"], &parsed["timestamp"]),
@@ -562,20 +621,71 @@ pub(crate) mod tests {
         assert_eq!(parsed["StoreLatency"].as_array().unwrap().len(), 100);
     }
 
+    /// What tracing writes while `work` runs, as JSON lines.
+    fn traced(work: impl FnOnce()) -> Vec<Value> {
+        let buffer = Buffer::default();
+        let writer = {
+            let buffer = buffer.clone();
+            move || buffer.clone()
+        };
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_max_level(Level::TRACE)
+            .with_writer(writer)
+            .finish();
+        tracing::subscriber::with_default(subscriber, work);
+        buffer
+            .lines()
+            .iter()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_line_through_tracing_has_its_level_message_and_every_field() {
+        let mut line = Line::new(Level::WARN, "every field");
+        for (n, name) in TRACED.iter().enumerate() {
+            line = match *name {
+                "url_matches" => line.field(name, true),
+                "update_id"
+                | "duration_ms"
+                | "pending_update_count"
+                | "seconds_since_last_error" => line.field(name, n as i64),
+                _ => line.field(name, format!("text {n}")),
+            };
+        }
+        let lines = traced(|| line.trace());
+        assert_eq!(lines.len(), 1);
+        let written = &lines[0];
+        assert_eq!(written["level"], "WARN");
+        assert_eq!(written["message"], "every field");
+        for (name, value) in &line.fields {
+            assert_eq!(&written[name], value, "{name}");
+        }
+        assert_eq!(line.fields.len(), TRACED.len());
+        // A field the line lacks is left out, not written empty.
+        let lines = traced(|| {
+            Line::new(Level::INFO, "few")
+                .field("kind", "message")
+                .trace()
+        });
+        let names: Vec<&String> = lines[0].as_object().unwrap().keys().collect();
+        assert!(!names.iter().any(|n| n.as_str() == "error"), "{names:?}");
+        assert_eq!(lines[0]["kind"], "message");
+    }
+
     #[test]
     fn metrics_on_write_one_line_and_nothing_through_tracing() {
         let buffer = Buffer::default();
         let sink = Sink::new(target(), Box::new(buffer.clone()));
-        let traced = std::cell::Cell::new(0);
-        let line = || {
-            Line::new(Level::INFO, "m")
-                .field("outcome", "answered")
-                .by_outcome(UPDATES, 1.0)
-        };
+        let line = Line::new(Level::INFO, "m")
+            .field("outcome", "answered")
+            .by_outcome(UPDATES, 1.0);
         let before = now_millis();
-        emit_to(Some(&sink), line, || traced.set(traced.get() + 1));
+        let through_tracing = traced(|| emit_to(Some(&sink), &line));
         let after = now_millis();
-        assert_eq!(traced.get(), 0);
+        assert!(through_tracing.is_empty());
         let lines = buffer.lines();
         assert_eq!(lines.len(), 1);
         let parsed = assert_valid_emf(&lines[0]);
@@ -588,8 +698,9 @@ pub(crate) mod tests {
             crate::logging::tests::parse_rfc3339(timestamp),
             i64::try_from(at).ok()
         );
-        emit_to(None, line, || traced.set(traced.get() + 1));
-        assert_eq!((traced.get(), buffer.lines().len()), (1, 1));
+        let through_tracing = traced(|| emit_to(None, &line));
+        assert_eq!((through_tracing.len(), buffer.lines().len()), (1, 1));
+        assert_eq!(through_tracing[0]["outcome"], "answered");
     }
 
     #[test]

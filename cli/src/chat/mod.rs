@@ -14,6 +14,12 @@
 //! the process on the spot: every wait here also waits for the interrupt,
 //! and stdin is read on a thread of its own that nothing waits for.
 
+mod lambda_watch;
+mod view;
+
+use lambda_watch::{project_dir, start_watch, stop_watch, WatchProcess};
+use view::{print_keyboard, DraftView, DRAFT_POLL};
+
 use crate::function::{self, FunctionError, LocalFunction};
 use std::future::Future;
 use std::io::{BufRead, IsTerminal};
@@ -21,14 +27,14 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use telegram_lambda_bot::bot::{Bot, ALLOWED_UPDATES};
-use telegram_lambda_bot::client::{ApiError, BotApi};
 use telegram_lambda_bot::config::{
     Config, InitError, ASSISTANT_API_KEY, ASSISTANT_BASE_URL, ASSISTANT_MODEL,
 };
 use telegram_lambda_bot::handler::Handler;
-use telegram_lambda_bot::memory::Memory;
 use telegram_lambda_bot::poll::{self, PollOptions};
-use telegram_lambda_bot::retry::Stop;
+use telegram_lambda_bot::runtime::client::{ApiError, BotApi};
+use telegram_lambda_bot::runtime::memory::Memory;
+use telegram_lambda_bot::runtime::retry::Stop;
 use telegram_lambda_bot::telegram::SetWebhook;
 use telegram_stand_in::{FakeModel, ModelOptions, Options, StandIn, FAKE_MODEL_KEY};
 use tokio::sync::{mpsc, watch};
@@ -408,85 +414,6 @@ async fn converse(
     }
 }
 
-/// A message's buttons on one line, numbered, with how to press them.
-/// How often the chat looks for a new draft of an answer.
-const DRAFT_POLL: Duration = Duration::from_millis(100);
-
-/// Drafts of an answer being written (sendMessageDraft), as the user's app
-/// shows them: on a terminal one line rewritten in place, ending with the
-/// latest words; piped, each new draft as a line of its own.
-struct DraftView {
-    interactive: bool,
-    seen: usize,
-    on_screen: bool,
-}
-
-impl DraftView {
-    fn new(interactive: bool, seen: usize) -> Self {
-        DraftView {
-            interactive,
-            seen,
-            on_screen: false,
-        }
-    }
-
-    fn show(&mut self, drafts: &[telegram_stand_in::Draft]) {
-        let Some(latest) = drafts.get(self.seen..).and_then(<[_]>::last) else {
-            return;
-        };
-        self.seen = drafts.len();
-        let text = latest.text.split_whitespace().collect::<Vec<_>>().join(" ");
-        // An empty draft is Telegram's "Thinking..." placeholder.
-        let text = if text.is_empty() {
-            "Thinking...".to_owned()
-        } else {
-            text
-        };
-        if !self.interactive {
-            println!("(draft) {text}");
-            return;
-        }
-        // The end of the text, within one line of a narrow terminal.
-        let chars: Vec<char> = text.chars().collect();
-        let tail: String = chars[chars.len().saturating_sub(70)..].iter().collect();
-        let lead = if chars.len() > 70 { "…" } else { "" };
-        eprint!("\r\x1b[2K(writing) {lead}{tail}");
-        self.on_screen = true;
-    }
-
-    /// Takes the draft off the screen: the answer replaces it.
-    fn clear(&mut self) {
-        if self.on_screen {
-            eprint!("\r\x1b[2K");
-            self.on_screen = false;
-        }
-    }
-}
-
-fn print_keyboard(message: &serde_json::Value, interactive: bool) {
-    let Some(rows) = message["reply_markup"]["inline_keyboard"].as_array() else {
-        return;
-    };
-    let labels: Vec<&str> = rows
-        .iter()
-        .filter_map(|row| row.as_array())
-        .flatten()
-        .filter_map(|button| button["text"].as_str())
-        .collect();
-    if labels.is_empty() {
-        return;
-    }
-    let buttons: Vec<String> = labels
-        .iter()
-        .enumerate()
-        .map(|(index, label)| format!("[{}] {label}", index + 1))
-        .collect();
-    println!("{}", buttons.join("  "));
-    if interactive {
-        eprintln!("(type [1] or [{}] to press a button)", labels[0]);
-    }
-}
-
 /// Lines from stdin, read on a thread of its own: a blocked read there
 /// holds nothing up at exit (tokio's stdin would keep the runtime waiting
 /// for the next Enter).
@@ -501,115 +428,6 @@ fn stdin_lines() -> mpsc::Receiver<String> {
         }
     });
     receiver
-}
-
-struct WatchProcess {
-    child: tokio::process::Child,
-    port: u16,
-    log: PathBuf,
-}
-
-/// The function's package: the workspace root, one level above this one.
-fn project_dir() -> PathBuf {
-    let built_in = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    if built_in.join("template.yaml").exists() {
-        built_in
-    } else {
-        PathBuf::from(".")
-    }
-}
-
-async fn start_watch(vars: &[(&str, String)]) -> Result<WatchProcess, ChatError> {
-    let present = tokio::process::Command::new("cargo")
-        .args(["lambda", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await
-        .is_ok_and(|s| s.success());
-    if !present {
-        return Err(ChatError::NoCargoLambda);
-    }
-    let port = free_port().map_err(|e| ChatError::Watch(e.to_string()))?;
-    // The log lives outside the source tree: watch rebuilds on any change in it.
-    let log = std::env::temp_dir().join(format!("bot-chat-watch-{}.log", std::process::id()));
-    let log_file = std::fs::File::create(&log).map_err(|e| ChatError::Watch(e.to_string()))?;
-    let err_file = log_file
-        .try_clone()
-        .map_err(|e| ChatError::Watch(e.to_string()))?;
-    let mut command = tokio::process::Command::new("cargo");
-    command
-        .args([
-            "lambda",
-            "watch",
-            "--invoke-address",
-            "127.0.0.1",
-            "--invoke-port",
-        ])
-        .arg(port.to_string())
-        .current_dir(project_dir())
-        // The assistant is on only as --assistant says: none of this
-        // shell's ASSISTANT_* reaches the function otherwise.
-        .env_remove(ASSISTANT_MODEL)
-        .env_remove(ASSISTANT_BASE_URL)
-        .env_remove(ASSISTANT_API_KEY)
-        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("CARGO_LAMBDA_COMPILER", "cargo")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log_file))
-        .stderr(Stdio::from(err_file))
-        .kill_on_drop(true);
-    let mut child = command
-        .spawn()
-        .map_err(|e| ChatError::Watch(format!("cannot start: {e}")))?;
-    // A TCP connect, not an HTTP request: any path on watch is an invocation.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(ChatError::Watch(format!(
-                "exited ({status}); see {}",
-                log.display()
-            )));
-        }
-        if tokio::time::Instant::now() > deadline {
-            let _ = child.kill().await;
-            return Err(ChatError::Watch(format!(
-                "not listening after 60 s; see {}",
-                log.display()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(WatchProcess { child, port, log })
-}
-
-/// TERM lets watch stop the function it started; KILL only if it lingers.
-async fn stop_watch(mut process: WatchProcess) {
-    if let Some(pid) = process.child.id() {
-        let _ = tokio::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await;
-    }
-    if tokio::time::timeout(Duration::from_secs(5), process.child.wait())
-        .await
-        .is_err()
-    {
-        let _ = process.child.kill().await;
-    }
-    let _ = std::fs::remove_file(&process.log);
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// A fresh webhook secret for this chat: 32 random bytes, hex-encoded.

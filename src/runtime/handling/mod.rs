@@ -348,7 +348,7 @@ impl<H: Handler> Responder<'_, H> {
         // Recording what was sent matters more than the answer's margin: a
         // reply not recorded goes out again after the lease.
         let record_by = policy.deadline.map(|d| d + RECORD_GRACE);
-        let progress = Progress {
+        let progress = Recorder {
             memory,
             ticket,
             lease_until,
@@ -404,8 +404,8 @@ fn telegram_drops(outcome: Outcome, lifetime_end: i64, now: i64) -> bool {
 /// the margin the webhook keeps to answer.
 const RECORD_GRACE: Duration = Duration::from_millis(250);
 
-/// Where a run records its progress between actions.
-struct Progress<'a> {
+/// Records a run's progress between actions, in the chat's record.
+struct Recorder<'a> {
     memory: &'a Memory,
     ticket: &'a Ticket,
     lease_until: i64,

@@ -12,7 +12,7 @@ pub(super) async fn send_all(
     from: usize,
     policy: &RetryPolicy,
     stop: &mut Stop,
-    progress: &Progress<'_>,
+    progress: &Recorder<'_>,
 ) -> Handled {
     let mut handled = Handled {
         outcome: if actions.is_empty() {

@@ -151,48 +151,7 @@ impl Health {
     /// Logs the line: with its metrics when they are on, else through
     /// tracing.
     pub fn log(&self) {
-        metrics::emit(|| self.line(), || self.trace());
-    }
-
-    fn trace(&self) {
-        let outcome = self.outcome();
-        match self {
-            Health::Reported {
-                pending_updates,
-                seconds_since_last_error,
-                last_error_message,
-                url_matches,
-            } => {
-                let last_error_message = last_error_message.as_deref();
-                if *url_matches == Some(false) {
-                    tracing::warn!(
-                        outcome,
-                        pending_update_count = pending_updates,
-                        seconds_since_last_error,
-                        last_error_message,
-                        url_matches,
-                        "health check"
-                    );
-                } else {
-                    tracing::info!(
-                        outcome,
-                        pending_update_count = pending_updates,
-                        seconds_since_last_error,
-                        last_error_message,
-                        url_matches,
-                        "health check"
-                    );
-                }
-            }
-            Health::Failed(error) => {
-                let error = Chain(error).to_string();
-                if self.level() == Level::ERROR {
-                    tracing::error!(outcome, error, "health check");
-                } else {
-                    tracing::warn!(outcome, error, "health check");
-                }
-            }
-        }
+        metrics::emit(&self.line());
     }
 }
 
