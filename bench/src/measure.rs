@@ -5,7 +5,7 @@
 use crate::event::EventTemplate;
 use crate::process::{Invoked, Process};
 use crate::report::{ColdRun, StoreLog, Warm};
-use crate::store::{self, Store};
+use crate::store::{self, StoreProxy};
 use crate::{BenchError, MAX_COLD_RUNS};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -38,7 +38,7 @@ pub struct Bench<'a> {
     pub env: &'a [(String, String)],
     pub api: &'a lambda_runtime_api::Options,
     /// moto behind the counting proxy, unless the run goes without.
-    pub store: Option<&'a Store>,
+    pub store: Option<&'a StoreProxy>,
 }
 
 impl Bench<'_> {
@@ -124,7 +124,7 @@ impl Bench<'_> {
             .collect();
         let mut handshakes = vec![0; functions.len()];
         let mut store_log = StoreLog::default();
-        let store_connections = self.store.map(Store::connections);
+        let store_connections = self.store.map(StoreProxy::connections);
         let mut done = 0;
         while done < count {
             let block = WARM_BLOCK.min(count - done);
@@ -193,7 +193,7 @@ impl Bench<'_> {
     /// its last store request.
     fn record_store_cost(
         &self,
-        store: &Store,
+        store: &StoreProxy,
         mark: usize,
         log: &mut StoreLog,
     ) -> Result<(), BenchError> {

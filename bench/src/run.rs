@@ -5,7 +5,7 @@
 use crate::event::EventTemplate;
 use crate::measure::{Bench, Function, WARM_BLOCK, WARM_UP_INVOCATIONS};
 use crate::report::{self, FunctionResults, StoreRun, WEBHOOK_STORE};
-use crate::store::{self, Store};
+use crate::store::{self, StoreProxy};
 use crate::{size, Args, BenchError};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -235,7 +235,7 @@ async fn start_stand_in(scratch: &Scratch) -> Result<(StandIn, PathBuf), BenchEr
 }
 
 /// moto with the table, or why not.
-async fn start_store(latency: Duration) -> Result<Store, String> {
+async fn start_store(latency: Duration) -> Result<StoreProxy, String> {
     let moto = store::find_moto()?;
     eprintln!(
         "lambda-bench: {WEBHOOK_STORE}: starting {}, {} ms emulated latency",
@@ -244,7 +244,7 @@ async fn start_store(latency: Duration) -> Result<Store, String> {
     );
     // The stand-in started next knows this token.
     let token = Options::default().token;
-    Store::start(moto, REGION, latency, &token, WEBHOOK_SECRET).await
+    StoreProxy::start(moto, REGION, latency, &token, WEBHOOK_SECRET).await
 }
 
 /// The order of `count` functions in round `round`: each starts a round in

@@ -58,7 +58,7 @@ pub struct StoreRequest {
 type Log = Arc<Mutex<Vec<StoreRequest>>>;
 
 /// moto and the counting proxy in front of it, for as long as it lives.
-pub struct Store {
+pub struct StoreProxy {
     moto: Child,
     moto_binary: PathBuf,
     proxy: SocketAddr,
@@ -69,7 +69,7 @@ pub struct Store {
     connections: Arc<AtomicU64>,
 }
 
-impl Store {
+impl StoreProxy {
     /// Starts moto's server `binary` on loopback, creates the table in
     /// `region`, stores the token and `secret`, and puts the proxies in
     /// front, each adding `latency`; `Err` says, in one line, why there is
@@ -80,7 +80,7 @@ impl Store {
         latency: Duration,
         token: &str,
         secret: &str,
-    ) -> Result<Store, String> {
+    ) -> Result<StoreProxy, String> {
         let port = free_port().map_err(|e| format!("no free loopback port for moto: {e}"))?;
         let mut child = Command::new(&binary)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -145,7 +145,7 @@ impl Store {
                 ..route
             },
         ));
-        Ok(Store {
+        Ok(StoreProxy {
             moto: child,
             moto_binary: binary,
             proxy,
