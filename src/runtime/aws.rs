@@ -1,11 +1,13 @@
 //! AWS's JSON protocols (awsJson 1.0 and 1.1) for the few operations the
-//! bot calls outside DynamoDB: Parameter Store's GetParameters at cold
-//! start and SQS's SendMessage for deferred updates. Each request is
+//! bot calls: Parameter Store's GetParameters at cold start, DynamoDB's
+//! GetItem, UpdateItem, PutItem and DeleteItem for the chats' records, and
+//! SQS's SendMessage for deferred updates. Each request is
 //! signed with the SDK's own SigV4 signer and sent with reqwest: a whole
 //! SDK crate per service (`aws-sdk-ssm` alone took 68 of a first build's
 //! 311 CPU seconds, `cargo build --timings`) does not pay for one
-//! operation. Credentials, region and the HTTPS client come from the same
-//! `aws-config` as the DynamoDB store's ([`sdk_config`]).
+//! operation, and `aws-sdk-dynamodb` took 37.5 of the tool's 346 (the
+//! longest crate of a first `cargo bot chat`) for four. Credentials and
+//! region come from `aws-config` ([`sdk_config`]).
 
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
@@ -34,6 +36,13 @@ pub const SSM: Service = Service {
     endpoint_variable: "AWS_ENDPOINT_URL_SSM",
     content_type: "application/x-amz-json-1.1",
     target_prefix: "AmazonSSM",
+};
+
+pub const DYNAMODB: Service = Service {
+    name: "dynamodb",
+    endpoint_variable: "AWS_ENDPOINT_URL_DYNAMODB",
+    content_type: "application/x-amz-json-1.0",
+    target_prefix: "DynamoDB_20120810",
 };
 
 pub const SQS: Service = Service {
@@ -131,26 +140,39 @@ impl AwsJson {
     /// Calls `operation` with `body`, retrying what the SDK's standard mode
     /// retries; the answer's body on success.
     pub async fn call(&self, operation: &str, body: &[u8]) -> Result<bytes::Bytes, CallError> {
+        self.call_keeping(operation, body)
+            .await
+            .map_err(|(error, _)| error)
+    }
+
+    /// [`AwsJson::call`], keeping the body of a refusal too: DynamoDB's
+    /// failed condition carries the item as it is now. That body is the
+    /// caller's to read, never to log.
+    pub async fn call_keeping(
+        &self,
+        operation: &str,
+        body: &[u8],
+    ) -> Result<bytes::Bytes, (CallError, bytes::Bytes)> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let failure = match self.send(operation, body).await {
+            let (failure, answer) = match self.send(operation, body).await {
                 Ok((status, answer)) if status < 300 => return Ok(answer),
                 Ok((status, answer)) => {
                     let refusal: Refusal = serde_json::from_slice(&answer).unwrap_or_default();
                     let code = error_code(&refusal.kind).to_owned();
-                    let again = status >= 500 || status == 429 || code.contains("Throttl");
+                    let again = status >= 500 || status == 429 || is_throttling(&code);
                     let error = CallError::Refused {
                         status,
                         code,
                         message: refusal.message,
                     };
                     match again {
-                        true => Attempt::Again(error),
-                        false => Attempt::Final(error),
+                        true => (Attempt::Again(error), answer),
+                        false => (Attempt::Final(error), answer),
                     }
                 }
-                Err(failure) => failure,
+                Err(failure) => (failure, bytes::Bytes::new()),
             };
             match failure {
                 Attempt::Again(_) if attempt < ATTEMPTS => {
@@ -159,7 +181,7 @@ impl AwsJson {
                     let cap = 100u64 << attempt;
                     tokio::time::sleep(Duration::from_millis(fastrand::u64(0..cap))).await;
                 }
-                Attempt::Again(error) | Attempt::Final(error) => return Err(error),
+                Attempt::Again(error) | Attempt::Final(error) => return Err((error, answer)),
             }
         }
     }
@@ -234,6 +256,22 @@ impl AwsJson {
         })?;
         Ok((status, body))
     }
+}
+
+/// The error codes the SDK's standard retry mode treats as throttling,
+/// whatever the status (DynamoDB answers 400 for its own).
+fn is_throttling(code: &str) -> bool {
+    code.contains("Throttl")
+        || matches!(
+            code,
+            "ProvisionedThroughputExceededException"
+                | "RequestLimitExceeded"
+                | "TooManyRequestsException"
+                | "TransactionInProgressException"
+                | "LimitExceededException"
+                | "PriorRequestNotComplete"
+                | "SlowDown"
+        )
 }
 
 /// One attempt's failure: worth another, or not.

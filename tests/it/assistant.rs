@@ -4,6 +4,7 @@
 //! the model can fail. The pacing is a tenth of the deployed one, so a
 //! 2 s answer here stands for a 20 s one.
 
+use crate::helpers::item_size;
 use crate::helpers::{event_with, unix_now, FAST_PACING};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use telegram_lambda_bot::assistant::{Assistant, UNAVAILABLE};
 use telegram_lambda_bot::bot::Bot;
 use telegram_lambda_bot::config::Config;
 use telegram_lambda_bot::runtime::memory::{Leases, Memory};
-use telegram_lambda_bot::runtime::store::dynamodb::{item_size, DynamoDbStore};
+use telegram_lambda_bot::runtime::store::dynamodb::DynamoDbStore;
 use telegram_lambda_bot::webhook::{handle_event, Verdict, Webhook};
 use telegram_stand_in::{
     FakeModel, Fault, ModelFault, ModelOptions, Options, StandIn, FAKE_MODEL_KEY,

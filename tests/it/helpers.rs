@@ -3,6 +3,7 @@
 use base64::Engine;
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -429,3 +430,39 @@ pub const FAST_PACING: telegram_lambda_bot::assistant::Pacing =
         send_reserve: Duration::from_millis(200),
         tries: 3,
     };
+
+/// An item the tests read with the SDK, measured as the store measures its
+/// own (`dynamodb::item_size`, on the store's JSON form of the item).
+pub fn item_size(item: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) -> usize {
+    telegram_lambda_bot::runtime::store::dynamodb::item_size(&store_item(item))
+}
+
+fn store_item(
+    item: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+) -> telegram_lambda_bot::runtime::store::dynamodb::Item {
+    item.iter()
+        .map(|(name, value)| (name.clone(), store_value(value)))
+        .collect()
+}
+
+fn store_value(
+    value: &aws_sdk_dynamodb::types::AttributeValue,
+) -> telegram_lambda_bot::runtime::store::dynamodb::AttributeValue {
+    use aws_sdk_dynamodb::types::AttributeValue as Sdk;
+
+    use telegram_lambda_bot::runtime::store::dynamodb::AttributeValue as Store;
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    match value {
+        Sdk::S(s) => Store::S(s.clone()),
+        Sdk::N(n) => Store::N(n.clone()),
+        Sdk::M(map) => Store::M(store_item(map)),
+        Sdk::L(list) => Store::L(list.iter().map(store_value).collect()),
+        Sdk::Bool(b) => Store::Bool(*b),
+        Sdk::Null(b) => Store::Null(*b),
+        Sdk::B(b) => Store::B(encode(b.as_ref())),
+        Sdk::Ss(set) => Store::Ss(set.clone()),
+        Sdk::Ns(set) => Store::Ns(set.clone()),
+        Sdk::Bs(set) => Store::Bs(set.iter().map(|b| encode(b.as_ref())).collect()),
+        other => panic!("an attribute value this test does not know: {other:?}"),
+    }
+}

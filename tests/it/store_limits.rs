@@ -4,6 +4,7 @@
 //! read or written, records that must stay small, the SDK's own resends,
 //! answers that let Telegram drop an update, and retention turned off.
 
+use crate::helpers::item_size;
 use crate::helpers::{event_with, Logs};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
@@ -12,7 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use telegram_lambda_bot::bot::Bot;
 use telegram_lambda_bot::runtime::memory::{now_millis, Decision, Leases, Memory, KEEP_DONE};
-use telegram_lambda_bot::runtime::store::dynamodb::{item_size, DynamoDbStore, Item};
+use telegram_lambda_bot::runtime::store::dynamodb::DynamoDbStore;
+
+/// An item as the SDK reads and writes it.
+type Item = HashMap<String, AttributeValue>;
 use telegram_lambda_bot::runtime::store::Store;
 use telegram_lambda_bot::telegram::Update;
 use telegram_lambda_bot::webhook::{handle_event, Verdict, Webhook};

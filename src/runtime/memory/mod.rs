@@ -16,7 +16,7 @@
 //! commit, finish.
 //!
 //! Every run has an owner id, written with its lease: a run that finds its
-//! own outbox after a write it thought failed (the SDK resends a request
+//! own outbox after a write it thought failed (the client resends a request
 //! whose answer was lost, and the resend fails its condition) carries on
 //! instead of waiting out its own lease. A record that cannot be read or
 //! grows past the store's limit is set aside (kept under another key, an

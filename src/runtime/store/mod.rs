@@ -60,7 +60,7 @@ pub struct Pending {
     /// 0 when nobody does.
     pub lease_until: i64,
     /// The run that holds the lease, so that a run recognises its own
-    /// write when the SDK sent it twice; 0 for none.
+    /// write when the client sent it twice; 0 for none.
     #[serde(default)]
     pub owner: u64,
     /// After this (Unix milliseconds) Telegram no longer delivers the update,

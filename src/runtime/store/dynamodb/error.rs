@@ -3,61 +3,39 @@
 
 use super::*;
 
-/// A failed condition becomes [`StoreError::Conflict`] with the item as it
-/// is now; anything else is classified.
-pub(super) fn conflict_or_classify<E>(
-    error: SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
-) -> StoreError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static + ConditionFailure,
-{
-    if let Some(failure) = error.as_service_error() {
-        if let Some(item) = failure.condition_failure() {
-            return StoreError::Conflict(item.and_then(|item| record_of(item).ok()).map(Box::new));
-        }
-    }
-    classify(error)
+/// What DynamoDB's refusal of a failed condition carries: the item as it
+/// is now (`ReturnValuesOnConditionCheckFailure` ALL_OLD), if there is one.
+#[derive(serde::Deserialize)]
+struct ConditionFailed {
+    #[serde(rename = "Item")]
+    item: Option<Item>,
 }
 
-/// The operation errors that can say a condition failed.
-pub(super) trait ConditionFailure {
-    /// `Some` when the condition failed, with the item when returned.
-    fn condition_failure(&self) -> Option<Option<&Item>>;
-}
-
-impl ConditionFailure for aws_sdk_dynamodb::operation::update_item::UpdateItemError {
-    fn condition_failure(&self) -> Option<Option<&Item>> {
-        match self {
-            Self::ConditionalCheckFailedException(e) => Some(e.item()),
-            _ => None,
+/// A failed condition becomes [`StoreError::Conflict`] with the record as
+/// it is now; anything else is sorted by what fixes it.
+pub(super) fn classify(error: CallError, answer: &[u8]) -> StoreError {
+    let (code, message) = match &error {
+        CallError::Refused { code, message, .. } => (code.as_str(), message.as_str()),
+        // No answer after the retries (the network, a timeout), or no way
+        // to ask (no region, no credentials).
+        CallError::Failed(why) => return StoreError::Unavailable(why.clone()),
+    };
+    match code {
+        "ConditionalCheckFailedException" => {
+            let now = serde_json::from_slice::<ConditionFailed>(answer)
+                .ok()
+                .and_then(|failed| failed.item)
+                .and_then(|item| record_of(&item).ok());
+            StoreError::Conflict(now.map(Box::new))
         }
-    }
-}
-
-/// Sorts an SDK failure by what fixes it.
-pub(super) fn classify<E>(
-    error: SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
-) -> StoreError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    match &error {
-        SdkError::TimeoutError(_) => return StoreError::Timeout,
-        SdkError::DispatchFailure(_) => {
-            return StoreError::Unavailable(crate::error::chain(&error));
-        }
-        _ => {}
-    }
-    let code = error.code().unwrap_or_default().to_owned();
-    match code.as_str() {
         "ThrottlingException"
         | "ProvisionedThroughputExceededException"
         | "RequestLimitExceeded"
-        | "TransactionConflictException" => StoreError::Throttled(code),
+        | "TransactionConflictException" => StoreError::Throttled(code.to_owned()),
         // One chat's record at DynamoDB's 400 KB item limit: that chat's
         // problem, set aside by the memory.
-        "ValidationException" if error.message().is_some_and(is_item_size_limit) => {
-            StoreError::TooLarge(described(&code, error.message()))
+        "ValidationException" if is_item_size_limit(message) => {
+            StoreError::TooLarge(described(code, message))
         }
         // Any other refusal is the same for every chat: a table whose key
         // is not `pk`, no such table, no permission. A deployment fault:
@@ -65,15 +43,15 @@ where
         "AccessDeniedException"
         | "ResourceNotFoundException"
         | "UnrecognizedClientException"
-        | "ValidationException" => StoreError::Refused(described(&code, error.message())),
-        _ => StoreError::Unavailable(crate::error::chain(&error)),
+        | "ValidationException" => StoreError::Refused(described(code, message)),
+        _ => StoreError::Unavailable(error.to_string()),
     }
 }
 
-pub(super) fn described(code: &str, message: Option<&str>) -> String {
+pub(super) fn described(code: &str, message: &str) -> String {
     match message {
-        Some(message) => format!("{code}: {message}"),
-        None => code.to_owned(),
+        "" => code.to_owned(),
+        message => format!("{code}: {message}"),
     }
 }
 
@@ -103,5 +81,50 @@ mod tests {
         ] {
             assert!(!is_item_size_limit(other), "{other}");
         }
+    }
+
+    fn refused(code: &str, message: &str) -> CallError {
+        CallError::Refused {
+            status: 400,
+            code: code.to_owned(),
+            message: message.to_owned(),
+        }
+    }
+
+    #[test]
+    fn failures_are_sorted_by_what_fixes_them() {
+        let item = br#"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed","Item":{"pk":{"S":"chat#1"},"v":{"N":"7"}}}"#;
+        let StoreError::Conflict(Some(now)) =
+            classify(refused("ConditionalCheckFailedException", ""), item)
+        else {
+            panic!("a conflict with the record as it is now");
+        };
+        assert_eq!(now.version, 7);
+        assert!(matches!(
+            classify(refused("ConditionalCheckFailedException", ""), b"{}"),
+            StoreError::Conflict(None)
+        ));
+        assert!(matches!(
+            classify(refused("ProvisionedThroughputExceededException", "x"), b""),
+            StoreError::Throttled(_)
+        ));
+        assert!(matches!(
+            classify(
+                refused(
+                    "ValidationException",
+                    "Item size has exceeded the maximum allowed size"
+                ),
+                b""
+            ),
+            StoreError::TooLarge(_)
+        ));
+        assert_eq!(
+            classify(refused("AccessDeniedException", "no"), b"").to_string(),
+            StoreError::Refused("AccessDeniedException: no".into()).to_string()
+        );
+        assert!(matches!(
+            classify(CallError::Failed("timed out".into()), b""),
+            StoreError::Unavailable(_)
+        ));
     }
 }

@@ -1,7 +1,51 @@
-//! A chat's record as a DynamoDB item, and the item's size as DynamoDB
-//! counts it.
+//! A chat's record as a DynamoDB item, in DynamoDB's JSON, and the item's
+//! size as DynamoDB counts it.
 
 use super::*;
+use base64::Engine as _;
+
+/// An attribute's value in DynamoDB's JSON: `{"S": "text"}`, `{"N": "12"}`,
+/// `{"M": {...}}`. The kinds the store never writes are kept as they come,
+/// so that a record can be read, measured and copied whole.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum AttributeValue {
+    S(String),
+    N(String),
+    M(HashMap<String, AttributeValue>),
+    L(Vec<AttributeValue>),
+    #[serde(rename = "BOOL")]
+    Bool(bool),
+    #[serde(rename = "NULL")]
+    Null(bool),
+    /// Base64, as the protocol carries it.
+    B(String),
+    #[serde(rename = "SS")]
+    Ss(Vec<String>),
+    #[serde(rename = "NS")]
+    Ns(Vec<String>),
+    #[serde(rename = "BS")]
+    Bs(Vec<String>),
+}
+
+impl AttributeValue {
+    /// The number's text, if this is a number.
+    pub fn as_n(&self) -> Option<&str> {
+        match self {
+            AttributeValue::N(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// A DynamoDB item: its attributes by name.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// The bytes a base64 value stands for.
+fn decoded_len(base64: &str) -> usize {
+    base64::engine::general_purpose::STANDARD
+        .decode(base64)
+        .map_or(base64.len(), |bytes| bytes.len())
+}
 
 pub(super) fn number(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
@@ -45,7 +89,7 @@ pub(super) fn record_of(item: &Item) -> Result<ChatRecord, StoreError> {
     let corrupt = |what: &str| StoreError::Unreadable(format!("{what} in the chat's item"));
     let int = |value: Option<&AttributeValue>, what: &str| -> Result<i64, StoreError> {
         value
-            .and_then(|v| v.as_n().ok())
+            .and_then(AttributeValue::as_n)
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| corrupt(what))
     };
@@ -82,7 +126,6 @@ pub(super) fn record_of(item: &Item) -> Result<ChatRecord, StoreError> {
                         None => 0,
                         Some(owner) => owner
                             .as_n()
-                            .ok()
                             .and_then(|n| n.parse().ok())
                             .ok_or_else(|| corrupt("an outbox owner"))?,
                     },
@@ -127,7 +170,7 @@ pub(super) fn value_size(value: &AttributeValue) -> usize {
     match value {
         AttributeValue::S(s) => s.len(),
         AttributeValue::N(n) => number_size(n),
-        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::B(b) => decoded_len(b),
         AttributeValue::M(map) => {
             3 + map
                 .iter()
@@ -137,8 +180,8 @@ pub(super) fn value_size(value: &AttributeValue) -> usize {
         AttributeValue::L(list) => 3 + list.iter().map(|v| value_size(v) + 1).sum::<usize>(),
         AttributeValue::Ss(set) => set.iter().map(String::len).sum(),
         AttributeValue::Ns(set) => set.iter().map(|n| number_size(n)).sum(),
-        AttributeValue::Bs(set) => set.iter().map(|b| b.as_ref().len()).sum(),
-        _ => 1,
+        AttributeValue::Bs(set) => set.iter().map(|b| decoded_len(b)).sum(),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
     }
 }
 
@@ -164,5 +207,19 @@ mod tests {
         ]);
         // pk: 2 + 7; v: 1 + (3 + 1); d: 1 + 3 + (1 + 2 + 1).
         assert_eq!(item_size(&item), 9 + 5 + 8);
+    }
+
+    #[test]
+    fn an_item_reads_and_writes_as_dynamodbs_json() {
+        let json = serde_json::json!({
+            "pk": {"S": "chat#42"}, "v": {"N": "3"}, "ok": {"BOOL": true},
+            "gone": {"NULL": true}, "b": {"B": "aGk="}, "l": {"L": [{"N": "1"}]},
+            "m": {"M": {"7": {"N": "100"}}}, "ss": {"SS": ["a"]}
+        });
+        let item: Item = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(item["v"], number(3));
+        assert_eq!(item["b"], AttributeValue::B("aGk=".into()));
+        assert_eq!(serde_json::to_value(&item).unwrap(), json);
+        assert_eq!(value_size(&item["b"]), 2, "the bytes, not their base64");
     }
 }

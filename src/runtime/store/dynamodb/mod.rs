@@ -13,6 +13,11 @@
 //! existed take it without a change of shape), `expires_at` the item's TTL
 //! (Unix seconds).
 //!
+//! The requests are DynamoDB's JSON protocol, signed and sent by
+//! [`crate::aws::AwsJson`] (GetItem, UpdateItem, PutItem, DeleteItem):
+//! the SDK's DynamoDB crate was the longest of a first build, for four
+//! operations.
+//!
 //! DynamoDB's limits shape the requests: an expression is at most 4 KB (so
 //! a write drops a bounded number of old entries, see [`crate::memory`]),
 //! an item at most 400 KB (a write past it is [`StoreError::TooLarge`]).
@@ -24,60 +29,124 @@ use super::{
 mod error;
 mod item;
 
-use error::{classify, conflict_or_classify};
-pub use item::item_size;
+use crate::aws::{AwsJson, CallError, DYNAMODB};
+use error::classify;
 use item::{done_value, number, pending_value, record_of, QUEUED_ENQUEUED};
-
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
-use aws_sdk_dynamodb::Client;
+pub use item::{item_size, AttributeValue, Item};
+use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
 /// The key the start-up read asks for: never a chat's or user's.
 const WARM_UP_KEY: &str = "warm-up";
 
-/// A DynamoDB item, as the SDK holds it.
-pub type Item = HashMap<String, AttributeValue>;
-
 /// Chat records in a DynamoDB table.
 #[derive(Debug, Clone)]
 pub struct DynamoDbStore {
-    client: Client,
+    api: AwsJson,
     table: String,
+}
+
+/// An UpdateItem or a conditional DeleteItem's expressions: the names and
+/// values they refer to, kept beside them.
+#[derive(Default)]
+struct Expressions {
+    names: Map<String, Value>,
+    values: Map<String, Value>,
+}
+
+impl Expressions {
+    fn name(mut self, placeholder: impl Into<String>, name: impl Into<String>) -> Self {
+        self.names
+            .insert(placeholder.into(), Value::String(name.into()));
+        self
+    }
+
+    fn value(mut self, placeholder: &str, value: AttributeValue) -> Self {
+        // An attribute value always serialises.
+        let value = serde_json::to_value(value).unwrap_or(Value::Null);
+        self.values.insert(placeholder.to_owned(), value);
+        self
+    }
+
+    /// Adds them to `request`, leaving out what is empty (DynamoDB refuses
+    /// an empty map).
+    fn into_request(self, mut request: Value) -> Value {
+        if !self.names.is_empty() {
+            request["ExpressionAttributeNames"] = Value::Object(self.names);
+        }
+        if !self.values.is_empty() {
+            request["ExpressionAttributeValues"] = Value::Object(self.values);
+        }
+        request
+    }
 }
 
 impl DynamoDbStore {
     /// Builds the client; makes no request.
     pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
         DynamoDbStore {
-            client: Client::new(config),
+            api: AwsJson::new(config, DYNAMODB),
             table: table.into(),
         }
     }
 
-    /// The item under `key` as stored, read strongly consistently.
-    async fn item(&self, key: &str) -> Result<Option<Item>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(key.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(classify)?;
-        Ok(output.item)
+    fn key(key: &str) -> Value {
+        json!({"pk": {"S": key}})
     }
 
-    fn update(
+    /// Calls `operation`: its answer, or its failure sorted.
+    async fn call(&self, operation: &str, request: &Value) -> Result<Value, StoreError> {
+        let body = serde_json::to_vec(request).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let answer = self
+            .api
+            .call_keeping(operation, &body)
+            .await
+            .map_err(|(error, answer)| classify(error, &answer))?;
+        serde_json::from_slice(&answer).map_err(|e| {
+            StoreError::Unavailable(
+                CallError::Failed(format!("{operation}'s answer does not parse: {e}")).to_string(),
+            )
+        })
+    }
+
+    /// The item under `key` as stored, read strongly consistently.
+    async fn item(&self, key: &str) -> Result<Option<Item>, StoreError> {
+        let request = json!({
+            "TableName": self.table,
+            "Key": Self::key(key),
+            "ConsistentRead": true,
+        });
+        let mut answer = self.call("GetItem", &request).await?;
+        match answer.get_mut("Item").map(Value::take) {
+            None | Some(Value::Null) => Ok(None),
+            Some(item) => serde_json::from_value(item)
+                .map(Some)
+                .map_err(|e| StoreError::Unreadable(format!("{key}: {e}"))),
+        }
+    }
+
+    /// An UpdateItem of `key` on `condition`; a failed condition is a
+    /// [`StoreError::Conflict`] with the record as it is now.
+    async fn update(
         &self,
         key: &str,
-    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(key.to_owned()))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        update: &str,
+        condition: &str,
+        expressions: Expressions,
+    ) -> Result<(), StoreError> {
+        let request = expressions.into_request(json!({
+            "TableName": self.table,
+            "Key": Self::key(key),
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }));
+        self.call("UpdateItem", &request).await.map(drop)
+    }
+
+    async fn put(&self, item: &Item) -> Result<(), StoreError> {
+        let request = json!({"TableName": self.table, "Item": item});
+        self.call("PutItem", &request).await.map(drop)
     }
 }
 
@@ -116,27 +185,14 @@ impl Store for DynamoDbStore {
             if let Some(expires_at) = expires_at {
                 item.insert("expires_at".to_owned(), number(expires_at));
             }
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .send()
-                .await
-                .map_err(classify)?;
-            Ok(())
+            self.put(&item).await
         })
     }
 
     fn delete_note<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            self.client
-                .delete_item()
-                .table_name(&self.table)
-                .key("pk", AttributeValue::S(key.to_owned()))
-                .send()
-                .await
-                .map_err(classify)?;
-            Ok(())
+            let request = json!({"TableName": self.table, "Key": Self::key(key)});
+            self.call("DeleteItem", &request).await.map(drop)
         })
     }
 
@@ -149,26 +205,22 @@ impl Store for DynamoDbStore {
             let new = commit.expected_version == 0;
             let mut set = vec!["v = :v".to_owned()];
             let mut remove = Vec::new();
-            let mut request = self.update(key).expression_attribute_values(
-                ":v",
-                number(commit.expected_version.saturating_add(1)),
-            );
-            request = if new {
-                request.condition_expression("attribute_not_exists(pk)")
+            let mut expressions = Expressions::default()
+                .value(":v", number(commit.expected_version.saturating_add(1)));
+            let condition = if new {
+                "attribute_not_exists(pk)"
             } else {
-                request
-                    .condition_expression("v = :expected")
-                    .expression_attribute_values(":expected", number(commit.expected_version))
+                expressions = expressions.value(":expected", number(commit.expected_version));
+                "v = :expected"
             };
             if let Some(state) = &commit.state {
                 set.push("s = :s".to_owned());
-                request =
-                    request.expression_attribute_values(":s", AttributeValue::S(state.clone()));
+                expressions = expressions.value(":s", AttributeValue::S(state.clone()));
             }
             match commit.record_expires_at {
                 Some(expires_at) => {
                     set.push("expires_at = :ttl".to_owned());
-                    request = request.expression_attribute_values(":ttl", number(expires_at));
+                    expressions = expressions.value(":ttl", number(expires_at));
                 }
                 // Retention turned off: an expiry set before must not
                 // delete the record later.
@@ -191,14 +243,12 @@ impl Store for DynamoDbStore {
                     _ => d.insert(update, entry),
                 };
                 set.push("p = :p, d = :d".to_owned());
-                request = request
-                    .expression_attribute_values(":p", AttributeValue::M(p))
-                    .expression_attribute_values(":d", AttributeValue::M(d));
+                expressions = expressions
+                    .value(":p", AttributeValue::M(p))
+                    .value(":d", AttributeValue::M(d));
             } else {
                 set.push(format!("{entry_map}.#u = :entry"));
-                request = request
-                    .expression_attribute_names("#u", update)
-                    .expression_attribute_values(":entry", entry);
+                expressions = expressions.name("#u", update).value(":entry", entry);
                 let forget_pending = commit
                     .forget_pending
                     .iter()
@@ -212,20 +262,15 @@ impl Store for DynamoDbStore {
                     .map(|id| ("d", id));
                 for (index, (map, id)) in forget_pending.chain(forget_done).enumerate() {
                     remove.push(format!("{map}.#f{index}"));
-                    request =
-                        request.expression_attribute_names(format!("#f{index}"), id.to_string());
+                    expressions = expressions.name(format!("#f{index}"), id.to_string());
                 }
             }
             let mut expression = format!("SET {}", set.join(", "));
             if !remove.is_empty() {
                 expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
             }
-            request
-                .update_expression(expression)
-                .send()
+            self.update(key, &expression, condition, expressions)
                 .await
-                .map(drop)
-                .map_err(conflict_or_classify)
                 .map_err(|error| match error {
                     // Nothing else is in a new item: this update's own
                     // state and replies are too large.
@@ -243,17 +288,18 @@ impl Store for DynamoDbStore {
         lease: Lease,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            self.update(key)
-                .update_expression("SET p.#u.l = :lease, p.#u.o = :owner")
-                .condition_expression("p.#u.l = :seen")
-                .expression_attribute_names("#u", update.to_string())
-                .expression_attribute_values(":lease", number(lease.until))
-                .expression_attribute_values(":owner", number(lease.owner))
-                .expression_attribute_values(":seen", number(seen_until))
-                .send()
-                .await
-                .map(drop)
-                .map_err(conflict_or_classify)
+            let expressions = Expressions::default()
+                .name("#u", update.to_string())
+                .value(":lease", number(lease.until))
+                .value(":owner", number(lease.owner))
+                .value(":seen", number(seen_until));
+            self.update(
+                key,
+                "SET p.#u.l = :lease, p.#u.o = :owner",
+                "p.#u.l = :seen",
+                expressions,
+            )
+            .await
         })
     }
 
@@ -265,17 +311,20 @@ impl Store for DynamoDbStore {
         lease: Lease,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
+            let expressions = Expressions::default()
+                .name("#u", update.to_string())
+                .value(":n", number(sent))
+                .value(":lease", number(lease.until))
+                .value(":owner", number(lease.owner));
             let result = self
-                .update(key)
-                .update_expression("SET p.#u.n = :n, p.#u.l = :lease")
-                .condition_expression("p.#u.o = :owner")
-                .expression_attribute_names("#u", update.to_string())
-                .expression_attribute_values(":n", number(sent))
-                .expression_attribute_values(":lease", number(lease.until))
-                .expression_attribute_values(":owner", number(lease.owner))
-                .send()
+                .update(
+                    key,
+                    "SET p.#u.n = :n, p.#u.l = :lease",
+                    "p.#u.o = :owner",
+                    expressions,
+                )
                 .await;
-            match result.map_err(conflict_or_classify) {
+            match result {
                 // The outbox is gone (finished by another run), or another
                 // run took it over: its lease is not this run's to change.
                 Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
@@ -286,15 +335,18 @@ impl Store for DynamoDbStore {
 
     fn finish<'a>(&'a self, key: &'a str, update: i64, done: Done) -> StoreFuture<'a, ()> {
         Box::pin(async move {
+            let expressions = Expressions::default()
+                .name("#u", update.to_string())
+                .value(":done", done_value(done));
             let result = self
-                .update(key)
-                .update_expression("REMOVE p.#u SET d.#u = :done")
-                .condition_expression("attribute_exists(pk)")
-                .expression_attribute_names("#u", update.to_string())
-                .expression_attribute_values(":done", done_value(done))
-                .send()
+                .update(
+                    key,
+                    "REMOVE p.#u SET d.#u = :done",
+                    "attribute_exists(pk)",
+                    expressions,
+                )
                 .await;
-            match result.map_err(conflict_or_classify) {
+            match result {
                 // The record is gone (deleted by hand, or by TTL): nothing
                 // to finish.
                 Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
@@ -305,15 +357,18 @@ impl Store for DynamoDbStore {
 
     fn enqueued<'a>(&'a self, key: &'a str, update: i64) -> StoreFuture<'a, ()> {
         Box::pin(async move {
+            let expressions = Expressions::default()
+                .name("#u", update.to_string())
+                .value(":enqueued", number(QUEUED_ENQUEUED));
             let result = self
-                .update(key)
-                .update_expression("SET p.#u.q = :enqueued")
-                .condition_expression("attribute_exists(p.#u)")
-                .expression_attribute_names("#u", update.to_string())
-                .expression_attribute_values(":enqueued", number(QUEUED_ENQUEUED))
-                .send()
+                .update(
+                    key,
+                    "SET p.#u.q = :enqueued",
+                    "attribute_exists(p.#u)",
+                    expressions,
+                )
                 .await;
-            match result.map_err(conflict_or_classify) {
+            match result {
                 // Finished by the worker already: nothing to mark.
                 Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
                 Err(error) => Err(error),
@@ -325,14 +380,8 @@ impl Store for DynamoDbStore {
     /// it leaves in the pool.
     fn warm_up(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            self.client
-                .get_item()
-                .table_name(&self.table)
-                .key("pk", AttributeValue::S(WARM_UP_KEY.to_owned()))
-                .send()
-                .await
-                .map(drop)
-                .map_err(classify)
+            let request = json!({"TableName": self.table, "Key": Self::key(WARM_UP_KEY)});
+            self.call("GetItem", &request).await.map(drop)
         })
     }
 
@@ -348,15 +397,7 @@ impl Store for DynamoDbStore {
                 "expires_at".to_owned(),
                 number((at / 1000).saturating_add(KEEP_ASIDE_SECS)),
             );
-            let kept = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .send()
-                .await
-                .map_err(classify);
-            match kept {
+            match self.put(&item).await {
                 Ok(_) => {}
                 // A record at the limit has no room for the new key: the
                 // chat must not stay jammed for want of a copy.
@@ -368,27 +409,18 @@ impl Store for DynamoDbStore {
             }
             // Only the record that was copied: one changed meanwhile is
             // read again by the next delivery.
-            let delete = self
-                .client
-                .delete_item()
-                .table_name(&self.table)
-                .key("pk", AttributeValue::S(key.to_owned()));
-            let delete = match version {
-                Some(version) => delete
-                    .condition_expression("v = :v")
-                    .expression_attribute_values(":v", version),
-                None => delete.condition_expression("attribute_not_exists(v)"),
+            let (condition, expressions) = match version {
+                Some(version) => ("v = :v", Expressions::default().value(":v", version)),
+                None => ("attribute_not_exists(v)", Expressions::default()),
             };
-            match delete.send().await {
-                Ok(_) => Ok(aside),
-                Err(error)
-                    if error
-                        .as_service_error()
-                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-                {
-                    Ok(aside)
-                }
-                Err(error) => Err(classify(error)),
+            let request = expressions.into_request(json!({
+                "TableName": self.table,
+                "Key": Self::key(key),
+                "ConditionExpression": condition,
+            }));
+            match self.call("DeleteItem", &request).await {
+                Ok(_) | Err(StoreError::Conflict(_)) => Ok(aside),
+                Err(error) => Err(error),
             }
         })
     }
