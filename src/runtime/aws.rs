@@ -12,9 +12,14 @@
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
 use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
 };
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_types::body::SdkBody;
 use std::time::Duration;
 
 /// A service spoken to in one of AWS's JSON protocols.
@@ -122,7 +127,7 @@ impl AwsJson {
             });
         // Built once per process, at cold start; a failure to build (no
         // TLS roots) shows as a failed call, with its reason.
-        let http = reqwest::Client::builder()
+        let http = https_builder()
             .connect_timeout(ATTEMPT_TIMEOUT)
             .timeout(ATTEMPT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
@@ -306,38 +311,119 @@ fn error_code(kind: &str) -> &str {
     kind.split(':').next().unwrap_or(kind)
 }
 
-/// The SDK's HTTPS client: rustls on ring, the crypto reqwest already uses.
-/// One per process ([`sdk_config`]): it keeps one TLS connector per set of
-/// timeouts, built on the first request, so every SDK client shares it and
-/// the trusted roots are parsed once.
-pub fn http_client() -> SharedHttpClient {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    let client = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    SharedHttpClient::new(NoEagerConnector(client))
+/// reqwest with the roots `SSL_CERT_FILE` adds (a proxy's, a local
+/// endpoint's), as the Bot API's client has them; the configuration
+/// checked the file at start-up ([`crate::config`]). Unset in Lambda.
+fn https_builder() -> reqwest::ClientBuilder {
+    let mut builder = reqwest::Client::builder();
+    let bundle = std::env::var_os("SSL_CERT_FILE").and_then(|path| std::fs::read(path).ok());
+    if let Some(Ok(certificates)) = bundle.map(|pem| reqwest::Certificate::from_pem_bundle(&pem)) {
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder
 }
 
-/// The SDK's client, without the connector it builds and throws away each
-/// time an SDK client is made (`validate_base_client_config`, so that the
-/// system's roots load at construction): a TLS connector parses every
-/// trusted root, which with a CA bundle of 140 roots (`SSL_CERT_FILE`, or
-/// Lambda's own) costs about a millisecond each time. The connector is
-/// built once, on the first request.
-#[derive(Debug)]
-struct NoEagerConnector(SharedHttpClient);
+/// aws-config's HTTPS client, for the credential providers that ask over
+/// HTTP (web identity, containers, instance metadata, SSO): reqwest, the
+/// process's one TLS stack. The SDK's own client (aws-smithy-http-client)
+/// was 11.5 CPU seconds of a first build for those few requests. One per
+/// process ([`sdk_config`]); its reqwest client is built on the first
+/// request, so that the trusted roots are parsed once and only if needed.
+pub fn http_client() -> SharedHttpClient {
+    SharedHttpClient::new(ReqwestClient::default())
+}
 
-impl HttpClient for NoEagerConnector {
+/// What aws-config calls a client: a maker of connectors, one per set of
+/// timeouts, all sharing one reqwest client.
+#[derive(Debug, Default)]
+struct ReqwestClient(std::sync::Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>);
+
+impl HttpClient for ReqwestClient {
     fn http_connector(
         &self,
         settings: &HttpConnectorSettings,
-        components: &RuntimeComponents,
+        _components: &RuntimeComponents,
     ) -> SharedHttpConnector {
-        self.0.http_connector(settings, components)
+        SharedHttpConnector::new(ReqwestConnector {
+            client: self.0.clone(),
+            connect_timeout: settings.connect_timeout(),
+            read_timeout: settings.read_timeout(),
+        })
     }
 
     fn connector_metadata(&self) -> Option<ConnectorMetadata> {
-        self.0.connector_metadata()
+        Some(ConnectorMetadata::new("reqwest", None))
+    }
+}
+
+#[derive(Debug)]
+struct ReqwestConnector {
+    client: std::sync::Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
+    connect_timeout: Option<Duration>,
+    read_timeout: Option<Duration>,
+}
+
+impl HttpConnector for ReqwestConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let client = self
+            .client
+            .get_or_init(|| {
+                https_builder()
+                    // aws-config's own default; each request has its own
+                    // overall limit below.
+                    .connect_timeout(self.connect_timeout.unwrap_or(Duration::from_millis(3100)))
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(|e| crate::error::chain(&e))
+            })
+            .clone();
+        let timeout = match (self.connect_timeout, self.read_timeout) {
+            (Some(connect), Some(read)) => Some(connect + read),
+            (one, other) => one.or(other),
+        };
+        HttpConnectorFuture::new(async move {
+            let client = client.map_err(|why| ConnectorError::other(why.into(), None))?;
+            let method = reqwest::Method::from_bytes(request.method().as_bytes())
+                .map_err(|e| ConnectorError::user(e.into()))?;
+            let mut builder = client.request(method, request.uri());
+            for (name, value) in request.headers() {
+                builder = builder.header(name, value);
+            }
+            if let Some(timeout) = timeout {
+                builder = builder.timeout(timeout);
+            }
+            // The credential providers send small bodies held in memory.
+            let body = request
+                .body()
+                .bytes()
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default();
+            let response = builder.body(body).send().await.map_err(|e| {
+                let e = e.without_url();
+                match e.is_timeout() {
+                    true => ConnectorError::timeout(e.into()),
+                    false => ConnectorError::io(e.into()),
+                }
+            })?;
+            let status = StatusCode::try_from(response.status().as_u16())
+                .map_err(|e| ConnectorError::other(e.into(), None))?;
+            let headers = response.headers().clone();
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| ConnectorError::io(e.without_url().into()))?;
+            let mut answer = HttpResponse::new(status, SdkBody::from(bytes));
+            for (name, value) in &headers {
+                if let Ok(value) = value.to_str() {
+                    let _ = answer
+                        .headers_mut()
+                        .try_append(name.as_str().to_owned(), value.to_owned());
+                }
+            }
+            Ok(answer)
+        })
     }
 }
 
@@ -359,6 +445,52 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_credential_providers_client_sends_the_request_and_reads_the_answer() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut received = Vec::new();
+            let mut buffer = [0u8; 4096];
+            while !String::from_utf8_lossy(&received).ends_with("token=x") {
+                let n = stream.read(&mut buffer).await.unwrap();
+                assert!(n > 0, "{}", String::from_utf8_lossy(&received));
+                received.extend_from_slice(&buffer[..n]);
+            }
+            let answer = "HTTP/1.1 201 Created\r\nx-amzn-requestid: r-1\r\ncontent-length: 13\r\n\r\n{\"Token\":\"t\"}";
+            stream.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&received).into_owned()
+        });
+        let connector = ReqwestConnector {
+            client: Default::default(),
+            connect_timeout: Some(Duration::from_secs(2)),
+            read_timeout: Some(Duration::from_secs(2)),
+        };
+        let mut request = HttpRequest::new(SdkBody::from("token=x"));
+        request.set_method("PUT").unwrap();
+        request
+            .set_uri(format!("http://127.0.0.1:{port}/latest/api/token"))
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("x-aws-ec2-metadata-token-ttl-seconds", "21600");
+        let answer = connector.call(request).await.unwrap();
+        assert_eq!(answer.status().as_u16(), 201);
+        assert_eq!(answer.headers().get("x-amzn-requestid"), Some("r-1"));
+        assert_eq!(answer.body().bytes(), Some(&b"{\"Token\":\"t\"}"[..]));
+        let received = server.await.unwrap().to_lowercase();
+        assert!(
+            received.starts_with("put /latest/api/token http/1.1"),
+            "{received}"
+        );
+        assert!(
+            received.contains("x-aws-ec2-metadata-token-ttl-seconds: 21600"),
+            "{received}"
+        );
+    }
 
     #[test]
     fn an_error_code_is_read_in_each_form_the_protocol_allows() {
