@@ -144,6 +144,21 @@ impl DynamoDbStore {
         self.call("UpdateItem", &request).await.map(drop)
     }
 
+    /// [`DynamoDbStore::update`] of what may be gone: a failed condition
+    /// means there is nothing left for this run to change, not an error.
+    async fn update_if_there(
+        &self,
+        key: &str,
+        update: &str,
+        condition: &str,
+        expressions: Expressions,
+    ) -> Result<(), StoreError> {
+        match self.update(key, update, condition, expressions).await {
+            Ok(()) | Err(StoreError::Conflict(_)) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
     async fn put(&self, item: &Item) -> Result<(), StoreError> {
         let request = json!({"TableName": self.table, "Item": item});
         self.call("PutItem", &request).await.map(drop)
@@ -316,20 +331,15 @@ impl Store for DynamoDbStore {
                 .value(":n", number(sent))
                 .value(":lease", number(lease.until))
                 .value(":owner", number(lease.owner));
-            let result = self
-                .update(
-                    key,
-                    "SET p.#u.n = :n, p.#u.l = :lease",
-                    "p.#u.o = :owner",
-                    expressions,
-                )
-                .await;
-            match result {
-                // The outbox is gone (finished by another run), or another
-                // run took it over: its lease is not this run's to change.
-                Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
-                Err(error) => Err(error),
-            }
+            // The outbox may be gone (finished by another run), or another
+            // run took it over: its lease is not this run's to change.
+            self.update_if_there(
+                key,
+                "SET p.#u.n = :n, p.#u.l = :lease",
+                "p.#u.o = :owner",
+                expressions,
+            )
+            .await
         })
     }
 
@@ -338,20 +348,15 @@ impl Store for DynamoDbStore {
             let expressions = Expressions::default()
                 .name("#u", update.to_string())
                 .value(":done", done_value(done));
-            let result = self
-                .update(
-                    key,
-                    "REMOVE p.#u SET d.#u = :done",
-                    "attribute_exists(pk)",
-                    expressions,
-                )
-                .await;
-            match result {
-                // The record is gone (deleted by hand, or by TTL): nothing
-                // to finish.
-                Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
-                Err(error) => Err(error),
-            }
+            // The record may be gone (deleted by hand, or by TTL): nothing
+            // to finish then.
+            self.update_if_there(
+                key,
+                "REMOVE p.#u SET d.#u = :done",
+                "attribute_exists(pk)",
+                expressions,
+            )
+            .await
         })
     }
 
@@ -360,19 +365,14 @@ impl Store for DynamoDbStore {
             let expressions = Expressions::default()
                 .name("#u", update.to_string())
                 .value(":enqueued", number(QUEUED_ENQUEUED));
-            let result = self
-                .update(
-                    key,
-                    "SET p.#u.q = :enqueued",
-                    "attribute_exists(p.#u)",
-                    expressions,
-                )
-                .await;
-            match result {
-                // Finished by the worker already: nothing to mark.
-                Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
-                Err(error) => Err(error),
-            }
+            // Finished by the worker already: nothing to mark then.
+            self.update_if_there(
+                key,
+                "SET p.#u.q = :enqueued",
+                "attribute_exists(p.#u)",
+                expressions,
+            )
+            .await
         })
     }
 
