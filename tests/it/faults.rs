@@ -519,7 +519,11 @@ fn file_memory() -> Memory {
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = std::fs::remove_file(&path);
-    Memory::new(Arc::new(FileStore::open(&path).unwrap()), Leases::Shared)
+    let store = FileStore::open(&path).unwrap();
+    // The open database is all a case needs: its name goes at once, so
+    // that no run leaves a file behind.
+    let _ = std::fs::remove_file(&path);
+    Memory::new(Arc::new(store), Leases::Shared)
 }
 
 /// A token and webhook secret that are easy to spot in output.
