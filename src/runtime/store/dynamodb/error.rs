@@ -2,6 +2,7 @@
 //! item as it is now), a refusal, an item past its limit, an outage.
 
 use super::*;
+use crate::aws::CallError;
 
 /// What DynamoDB's refusal of a failed condition carries: the item as it
 /// is now (`ReturnValuesOnConditionCheckFailure` ALL_OLD), if there is one.

@@ -29,7 +29,7 @@ use super::{
 mod error;
 mod item;
 
-use crate::aws::{AwsJson, CallError, DYNAMODB};
+use crate::aws::{AwsJson, DYNAMODB};
 use error::classify;
 use item::{done_value, number, pending_value, record_of, QUEUED_ENQUEUED};
 pub use item::{item_size, AttributeValue, Item};
@@ -103,9 +103,7 @@ impl DynamoDbStore {
             .await
             .map_err(|(error, answer)| classify(error, &answer))?;
         serde_json::from_slice(&answer).map_err(|e| {
-            StoreError::Unavailable(
-                CallError::Failed(format!("{operation}'s answer does not parse: {e}")).to_string(),
-            )
+            StoreError::Unavailable(format!("{operation}'s answer does not parse: {e}"))
         })
     }
 
